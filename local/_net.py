@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ctypes
+import signal
 import socket
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -52,3 +55,16 @@ def wait_until(
         if time.monotonic() > deadline:
             raise TimeoutError(f"{what} was not ready within {timeout_s:.0f} s")
         time.sleep(interval_s)
+
+
+def die_with_parent() -> None:
+    """``preexec_fn`` for children: Linux sends them SIGTERM if the process that started them dies.
+
+    The stack stops its children on SIGINT/SIGTERM itself; this covers SIGKILL and crashes, so no
+    emulator is ever left orphaned.
+    """
+    if sys.platform != "linux":
+        return
+    pr_set_pdeathsig = 1
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(pr_set_pdeathsig, signal.SIGTERM)

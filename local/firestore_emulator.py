@@ -18,7 +18,7 @@ from pathlib import Path
 from types import FrameType
 from typing import IO
 
-from local._net import LOOPBACK, free_port, http_get, wait_until
+from local._net import LOOPBACK, die_with_parent, free_port, http_get, wait_until
 
 MAIN_CLASS = "com.google.cloud.datastore.emulator.firestore.CloudFirestore"
 JAR_IN_SDK = Path("platform/cloud-firestore-emulator/cloud-firestore-emulator.jar")
@@ -119,6 +119,7 @@ class FirestoreEmulator:
             stderr=subprocess.STDOUT,
             env=no_metadata_env(),
             start_new_session=True,
+            preexec_fn=die_with_parent,
         )
         try:
             wait_until(
