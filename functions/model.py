@@ -1,0 +1,357 @@
+"""The stored shape of meetings and participants (CONTRACT §3 "Documents"), as typed records.
+
+Pure: records convert to and from plain document dicts whose datetimes stay aware ``datetime``s
+(the Firestore client stores them as Timestamps and reads them back as aware datetimes). The
+adapter only moves these dicts; every field name lives here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from functions.attendance import (
+    Participant,
+    Session,
+    participant_doc_id,
+    participant_fingerprint,
+)
+from functions.schedule import Status
+
+Source = Literal["webhook", "backfill", "manual"]
+RevisionReason = Literal["poll", "backfill", "neighbour", "manual"]
+IpMode = Literal["full", "truncated", "none"]
+
+
+def meeting_id_for(
+    *,
+    external_id: str | None = None,
+    meeting_code: str | None = None,
+    ended_at: datetime | None = None,
+    conference_id: str | None = None,
+) -> str:
+    """Deterministic, path-safe meeting ids (CONTRACT §4 identity).
+
+    ``x-`` + hash of the caller's ``external_id``; else ``c-`` + hash of code and ``ended_at``;
+    backfill meetings ``b-`` + hash of code and conference id. Hash-led ids spread writes evenly.
+    """
+    if external_id is not None:
+        return "x-" + _short_hash("external", external_id)
+    if meeting_code is None:
+        raise ValueError("a meeting id needs an external id or a meeting code")
+    if conference_id is not None:
+        return "b-" + _short_hash("conference", meeting_code, conference_id)
+    if ended_at is None:
+        raise ValueError("a meeting id needs ended_at or a conference id with the code")
+    return "c-" + _short_hash("code", meeting_code, _iso(ended_at))
+
+
+def _short_hash(*parts: str) -> str:
+    return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()[:24]
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, slots=True)
+class LastError:
+    code: str
+    message: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class MeetingRecord:
+    """``meetings/{meeting_id}``: CONTRACT fields first, then the chain's own bookkeeping."""
+
+    meeting_id: str
+    source: Source
+    meeting_code: str
+    ended_at: datetime
+    started_at: datetime | None
+    external_id: str | None
+    window_start: datetime
+    window_end: datetime
+    deadline: datetime
+    expected_participants: tuple[str, ...] = ()
+    missing_participants: tuple[str, ...] = ()
+    status: Status = Status.SCHEDULED
+    merged_into: str | None = None
+    attempts: int = 0
+    next_poll_at: datetime | None = None
+    last_polled_at: datetime | None = None
+    completed_at: datetime | None = None
+    last_error: LastError | None = None
+    attendance_source: Literal["estimated", "reports"] = "estimated"
+    revision: int = 0
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    # §1 meeting aggregates.
+    conference_ids: tuple[str, ...] = ()
+    calendar_event_id: str | None = None
+    organizer_email: str | None = None
+    actual_start: datetime | None = None
+    actual_end: datetime | None = None
+    participant_count: int = 0
+    total_attended_seconds: int = 0
+    # The chain: the sequence number of the task that may poll next; other deliveries are stale.
+    chain_seq: int = 1
+    chain_started: bool = False
+    # The settle rule's memory.
+    sessions_fingerprint: str | None = None
+    fingerprint_seen_since: datetime | None = None
+    successful_polls: int = 0
+    ever_found_sessions: bool = False
+    # participant doc id → fingerprint of what is stored, so unchanged documents are not rewritten.
+    participant_fingerprints: Mapping[str, str] = field(default_factory=dict)
+    lease_owner: str | None = None
+    lease_until: datetime | None = None
+
+    def with_changes(self, **changes: Any) -> MeetingRecord:
+        return replace(self, **changes)
+
+    def to_document(self) -> dict[str, Any]:
+        document = asdict(self)
+        document["status"] = str(self.status)
+        document["expected_participants"] = list(self.expected_participants)
+        document["missing_participants"] = list(self.missing_participants)
+        document["conference_ids"] = list(self.conference_ids)
+        document["participant_fingerprints"] = dict(self.participant_fingerprints)
+        return document
+
+    @classmethod
+    def from_document(cls, document: Mapping[str, Any]) -> MeetingRecord:
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in document.items() if k in known}
+        values["status"] = Status(values.get("status", Status.SCHEDULED))
+        for name in ("expected_participants", "missing_participants", "conference_ids"):
+            values[name] = tuple(values.get(name) or ())
+        values["participant_fingerprints"] = dict(values.get("participant_fingerprints") or {})
+        error = values.get("last_error")
+        values["last_error"] = None if not error else LastError(**error)
+        for name, value in list(values.items()):
+            if isinstance(value, datetime):
+                values[name] = _aware(value)
+        if values["last_error"] is not None:
+            values["last_error"] = replace(values["last_error"], at=_aware(values["last_error"].at))
+        return cls(**values)
+
+    def public_document(self) -> dict[str, Any]:
+        """The fields callers see (GET /meetings/{id}): everything but the chain's internals."""
+        document = self.to_document()
+        for name in _INTERNAL_MEETING_FIELDS:
+            document.pop(name, None)
+        return document
+
+
+_INTERNAL_MEETING_FIELDS = (
+    "chain_seq",
+    "chain_started",
+    "sessions_fingerprint",
+    "fingerprint_seen_since",
+    "successful_polls",
+    "ever_found_sessions",
+    "participant_fingerprints",
+    "lease_owner",
+    "lease_until",
+)
+
+
+def _aware(moment: datetime) -> datetime:
+    # The Firestore client returns aware UTC datetimes (with nanoseconds); normalise to datetime.
+    return datetime(
+        moment.year,
+        moment.month,
+        moment.day,
+        moment.hour,
+        moment.minute,
+        moment.second,
+        moment.microsecond,
+        tzinfo=UTC if moment.tzinfo is None else moment.tzinfo,
+    ).astimezone(UTC)
+
+
+def apply_ip_mode(address: str | None, mode: IpMode) -> str | None:
+    """``IP_ADDRESS_MODE``: full, truncated to /24 (IPv4) or /48 (IPv6), or dropped."""
+    if address is None or mode == "full":
+        return address
+    if mode == "none":
+        return None
+    try:
+        parsed = ipaddress.ip_address(address.strip())
+    except ValueError:
+        return None  # unparseable: storing it "truncated" could leak it whole
+    prefix = 24 if parsed.version == 4 else 48
+    return str(ipaddress.ip_network(f"{parsed}/{prefix}", strict=False).network_address)
+
+
+def session_document(session: Session, ip_mode: IpMode) -> dict[str, Any]:
+    return {
+        "conference_id": session.conference_id,
+        "endpoint_id": session.endpoint_id,
+        "join_time": session.join_time,
+        "leave_time": session.leave_time,
+        "duration_seconds": session.duration_seconds,
+        "device_type": session.device_type,
+        "ip_address": apply_ip_mode(session.ip_address, ip_mode),
+        "location_country": session.location_country,
+        "location_region": session.location_region,
+        "event_id": session.event_id,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class ParticipantRecord:
+    """``meetings/{id}/participants/{doc_id}`` (CONTRACT §3), with the fingerprint stored."""
+
+    doc_id: str
+    document: Mapping[str, Any]
+    fingerprint: str
+
+    @property
+    def participant_key(self) -> str:
+        return str(self.document["participant_key"])
+
+    @property
+    def attended_seconds(self) -> int:
+        return int(self.document["attended_seconds"])
+
+
+def participant_record(
+    participant: Participant,
+    *,
+    meeting: MeetingRecord,
+    revision: int,
+    status: Status,
+    ip_mode: IpMode,
+) -> ParticipantRecord:
+    document: dict[str, Any] = {
+        "participant_key": participant.participant_key,
+        "email": participant.email,
+        "identifier": participant.identifier,
+        "identifier_type": participant.identifier_type,
+        "display_name": participant.display_name,
+        "is_external": participant.is_external,
+        "first_join": participant.first_join,
+        "last_leave": participant.last_leave,
+        "session_count": participant.session_count,
+        "total_session_seconds": participant.total_session_seconds,
+        "attended_seconds": participant.attended_seconds,
+        "sessions": [session_document(s, ip_mode) for s in participant.sessions],
+        "estimated": False,
+        "absent": False,
+    }
+    fingerprint = _fingerprint_of(participant_fingerprint(participant), ip_mode, "real")
+    return _with_meeting_fields(
+        participant.participant_key, document, fingerprint, meeting, revision, status
+    )
+
+
+def estimated_record(
+    key: str, *, meeting: MeetingRecord, revision: int, status: Status
+) -> ParticipantRecord:
+    """An expected participant before real data: the declared class length (CONTRACT §3)."""
+    start = meeting.started_at or meeting.ended_at
+    document: dict[str, Any] = {
+        **_identity_fields(key),
+        "is_external": False,
+        "first_join": start,
+        "last_leave": meeting.ended_at,
+        "session_count": 0,
+        "total_session_seconds": 0,
+        "attended_seconds": round((meeting.ended_at - start).total_seconds()),
+        "sessions": [],
+        "estimated": True,
+        "absent": False,
+    }
+    fingerprint = _fingerprint_of(key, _iso(start), _iso(meeting.ended_at), "estimated")
+    return _with_meeting_fields(key, document, fingerprint, meeting, revision, status)
+
+
+def absent_record(
+    key: str, *, meeting: MeetingRecord, revision: int, status: Status
+) -> ParticipantRecord:
+    document: dict[str, Any] = {
+        **_identity_fields(key),
+        "is_external": False,
+        "first_join": None,
+        "last_leave": None,
+        "session_count": 0,
+        "total_session_seconds": 0,
+        "attended_seconds": 0,
+        "sessions": [],
+        "estimated": False,
+        "absent": True,
+    }
+    fingerprint = _fingerprint_of(key, "absent")
+    return _with_meeting_fields(key, document, fingerprint, meeting, revision, status)
+
+
+def _identity_fields(key: str) -> dict[str, Any]:
+    is_email = "@" in key and ":" not in key.split("@", 1)[0]
+    kind, _, rest = key.partition(":")
+    identifier_type = {"phone": "phone_number", "device": "device_id"}.get(kind, kind)
+    return {
+        "participant_key": key,
+        "email": key if is_email else None,
+        "identifier": key if is_email else (rest if kind not in ("anon", "endpoint") else None),
+        "identifier_type": "email_address"
+        if is_email
+        else (identifier_type if kind not in ("anon", "endpoint") else None),
+        "display_name": rest if kind == "anon" else None,
+    }
+
+
+def _fingerprint_of(*parts: str) -> str:
+    return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()[:16]
+
+
+def _with_meeting_fields(
+    key: str,
+    document: dict[str, Any],
+    fingerprint: str,
+    meeting: MeetingRecord,
+    revision: int,
+    status: Status,
+) -> ParticipantRecord:
+    document.update(
+        {
+            "meeting_id": meeting.meeting_id,
+            "meeting_code": meeting.meeting_code,
+            "ended_at": meeting.ended_at,
+            "revision": revision,
+            "meeting_status": str(status),
+            "fingerprint": fingerprint,
+        }
+    )
+    return ParticipantRecord(participant_doc_id(key), document, fingerprint)
+
+
+@dataclass(frozen=True, slots=True)
+class AttendanceChange:
+    participant_key: str
+    before: int | None
+    after: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class RevisionRecord:
+    """``meetings/{id}/revisions/{revision}``: the audit trail for billing disputes."""
+
+    revision: int
+    at: datetime
+    reason: RevisionReason
+    changes: Sequence[AttendanceChange]
+
+    def to_document(self) -> dict[str, Any]:
+        return {
+            "revision": self.revision,
+            "at": self.at,
+            "reason": self.reason,
+            "changes": [asdict(change) for change in self.changes],
+        }

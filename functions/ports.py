@@ -1,0 +1,112 @@
+"""The ports the use cases talk to. Adapters implement them; unit tests use small fakes.
+
+No Google type crosses these interfaces: records, plain dicts of Reports activities and aware
+datetimes only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal, Protocol
+
+from functions.errors import AppError
+from functions.model import MeetingRecord, ParticipantRecord, RevisionRecord
+
+Clock = Callable[[], datetime]
+CollectReason = Literal["poll", "neighbour", "backfill", "manual", "restart"]
+
+
+@dataclass(frozen=True, slots=True)
+class CollectTask:
+    """What a collect task carries: which meeting, which link of its chain, and why."""
+
+    meeting_id: str
+    attempt: int
+    reason: CollectReason = "poll"
+
+
+class ReportsError(AppError):
+    """A Reports poll that failed after the adapter's own retries.
+
+    ``kind`` is ``permission`` (delegation or admin set-up; the message names the missing step),
+    ``quota`` (still over quota after backing off) or ``transient`` (5xx, network).
+    """
+
+    def __init__(self, message: str, *, kind: Literal["permission", "quota", "transient"]) -> None:
+        super().__init__(message, status=502, retryable=kind != "permission", code=kind)
+        self.kind = kind
+
+
+@dataclass(frozen=True, slots=True)
+class ReportsPage:
+    activities: Sequence[Mapping[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class FetchStats:
+    pages: int
+    requests: int
+    activities: int
+
+
+class ReportsSource(Protocol):
+    def call_ended(
+        self, *, meeting_code: str | None, start: datetime, end: datetime | None = None
+    ) -> tuple[list[Mapping[str, Any]], FetchStats]:
+        """Every ``call_ended`` activity (all pages) for the code (API form); ReportsError."""
+        ...
+
+
+class TaskQueue(Protocol):
+    def enqueue(self, task: CollectTask, *, task_id: str, at: datetime) -> bool:
+        """Create the named task; False when a task of that name exists or ran recently."""
+        ...
+
+
+class MeetingStore(Protocol):
+    def get(self, meeting_id: str) -> MeetingRecord | None: ...
+
+    def create(self, meeting: MeetingRecord) -> bool:
+        """Insert if absent; False when a meeting with that id exists."""
+        ...
+
+    def update(
+        self,
+        meeting_id: str,
+        change: Callable[[MeetingRecord], MeetingRecord | None],
+    ) -> MeetingRecord | None:
+        """Read-modify-write in one transaction. ``change`` returns the new record, or None to
+        leave the stored one as it is. Returns what is stored afterwards (None if no meeting)."""
+        ...
+
+    def with_code(self, meeting_code: str) -> list[MeetingRecord]: ...
+
+    def participants(self, meeting_id: str) -> list[dict[str, Any]]: ...
+
+    def participant_documents(
+        self, meeting_id: str, doc_ids: Iterable[str]
+    ) -> dict[str, dict[str, Any]]: ...
+
+    def write_participants(
+        self,
+        meeting_id: str,
+        *,
+        upserts: Sequence[ParticipantRecord] = (),
+        deletes: Sequence[str] = (),
+        status_updates: Sequence[str] = (),
+        status: str | None = None,
+    ) -> int:
+        """Batched writes (≤ 500 per commit); returns the number of document writes."""
+        ...
+
+    def write_revision(self, meeting_id: str, revision: RevisionRecord) -> None: ...
+
+    def delivery(self, webhook_id: str) -> str | None:
+        """The meeting id a webhook-id was accepted for, if it was seen before."""
+        ...
+
+    def remember_delivery(
+        self, webhook_id: str, meeting_id: str, *, expire_at: datetime
+    ) -> None: ...

@@ -1,0 +1,142 @@
+"""Small in-memory implementations of our own ports, for unit tests of the use cases."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from functions.model import MeetingRecord, ParticipantRecord, RevisionRecord
+from functions.ports import CollectTask, FetchStats, ReportsError
+
+
+class MemoryStore:
+    def __init__(self) -> None:
+        self.meetings: dict[str, MeetingRecord] = {}
+        self.participant_docs: dict[str, dict[str, dict[str, Any]]] = {}
+        self.revision_docs: dict[str, dict[int, dict[str, Any]]] = {}
+        self.deliveries: dict[str, str] = {}
+        self.participant_writes = 0
+
+    def get(self, meeting_id: str) -> MeetingRecord | None:
+        return self.meetings.get(meeting_id)
+
+    def create(self, meeting: MeetingRecord) -> bool:
+        if meeting.meeting_id in self.meetings:
+            return False
+        self.meetings[meeting.meeting_id] = meeting
+        return True
+
+    def update(
+        self, meeting_id: str, change: Callable[[MeetingRecord], MeetingRecord | None]
+    ) -> MeetingRecord | None:
+        current = self.meetings.get(meeting_id)
+        if current is None:
+            return None
+        updated = change(current)
+        if updated is None:
+            return current
+        self.meetings[meeting_id] = updated
+        return updated
+
+    def with_code(self, meeting_code: str) -> list[MeetingRecord]:
+        return [m for m in self.meetings.values() if m.meeting_code == meeting_code]
+
+    def participants(self, meeting_id: str) -> list[dict[str, Any]]:
+        return [copy.deepcopy(d) for d in self.participant_docs.get(meeting_id, {}).values()]
+
+    def participant_documents(
+        self, meeting_id: str, doc_ids: Iterable[str]
+    ) -> dict[str, dict[str, Any]]:
+        stored = self.participant_docs.get(meeting_id, {})
+        return {d: copy.deepcopy(stored[d]) for d in doc_ids if d in stored}
+
+    def write_participants(
+        self,
+        meeting_id: str,
+        *,
+        upserts: Sequence[ParticipantRecord] = (),
+        deletes: Sequence[str] = (),
+        status_updates: Sequence[str] = (),
+        status: str | None = None,
+    ) -> int:
+        stored = self.participant_docs.setdefault(meeting_id, {})
+        for record in upserts:
+            stored[record.doc_id] = dict(record.document)
+        for doc_id in deletes:
+            stored.pop(doc_id, None)
+        if status is not None:
+            for doc_id in status_updates:
+                if doc_id in stored:
+                    stored[doc_id]["meeting_status"] = status
+        writes = len(upserts) + len(deletes) + (len(status_updates) if status else 0)
+        self.participant_writes += writes
+        return writes
+
+    def write_revision(self, meeting_id: str, revision: RevisionRecord) -> None:
+        self.revision_docs.setdefault(meeting_id, {})[revision.revision] = revision.to_document()
+
+    def delivery(self, webhook_id: str) -> str | None:
+        return self.deliveries.get(webhook_id)
+
+    def remember_delivery(self, webhook_id: str, meeting_id: str, *, expire_at: datetime) -> None:
+        self.deliveries[webhook_id] = meeting_id
+
+
+@dataclass
+class QueuedTask:
+    task: CollectTask
+    task_id: str
+    at: datetime
+
+
+@dataclass
+class MemoryQueue:
+    tasks: list[QueuedTask] = field(default_factory=list)
+    names: set[str] = field(default_factory=set)
+
+    def enqueue(self, task: CollectTask, *, task_id: str, at: datetime) -> bool:
+        if task_id in self.names:
+            return False
+        self.names.add(task_id)
+        self.tasks.append(QueuedTask(task, task_id, at))
+        return True
+
+    def pop_next(self) -> QueuedTask:
+        due = min(self.tasks, key=lambda t: t.at)
+        self.tasks.remove(due)
+        return due
+
+
+@dataclass
+class ScriptedReports:
+    """Serves whatever activities are visible; ``failures`` are raised first, one per call."""
+
+    activities: list[Mapping[str, Any]] = field(default_factory=list)
+    failures: list[ReportsError] = field(default_factory=list)
+    calls: list[dict[str, Any]] = field(default_factory=list)
+
+    def call_ended(
+        self, *, meeting_code: str | None, start: datetime, end: datetime | None = None
+    ) -> tuple[list[Mapping[str, Any]], FetchStats]:
+        self.calls.append({"meeting_code": meeting_code, "start": start, "end": end})
+        if self.failures:
+            raise self.failures.pop(0)
+        selected = []
+        for item in self.activities:
+            params = item["events"][0]["parameters"]
+            code = next(p["value"] for p in params if p["name"] == "meeting_code")
+            if meeting_code is None or code == meeting_code:
+                selected.append(item)
+        pages = max(1, -(-len(selected) // 1000))
+        return selected, FetchStats(pages=pages, requests=pages, activities=len(selected))
+
+
+class ManualClock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
