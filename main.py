@@ -1,31 +1,46 @@
-"""Cloud Functions entry points: ingest, collect, backfill.
+"""Cloud Functions entry points: ingest (public, signed), collect (Cloud Tasks), backfill.
 
-Until the pipeline lands, each answers 501 so the local stack can show every part answering.
+Each adapts Flask to the framework-free handlers in ``functions.app`` and nothing more.
 """
 
 from __future__ import annotations
 
-import json
-
 import flask
 import functions_framework
 
+from functions import app
+from functions.http_edge import MAX_BODY_BYTES
 
-def _not_implemented(name: str) -> flask.Response:
-    body = {"error": {"code": "not_implemented", "message": f"{name} is not implemented yet"}}
-    return flask.Response(json.dumps(body), status=501, mimetype="application/json")
+
+def _request(request: flask.Request) -> app.HttpRequest:
+    # Read at most one byte past the limit: enough to refuse a large body without holding it.
+    body = request.stream.read(MAX_BODY_BYTES + 1)
+    return app.HttpRequest(
+        method=request.method,
+        path=request.path,
+        headers={name.lower(): value for name, value in request.headers.items()},
+        body=body,
+        content_type=request.content_type,
+        content_length=request.content_length,
+    )
+
+
+def _response(answer: app.Response) -> flask.Response:
+    status, body = answer
+    return flask.Response(app.json_bytes(body), status=status, mimetype="application/json")
 
 
 @functions_framework.http
 def ingest(request: flask.Request) -> flask.Response:
-    return _not_implemented("ingest")
+    return _response(app.ingest(_request(request)))
 
 
 @functions_framework.http
 def collect(request: flask.Request) -> flask.Response:
-    return _not_implemented("collect")
+    return _response(app.collect(_request(request)))
 
 
 @functions_framework.http
 def backfill(request: flask.Request) -> flask.Response:
-    return _not_implemented("backfill")
+    body = {"error": {"code": "not_implemented", "message": "backfill is not implemented yet"}}
+    return _response((501, body))

@@ -1,0 +1,126 @@
+"""A small client of a running local stack (what ``.local/stack.env`` describes).
+
+Used by the demo and the end-to-end tests: signs webhooks the Standard Webhooks way, feeds the fake
+Reports API, reads meetings back through ``GET /meetings/{id}`` and flips the emulators' switches.
+Every URL it touches is on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import requests
+
+from functions.http_edge import sign_webhook
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    body: Any
+
+
+@dataclass
+class StackClient:
+    env: Mapping[str, str]
+    timeout_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        for name in ("INGEST_URL", "REPORTS_API_ENDPOINT", "TASKS_EMULATOR_CONTROL_URL"):
+            if not self.env.get(name, "").startswith("http://127.0.0.1:"):
+                raise ValueError(f"{name} must be a loopback URL of the local stack")
+        self._session = requests.Session()
+
+    @property
+    def secret(self) -> str:
+        return self.env["WEBHOOK_SECRET"].split(",")[0]
+
+    def signed(
+        self,
+        method: str,
+        path: str,
+        body: bytes = b"",
+        *,
+        webhook_id: str | None = None,
+        timestamp: datetime | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> Answer:
+        headers = sign_webhook(
+            secret=self.secret,
+            webhook_id=webhook_id or f"msg_{uuid.uuid4().hex}",
+            timestamp=timestamp or datetime.now(UTC),
+            body=body,
+        )
+        if body:
+            headers["Content-Type"] = "application/json"
+        headers.update(extra_headers or {})
+        url = self.env["INGEST_URL"].rstrip("/") + path
+        response = self._session.request(
+            method, url, data=body, headers=headers, timeout=self.timeout_s
+        )
+        return Answer(response.status_code, _json_or_text(response))
+
+    def meeting_ended(self, payload: Mapping[str, Any], *, webhook_id: str | None = None) -> Answer:
+        body = json.dumps(payload).encode()
+        return self.signed("POST", "/", body, webhook_id=webhook_id)
+
+    def meeting(self, meeting_id: str) -> Answer:
+        return self.signed("GET", f"/meetings/{meeting_id}")
+
+    def sync(self, meeting_id: str) -> Answer:
+        return self.signed("POST", f"/meetings/{meeting_id}/sync")
+
+    # The fake Reports API and the Cloud Tasks emulator's controls.
+
+    def add_activities(self, activities: list[dict[str, Any]], visible_after_s: float = 0) -> None:
+        self._post(
+            self.env["REPORTS_API_ENDPOINT"] + "/_fake/activities",
+            {"activities": activities, "visible_after_s": visible_after_s},
+        )
+
+    def add_fault(self, kind: str, *, count: int = 1, retry_after_s: float | None = None) -> None:
+        fault: dict[str, Any] = {"kind": kind, "count": count}
+        if retry_after_s is not None:
+            fault["retry_after_s"] = retry_after_s
+        self._post(self.env["REPORTS_API_ENDPOINT"] + "/_fake/faults", fault)
+
+    def reports_requests(self) -> list[dict[str, Any]]:
+        response = self._session.get(
+            self.env["REPORTS_API_ENDPOINT"] + "/_fake/requests", timeout=self.timeout_s
+        )
+        response.raise_for_status()
+        result: list[dict[str, Any]] = response.json()
+        return result
+
+    def dispatches(self) -> list[dict[str, Any]]:
+        response = self._session.get(
+            self.env["TASKS_EMULATOR_CONTROL_URL"] + "/_emulator/dispatches", timeout=self.timeout_s
+        )
+        response.raise_for_status()
+        result: list[dict[str, Any]] = response.json()
+        return result
+
+    def tasks_config(self, **switches: bool) -> None:
+        self._post(self.env["TASKS_EMULATOR_CONTROL_URL"] + "/_emulator/config", switches)
+
+    def reset(self) -> None:
+        """Empty the fake Reports API and the task queue (Firestore is cleared separately)."""
+        self._post(self.env["REPORTS_API_ENDPOINT"] + "/_fake/reset", {})
+        self._post(self.env["TASKS_EMULATOR_CONTROL_URL"] + "/_emulator/reset", {})
+        self.tasks_config(deliver_twice=False, run_immediately=False)
+
+    def _post(self, url: str, payload: Mapping[str, Any]) -> None:
+        response = self._session.post(url, json=payload, timeout=self.timeout_s)
+        response.raise_for_status()
+
+
+def _json_or_text(response: requests.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return response.text
