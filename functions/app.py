@@ -33,7 +33,7 @@ from functions.http_edge import (
     verify_webhook_signature,
 )
 from functions.model import apply_ip_mode
-from functions.ports import CollectTask, FetchStats, ReportsError
+from functions.ports import FetchStats, ReportsError
 from functions.schedule import Timing
 from functions.service import (
     Declared,
@@ -284,8 +284,7 @@ def collect(request: HttpRequest, rt: Runtime | None = None) -> Response:
             certs_url=current.settings.oidc_certs_url,
             request=current.oidc_request,
         )
-        parsed = parse_collect_task(request.body)
-        task = CollectTask(parsed.meeting_id, parsed.attempt, parsed.reason)
+        task = parse_collect_task(request.body)
         with logs.bind(meeting_id=task.meeting_id, attempt=task.attempt):
             logs.info(
                 "collect task received",
