@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -80,12 +81,25 @@ def reports_credentials(settings: Settings) -> Credentials:
     return keyless_delegated_credentials(subject=subject)
 
 
-def reports_service(settings: Settings, *, timeout_s: float = 60.0) -> Any:
+def reports_service(
+    settings: Settings, *, timeout_s: float = 60.0, credentials: Credentials | None = None
+) -> Any:
+    """The stock Reports client; ``credentials`` defaults to :func:`reports_credentials`."""
     options = (
         {"api_endpoint": settings.reports_api_endpoint} if settings.reports_api_endpoint else None
     )
+    if credentials is None:
+        credentials = reports_credentials(settings)
+    # AuthorizedHttp refreshes the token and resends on a 401 (twice by default). The Reports API
+    # also answers 401 when the subject is not an admin, which no refresh cures: allow one refresh
+    # (a token revoked in flight) and none at all for anonymous credentials, which cannot refresh
+    # and would turn the 401 into google.auth's InvalidOperation.
+    anonymous = isinstance(credentials, AnonymousCredentials)
     http = google_auth_httplib2.AuthorizedHttp(
-        reports_credentials(settings), http=httplib2.Http(timeout=timeout_s)
+        credentials,
+        http=httplib2.Http(timeout=timeout_s),
+        refresh_status_codes=() if anonymous else (401,),
+        max_refresh_attempts=1,
     )
     return build(
         "admin",
@@ -179,7 +193,15 @@ class GoogleReportsSource:
                 )
                 retry_after = _retry_after(error)
             except google.auth.exceptions.GoogleAuthError as error:
-                raise ReportsError(describe_token_error(error), kind="permission") from None
+                # Raised by the token refresh inside execute(): RefreshError from the token
+                # endpoint, TransportError from IAM signBlob or the network. Set-up problems are
+                # permanent; google-auth flags the token endpoint's own 5xx as retryable, and a
+                # TransportError not about signBlob is the network failing.
+                message = describe_token_error(error)
+                if not _transient_auth_error(error):
+                    raise ReportsError(message, kind="permission") from None
+                failure = ReportsError(f"{message} after {attempt} attempt(s)", kind="transient")
+                retry_after = None
             except (TimeoutError, OSError, httplib2.HttpLib2Error) as error:
                 failure = ReportsError(
                     f"Reports API unreachable ({type(error).__name__}) after {attempt} attempt(s)",
@@ -194,6 +216,19 @@ class GoogleReportsSource:
                 raise failure
             self._sleep(delay)
             waited += delay
+
+
+def _transient_auth_error(error: google.auth.exceptions.GoogleAuthError) -> bool:
+    """A token failure worth retrying: the token endpoint's own 5xx (google-auth flags it
+    retryable) or a TransportError that is not IAM refusing signBlob (the network failing)."""
+    if getattr(error, "retryable", False):
+        return True
+    if not isinstance(error, google.auth.exceptions.TransportError):
+        return False
+    return _REFUSED.search(str(error)) is None
+
+
+_REFUSED = re.compile(r"\b(?:401|403)\b|PERMISSION_DENIED|SERVICE_DISABLED|UNAUTHENTICATED")
 
 
 def _reasons(error: HttpError) -> frozenset[str]:

@@ -1,0 +1,206 @@
+"""Pure selection of a meeting's sessions (CONTRACT §3 "Which sessions belong to a meeting").
+
+Timeline of one code, meetings ordered by ``ended_at`` (ties: ``meeting_id``)::
+
+    E: [declared start - before ··· ended_at + after]        window of E
+    L:                   [declared start - before ··· ended_at + after]
+                  credited E ──────────▶|◀────────── credited L
+                                  boundary = midpoint(E.ended_at, L.started_at)
+
+- Windows overlap → one boundary: the midpoint of ``E.ended_at`` and ``L.started_at``
+  (``E.ended_at`` when L has no ``started_at``).
+- Windows do not overlap → no boundary; each side stays open towards the other, but what is
+  credited there stops at the meeting's own window edge. Otherwise a session that starts in E's
+  window and ends in L's would be credited to both; the gap between the windows, far from both
+  classes, is credited to neither.
+- No meeting on a side → open on that side: overtime and early arrivals are not clipped.
+- ``merged`` meetings take no part and get no sessions.
+
+Credited spans are half-open ``[lo, hi)`` with ``lo₀ ≤ hi₀ ≤ lo₁ ≤ hi₁ ≤ …`` enforced while they
+are built, so no instant (hence no second of a session) is ever credited twice, whatever the
+declared times are — even inconsistent ones (a later class declared to start before an earlier one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Final
+
+from functions.attendance import (
+    Meeting,
+    Session,
+    Span,
+    build_meeting,
+    canonical_meeting_code,
+    from_ms,
+    to_ms,
+)
+
+__all__ = [
+    "DEFAULT_DECLARED_LENGTH",
+    "MeetingSelection",
+    "MeetingSpec",
+    "credited_spans",
+    "reports_query_start",
+    "select_meetings",
+]
+
+DEFAULT_DECLARED_LENGTH: Final = timedelta(hours=4)
+
+
+@dataclass(frozen=True, slots=True)
+class MeetingSpec:
+    """What selection needs to know about one meeting."""
+
+    meeting_id: str
+    meeting_code: str
+    ended_at: datetime
+    started_at: datetime | None = None
+    merged: bool = False
+    window_before_s: int = 900
+    window_after_s: int = 3600
+    calendar_event_id: str | None = None
+    organizer_email: str | None = None
+
+    @property
+    def code(self) -> str:
+        return canonical_meeting_code(self.meeting_code)
+
+    @property
+    def declared_start(self) -> datetime:
+        if self.started_at is not None:
+            return self.started_at
+        return self.ended_at - DEFAULT_DECLARED_LENGTH
+
+    @property
+    def window(self) -> Span:
+        return Span(*_window_bounds(self))
+
+
+@dataclass(frozen=True, slots=True)
+class MeetingSelection:
+    """One meeting's share: its credited span, what it selects, and the clipped aggregates.
+
+    ``clip`` is the credited span, or ``None`` when it is open on both sides (nothing clipped).
+    ``sessions`` keep their real join and leave times; ``meeting`` is computed on clipped intervals.
+    """
+
+    meeting_id: str
+    window: Span
+    credited: Span
+    clip: Span | None
+    sessions: tuple[Session, ...]
+    meeting: Meeting
+
+    @property
+    def selection_span(self) -> Span:
+        """``window ∩ credited``: a session belongs when it overlaps this span."""
+        return self.window.intersection(self.credited)
+
+
+def _ordered(meetings: Iterable[MeetingSpec]) -> list[MeetingSpec]:
+    return sorted(meetings, key=lambda m: (m.ended_at, m.meeting_id))
+
+
+def _window_bounds(meeting: MeetingSpec) -> tuple[datetime, datetime]:
+    return (
+        meeting.declared_start - timedelta(seconds=meeting.window_before_s),
+        meeting.ended_at + timedelta(seconds=meeting.window_after_s),
+    )
+
+
+def _cut(earlier: MeetingSpec, later: MeetingSpec) -> tuple[datetime, datetime]:
+    """(where ``earlier``'s credit ends, where ``later``'s begins) for consecutive meetings."""
+    earlier_start, earlier_end = _window_bounds(earlier)
+    later_start, later_end = _window_bounds(later)
+    if earlier_end > later_start and later_end > earlier_start:
+        if later.started_at is None:
+            boundary = earlier.ended_at
+        else:
+            # Integer milliseconds: the midpoint is exact to the precision kept everywhere.
+            boundary = from_ms((to_ms(earlier.ended_at) + to_ms(later.started_at)) // 2)
+        return boundary, boundary
+    return earlier_end, later_start
+
+
+def _spans_for_code(meetings: Sequence[MeetingSpec]) -> dict[str, Span]:
+    ordered = _ordered(m for m in meetings if not m.merged)
+    result: dict[str, Span] = {}
+    lower: datetime | None = None
+    for index, meeting in enumerate(ordered):
+        upper: datetime | None = None
+        next_lower: datetime | None = None
+        if index + 1 < len(ordered):
+            upper, next_lower = _cut(meeting, ordered[index + 1])
+            if lower is not None and upper < lower:
+                upper = lower
+            next_lower = max(next_lower, upper)
+        result[meeting.meeting_id] = Span(lower, upper)
+        lower = next_lower
+    return result
+
+
+def credited_spans(meetings: Iterable[MeetingSpec]) -> dict[str, Span]:
+    """The credited span of every non-merged meeting, partitioning time per meeting code."""
+    by_code: dict[str, list[MeetingSpec]] = {}
+    for meeting in meetings:
+        by_code.setdefault(meeting.code, []).append(meeting)
+    spans: dict[str, Span] = {}
+    for group in by_code.values():
+        spans.update(_spans_for_code(group))
+    return spans
+
+
+def select_meetings(
+    meetings: Iterable[MeetingSpec], sessions: Iterable[Session]
+) -> dict[str, MeetingSelection]:
+    """Each non-merged meeting's sessions and clipped aggregates.
+
+    ``meetings`` should hold every meeting of the codes involved (neighbours decide the spans);
+    ``sessions`` are de-duplicated sessions (any codes; each meeting takes those of its own code).
+    """
+    specs = list(meetings)
+    spans = credited_spans(specs)
+    by_code: dict[str, list[Session]] = {}
+    for session in sessions:
+        if session.meeting_code is not None:
+            by_code.setdefault(canonical_meeting_code(session.meeting_code), []).append(session)
+    selections: dict[str, MeetingSelection] = {}
+    for spec in specs:
+        if spec.meeting_id not in spans:
+            continue
+        credited = spans[spec.meeting_id]
+        window = spec.window
+        selection_span = window.intersection(credited)
+        chosen = tuple(
+            s
+            for s in by_code.get(spec.code, ())
+            if selection_span.overlaps(s.join_time, s.leave_time)
+        )
+        clip = None if credited == Span() else credited
+        meeting = build_meeting(
+            chosen,
+            clip=clip,
+            meeting_code=spec.code,
+            calendar_event_id=spec.calendar_event_id,
+            organizer_email=spec.organizer_email,
+        )
+        selections[spec.meeting_id] = MeetingSelection(
+            meeting_id=spec.meeting_id,
+            window=window,
+            credited=credited,
+            clip=clip,
+            sessions=chosen,
+            meeting=meeting,
+        )
+    return selections
+
+
+def reports_query_start(selection: MeetingSelection) -> datetime | None:
+    """The earliest ``id.time`` (leave time) a session of this meeting can have.
+
+    There is deliberately no matching end: a participant who stays past ``ended_at`` leaves later.
+    """
+    return selection.selection_span.start
