@@ -133,8 +133,24 @@ def to_json(value: Any) -> Any:
     return value
 
 
-def guarded(handler: Callable[[], Response]) -> Response:
+def _trace(request: HttpRequest, rt: Runtime | None) -> dict[str, str]:
+    header = request.headers.get("x-cloud-trace-context")
+    if not header:
+        return {}
+    try:
+        project = (rt or runtime()).settings.google_cloud_project
+    except AppError:
+        return {}
+    return logs.trace_field(header, project)
+
+
+def guarded(handler: Callable[[], Response], request: HttpRequest, rt: Runtime | None) -> Response:
     """Map every failure to an answer: AppErrors by their status, anything else to a 500."""
+    with logs.bind(**_trace(request, rt)):
+        return _answer(handler)
+
+
+def _answer(handler: Callable[[], Response]) -> Response:
     try:
         return handler()
     except AppError as error:
@@ -184,7 +200,7 @@ def ingest(request: HttpRequest, rt: Runtime | None = None) -> Response:
                 )
             return 200, meeting_view(current, meeting_id)
 
-    return guarded(handle)
+    return guarded(handle, request, rt)
 
 
 def _meeting_ended(rt: Runtime, body: bytes, *, webhook_id: str, now: datetime) -> Response:
@@ -301,7 +317,7 @@ def collect(request: HttpRequest, rt: Runtime | None = None) -> Response:
                 "revision": outcome.meeting.revision,
             }
 
-    return guarded(handle)
+    return guarded(handle, request, rt)
 
 
 def json_bytes(body: Mapping[str, Any]) -> bytes:

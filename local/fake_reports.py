@@ -699,7 +699,11 @@ class _Handler(BaseHTTPRequestHandler):
         for name, value in (headers or {}).items():
             self.send_header(name, value)
         self.end_headers()
-        self.wfile.write(data)
+        try:
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            # The client gave up (its timeout passed, as a slow fault intends): nothing to answer.
+            self.close_connection = True
 
     def _reports(
         self, method: str, path: str, query: dict[str, str]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 
 import grpc
@@ -11,6 +10,7 @@ from google.cloud import tasks_v2
 from google.cloud.tasks_v2.services.cloud_tasks.transports import CloudTasksGrpcTransport
 
 from functions.config import Settings
+from functions.http_edge import collect_task_body
 from functions.ports import CollectTask
 
 
@@ -20,11 +20,6 @@ def tasks_client(settings: Settings) -> tasks_v2.CloudTasksClient:
         channel = grpc.insecure_channel(settings.cloud_tasks_emulator_host)
         return tasks_v2.CloudTasksClient(transport=CloudTasksGrpcTransport(channel=channel))
     return tasks_v2.CloudTasksClient()
-
-
-def collect_task_body(task: CollectTask) -> bytes:
-    payload = {"meeting_id": task.meeting_id, "attempt": task.attempt, "reason": task.reason}
-    return json.dumps(payload, separators=(",", ":")).encode()
 
 
 class CloudTasksQueue:

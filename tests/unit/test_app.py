@@ -1,0 +1,221 @@
+"""The HTTP handlers over in-memory ports: statuses, bodies and the structured log lines."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import google.auth.transport.requests
+import pytest
+
+from functions import app
+from functions.config import Settings
+from functions.http_edge import sign_webhook
+from functions.schedule import Timing
+from functions.service import Deps, poll_meeting
+from local.simulate import Stay, activities_for
+from tests.fakes import ManualClock, MemoryQueue, MemoryStore, ScriptedReports
+
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+NOW = datetime(2026, 11, 20, 11, 0, tzinfo=UTC)
+END = NOW - timedelta(minutes=15)
+SETTINGS = Settings.from_env(
+    {
+        "GOOGLE_CLOUD_PROJECT": "acme",
+        "TASKS_LOCATION": "here",
+        "TASKS_QUEUE": "q",
+        "COLLECT_URL": "http://127.0.0.1:9/",
+        "TASKS_SERVICE_ACCOUNT": "tasks@acme.iam.gserviceaccount.com",
+        "REPORTS_API_ENDPOINT": "http://127.0.0.1:9",
+        "WEBHOOK_SECRET": SECRET,
+    }
+)
+
+
+@pytest.fixture
+def rt() -> app.Runtime:
+    deps = Deps(
+        store=MemoryStore(),
+        queue=MemoryQueue(),
+        reports=ScriptedReports(),
+        clock=ManualClock(NOW),
+        timing=Timing(),
+    )
+    return app.Runtime(SETTINGS, deps, google.auth.transport.requests.Request())
+
+
+def signed(
+    method: str, path: str, body: bytes = b"", *, headers: dict[str, str] | None = None
+) -> app.HttpRequest:
+    signature = sign_webhook(secret=SECRET, webhook_id="msg_1", timestamp=NOW, body=body)
+    all_headers = {k.lower(): v for k, v in signature.items()}
+    all_headers.update(headers or {})
+    return app.HttpRequest(
+        method=method,
+        path=path,
+        headers=all_headers,
+        body=body,
+        content_type="application/json" if body else None,
+        content_length=len(body),
+    )
+
+
+def meeting_ended_body(**extra: Any) -> bytes:
+    payload = {
+        "type": "meeting.ended",
+        "meeting_code": "ABC-defg-HIJ",
+        "ended_at": "2026-11-20T10:45:00Z",
+        "started_at": "2026-11-20T10:00:00+00:00",
+        "expected_participants": ["Teacher@School.example"],
+    }
+    payload.update(extra)
+    return json.dumps(payload).encode()
+
+
+def log_lines(capsys: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.strip()]
+
+
+def test_meeting_ended_answers_202_then_200_with_the_same_meeting(rt: app.Runtime) -> None:
+    status, body = app.ingest(signed("POST", "/", meeting_ended_body()), rt)
+    assert status == 202
+    assert body == {
+        "meeting_id": body["meeting_id"],
+        "status": "scheduled",
+        "first_poll_at": "2026-11-20T11:00:00.000Z",
+        "deadline": "2026-11-21T10:45:00.000Z",
+    }
+    again_status, again = app.ingest(signed("POST", "/", meeting_ended_body()), rt)
+    assert (again_status, again["meeting_id"]) == (200, body["meeting_id"])
+
+
+def test_get_meeting_shows_the_document_and_estimates(rt: app.Runtime) -> None:
+    _, created = app.ingest(signed("POST", "/", meeting_ended_body()), rt)
+    status, view = app.ingest(signed("GET", f"/meetings/{created['meeting_id']}"), rt)
+    assert status == 200
+    meeting = view["meeting"]
+    assert meeting["meeting_code"] == "abc-defg-hij"
+    assert meeting["status"] == "scheduled"
+    assert meeting["revision"] == 0
+    assert meeting["expected_participants"] == ["teacher@school.example"]
+    assert "lease_owner" not in meeting  # the chain's internals stay inside
+    assert view["participants"][0]["estimated"] is True
+    assert view["participants"][0]["attended_seconds"] == 45 * 60
+    assert "fingerprint" not in view["participants"][0]
+
+
+@pytest.mark.parametrize(
+    ("request_", "status", "code"),
+    [
+        (signed("GET", "/meetings/nope"), 404, "not_found"),
+        (signed("PUT", "/"), 405, "method_not_allowed"),
+        (signed("GET", "/../etc"), 404, "not_found"),
+        (signed("POST", "/", b"{"), 400, "invalid_payload"),
+        (
+            app.HttpRequest("POST", "/", {}, meeting_ended_body(), "application/json", None),
+            401,
+            "unauthorized",
+        ),
+        (
+            signed("POST", "/", meeting_ended_body(), headers={"webhook-signature": "v1,AAAA"}),
+            401,
+            "unauthorized",
+        ),
+        (
+            app.HttpRequest("POST", "/", {}, b"x" * 70_000, "application/json", 70_000),
+            413,
+            "payload_too_large",
+        ),
+        (
+            app.HttpRequest("POST", "/", {}, b"hello", "text/plain", 5),
+            415,
+            "unsupported_media_type",
+        ),
+    ],
+)
+def test_refusals_answer_4xx_with_an_error_body(
+    rt: app.Runtime, request_: app.HttpRequest, status: int, code: str
+) -> None:
+    got_status, body = app.ingest(request_, rt)
+    assert (got_status, body["error"]["code"]) == (status, code)
+    assert rt.deps.store.meetings == {}  # type: ignore[attr-defined]
+
+
+def test_invalid_payload_names_the_field(rt: app.Runtime) -> None:
+    status, body = app.ingest(
+        signed("POST", "/", meeting_ended_body(ended_at="2026-11-20T10:45:00")), rt
+    )
+    assert status == 400
+    assert body["error"]["field"] == "ended_at"
+
+
+def test_an_unexpected_failure_is_a_500_without_details(
+    rt: app.Runtime, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def broken(meeting_id: str) -> None:
+        raise RuntimeError("secret internals")
+
+    rt.deps.store.get = broken  # type: ignore[method-assign]
+    status, body = app.ingest(signed("GET", "/meetings/x-1"), rt)
+    assert status == 500
+    assert "secret internals" not in json.dumps(body)
+    lines = log_lines(capsys)
+    assert lines[-1]["severity"] == "ERROR"
+    assert lines[-1]["detail"] == "secret internals"
+
+
+def test_log_lines_carry_meeting_id_attempt_status_and_trace(
+    rt: app.Runtime, capsys: pytest.CaptureFixture[str]
+) -> None:
+    request = signed(
+        "POST",
+        "/",
+        meeting_ended_body(),
+        headers={"x-cloud-trace-context": "105445aa7843bc8bf206b12000100000/1;o=1"},
+    )
+    _, created = app.ingest(request, rt)
+    meeting_id = created["meeting_id"]
+    accepted = [line for line in log_lines(capsys) if line["message"] == "meeting end accepted"]
+    assert accepted[0]["meeting_id"] == meeting_id
+    assert accepted[0]["status"] == "scheduled"
+    assert accepted[0]["logging.googleapis.com/trace"] == (
+        "projects/acme/traces/105445aa7843bc8bf206b12000100000"
+    )
+
+    reports: ScriptedReports = rt.deps.reports  # type: ignore[assignment]
+    reports.activities += activities_for(
+        [Stay("teacher@school.example", END - timedelta(minutes=45), END)],
+        meeting_code="abc-defg-hij",
+        conference_id="c",
+    )
+    poll_meeting(rt.deps, meeting_id, reason="poll", seq=1)
+    (poll_line,) = [line for line in log_lines(capsys) if line["message"] == "poll finished"]
+    assert poll_line["meeting_id"] == meeting_id
+    assert poll_line["attempt"] == 1
+    assert poll_line["status"] == "collecting"
+    assert poll_line["decision"] == "continue"
+    assert (poll_line["events"], poll_line["pages"], poll_line["participant_writes"]) == (1, 1, 1)
+    assert poll_line["severity"] == "INFO"
+    assert poll_line["time"].endswith("Z")
+
+
+def test_sync_answers_in_the_seed_shape(rt: app.Runtime) -> None:
+    _, created = app.ingest(signed("POST", "/", meeting_ended_body(expected_participants=[])), rt)
+    reports: ScriptedReports = rt.deps.reports  # type: ignore[assignment]
+    reports.activities += activities_for(
+        [
+            Stay("teacher@school.example", END - timedelta(minutes=45), END),
+            Stay("kid@school.example", END - timedelta(minutes=40), END - timedelta(minutes=20)),
+            Stay("kid@school.example", END - timedelta(minutes=10), END),
+        ],
+        meeting_code="abc-defg-hij",
+        conference_id="c",
+    )
+    status, body = app.ingest(signed("POST", f"/meetings/{created['meeting_id']}/sync"), rt)
+    assert status == 200
+    assert (body["status"], body["message"]) == ("success", "Synced 2 participants")
+    assert (body["created"], body["updated"]) == (2, 0)
+    assert len(body["participants"]) == 3
+    assert body["participants"][0]["email"] == "teacher@school.example"
+    assert body["participants"][0]["join_time"] == "2026-11-20T10:00:00.000Z"
