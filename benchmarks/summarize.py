@@ -1,6 +1,6 @@
 """Benchmark: ``summarize --json`` against a plain ``json.load`` of the same Reports dump.
 
-    python -m benchmarks.summarize [--events 100000] [--keep]
+    python -m benchmarks.summarize [--events 100000] [--repeat 3] [--keep] [--json-out PATH]
 
 Generates a realistic activities.list-shaped dump (seeded, so runs are comparable), then measures
 each contender in its own subprocess so peak memory is clean: wall time of the work itself and
@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 DATA_DIR = Path(__file__).parent / "data"
+TIME_TARGET = 1.5  # summarize time / json.load time
+MEMORY_TARGET = 1.0  # summarize peak memory / json.load peak memory
 
 _DEVICES = ["web", "web", "web", "android", "ios", "pstn_in", "chromebox"]
 _REGIONS = [("DE", "Berlin"), ("IN", "Karnataka"), ("GB", "London"), ("US", "California")]
@@ -173,6 +175,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=3, help="runs per contender; best time")
     parser.add_argument("--keep", action="store_true", help="keep the dump in benchmarks/data/")
+    parser.add_argument("--json-out", type=Path, help="also write the numbers as JSON to this path")
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory() as scratch:
@@ -185,17 +188,43 @@ def main(argv: list[str] | None = None) -> None:
         print(f"dump: {args.events} events, {size_mib:.1f} MiB ({path.name})")
         results = measure(path, args.repeat)
 
-    for name, result in results.items():
+    report = _report(results, args.events, size_mib)
+    for name, result in report["contenders"].items():
         print(
-            f"{name:>10}: {result['seconds']:6.2f} s  {args.events / result['seconds']:>9,.0f} ev/s"
-            f"  peak {result['peak_mib']:7.1f} MiB ({result['peak_mib'] / size_mib:.2f}x file)"
+            f"{name:>10}: {result['seconds']:6.2f} s  {result['events_per_second']:>9,.0f} ev/s"
+            f"  peak {result['peak_mib']:7.1f} MiB ({result['peak_per_file_size']:.2f}x file)"
         )
+    ratios = report["ratios"]
+    print(
+        f"ours/json.load: time {ratios['time']:.2f}x (target <= {TIME_TARGET}),"
+        f" memory {ratios['memory']:.2f}x (<= {MEMORY_TARGET})"
+    )
+    if args.json_out:
+        args.json_out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+
+
+def _report(results: dict[str, dict[str, float]], events: int, size_mib: float) -> dict[str, Any]:
+    """The numbers, as printed and as written by ``--json-out``."""
     ours, theirs = results["summarize"], results["json.load"]
     time_ratio = ours["seconds"] / theirs["seconds"]
     memory_ratio = ours["peak_mib"] / theirs["peak_mib"]
-    print(
-        f"ours/json.load: time {time_ratio:.2f}x (target <= 1.5), memory {memory_ratio:.2f}x (<= 1)"
-    )
+    return {
+        "benchmark": "summarize",
+        "events": events,
+        "file_mib": round(size_mib, 3),
+        "contenders": {
+            name: {
+                "seconds": round(result["seconds"], 4),
+                "events_per_second": round(events / result["seconds"]),
+                "peak_mib": round(result["peak_mib"], 2),
+                "peak_per_file_size": round(result["peak_mib"] / size_mib, 4),
+            }
+            for name, result in results.items()
+        },
+        "ratios": {"time": round(time_ratio, 4), "memory": round(memory_ratio, 4)},
+        "targets": {"time": TIME_TARGET, "memory": MEMORY_TARGET},
+        "met": time_ratio <= TIME_TARGET and memory_ratio <= MEMORY_TARGET,
+    }
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import operator
 import re
 import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -47,6 +48,7 @@ __all__ = [
     "decode_parameters",
     "dedupe_key",
     "format_timestamp",
+    "meeting_fields_to_json",
     "meeting_fingerprint",
     "meeting_to_json",
     "meetings_by_conference",
@@ -349,18 +351,48 @@ def parse_activity(
     return sessions, reasons, len(events)
 
 
-def _parameters_by_name(params: object) -> dict[str, dict[str, Any]]:
+_SHARED_SET: Final = frozenset(_SHARED_STRINGS)
+_OWN_SET: Final = frozenset(_OWN_STRINGS)
+
+
+@dataclass(slots=True)
+class _Parameters:
+    """The parameters the rules read: string values by name (``None`` unless a non-empty string),
+    and the two other parameters, raw."""
+
+    strings: dict[str, str | None] = field(default_factory=dict)
+    duration: dict[str, Any] | None = None
+    is_external: dict[str, Any] | None = None
+
+
+def _rule_parameters(params: object, share_strings: bool) -> _Parameters:
+    """One pass over an event's parameters: the loop that runs for every parameter of every event.
+
+    A name given twice counts with its last value; entries that are not ``{"name": str, ...}`` are
+    dropped.
+    """
+    found = _Parameters()
     if not isinstance(params, list):
-        return {}
+        return found
+    strings = found.strings
+    intern = sys.intern if share_strings else str
     try:
-        # The common case in one comprehension: this loop runs for every parameter of every event.
-        return {param["name"]: param for param in params}
-    except (TypeError, KeyError):
-        return {
-            param["name"]: param
-            for param in params
-            if isinstance(param, dict) and isinstance(param.get("name"), str)
-        }
+        for param in params:
+            name = param["name"]
+            if name in _SHARED_SET:
+                value = param.get("value")
+                strings[name] = intern(value) if type(value) is str and value else None
+            elif name in _OWN_SET:
+                value = param.get("value")
+                strings[name] = value if type(value) is str and value else None
+            elif name == "duration_seconds":
+                found.duration = param
+            elif name == "is_external":
+                found.is_external = param
+    except (TypeError, KeyError, AttributeError):  # not a dict, no name, an unhashable name
+        well_formed = [p for p in params if isinstance(p, dict) and isinstance(p.get("name"), str)]
+        return _rule_parameters(well_formed, share_strings)
+    return found
 
 
 def _session_from_event(
@@ -379,53 +411,46 @@ def _session_from_event(
     time_text = raw_time if _is_canonical_time(raw_time) else format_timestamp(leave_time)
     event_id = f"{time_text}/{'' if qualifier is None else qualifier}"
 
-    by_name = _parameters_by_name(event.get("parameters"))
-    strings = {
-        name: value
-        for name in _STRING_NAMES
-        if (param := by_name.get(name)) is not None
-        and type(value := param.get("value")) is str
-        and value
-    }
-    if share_strings:
-        for name in _SHARED_STRINGS:
-            if name in strings:
-                strings[name] = sys.intern(strings[name])
-
-    conference_id = strings.get("conference_id")
+    params = event.get("parameters")
+    found = _rule_parameters(params, share_strings)
+    strings = found.strings.get
+    conference_id = strings("conference_id")
     if conference_id is None:
         return "call_ended without conference_id"
-    duration_param = by_name.get("duration_seconds")
-    duration = None if duration_param is None else decode_parameter(duration_param)
+    duration = None if found.duration is None else decode_parameter(found.duration)
     if type(duration) is not int:
         return "call_ended without an integer duration_seconds"
     if duration < 0:
         return "call_ended with a negative duration_seconds"
-    external_param = by_name.get("is_external")
-    raw_code = strings.get("meeting_code")
+    raw_code = strings("meeting_code")
     extra = None
     if keep_extra:
+        by_name = {
+            param["name"]: param
+            for param in (params if isinstance(params, list) else ())
+            if isinstance(param, dict) and isinstance(param.get("name"), str)
+        }
         extra = {
             name: decode_parameter(param) for name, param in by_name.items() if name not in _KNOWN
         }
     return Session(
         event_id=event_id,
         conference_id=conference_id,
-        endpoint_id=strings.get("endpoint_id"),
+        endpoint_id=strings("endpoint_id"),
         join_time=leave_time - timedelta(seconds=duration),
         leave_time=leave_time,
         duration_seconds=duration,
         meeting_code=None if raw_code is None else canonical_meeting_code(raw_code) or None,
-        identifier=strings.get("identifier"),
-        identifier_type=strings.get("identifier_type"),
-        display_name=strings.get("display_name"),
-        is_external=external_param is not None and decode_parameter(external_param) is True,
-        device_type=strings.get("device_type"),
-        ip_address=strings.get("ip_address"),
-        location_country=strings.get("location_country"),
-        location_region=strings.get("location_region"),
-        calendar_event_id=strings.get("calendar_event_id"),
-        organizer_email=strings.get("organizer_email"),
+        identifier=strings("identifier"),
+        identifier_type=strings("identifier_type"),
+        display_name=strings("display_name"),
+        is_external=found.is_external is not None and decode_parameter(found.is_external) is True,
+        device_type=strings("device_type"),
+        ip_address=strings("ip_address"),
+        location_country=strings("location_country"),
+        location_region=strings("location_region"),
+        calendar_event_id=strings("calendar_event_id"),
+        organizer_email=strings("organizer_email"),
         extra=extra,
     )
 
@@ -629,20 +654,28 @@ def _build_participant(
         by_leave = sorted(sessions, key=_by_leave)
         ordered = sorted(sessions, key=_session_order)
     intervals = _clipped(sessions, clip)
+    # Positional, and map() over attribute getters: this runs once per participant, and most
+    # participants of a large dump have one session.
     return Participant(
-        participant_key=key,
-        email=key if email_rule else None,
-        identifier=_latest_non_empty(by_leave, "identifier"),
-        identifier_type=_latest_non_empty(by_leave, "identifier_type"),
-        display_name=_latest_non_empty(by_leave, "display_name"),
-        is_external=any(s.is_external for s in sessions),
-        first_join=min(start for start, _ in intervals),
-        last_leave=max(end for _, end in intervals),
-        session_count=len(sessions),
-        total_session_seconds=sum(s.duration_seconds for s in sessions),
-        attended_seconds=attended_seconds(intervals),
-        sessions=tuple(ordered),
+        key,
+        key if email_rule else None,
+        _latest_non_empty(by_leave, "identifier"),
+        _latest_non_empty(by_leave, "identifier_type"),
+        _latest_non_empty(by_leave, "display_name"),
+        any(map(_IS_EXTERNAL, sessions)),
+        min(map(_START, intervals)),
+        max(map(_END, intervals)),
+        len(sessions),
+        sum(map(_DURATION, sessions)),
+        attended_seconds(intervals),
+        tuple(ordered),
     )
+
+
+_IS_EXTERNAL: Final = operator.attrgetter("is_external")
+_DURATION: Final = operator.attrgetter("duration_seconds")
+_START: Final = operator.itemgetter(0)
+_END: Final = operator.itemgetter(1)
 
 
 def build_participants(
@@ -750,7 +783,7 @@ def participant_to_json(participant: Participant) -> dict[str, Any]:
     }
 
 
-def _meeting_fields(meeting: Meeting) -> dict[str, Any]:
+def meeting_fields_to_json(meeting: Meeting) -> dict[str, Any]:
     return {
         "meeting_code": meeting.meeting_code,
         "conference_ids": list(meeting.conference_ids),
@@ -764,7 +797,7 @@ def _meeting_fields(meeting: Meeting) -> dict[str, Any]:
 
 
 def meeting_to_json(meeting: Meeting) -> dict[str, Any]:
-    rendered = _meeting_fields(meeting)
+    rendered = meeting_fields_to_json(meeting)
     rendered["participants"] = [participant_to_json(p) for p in meeting.participants]
     return rendered
 
@@ -787,7 +820,7 @@ def meeting_fingerprint(meeting: Meeting) -> str:
     """Changes when a meeting aggregate or any participant's fingerprint changes."""
     return _digest(
         {
-            "meeting": _meeting_fields(meeting),
+            "meeting": meeting_fields_to_json(meeting),
             "participants": [participant_fingerprint(p) for p in meeting.participants],
         }
     )

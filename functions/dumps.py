@@ -12,22 +12,30 @@ Every problem with the input raises :class:`InvalidInput` with one line naming t
 
 from __future__ import annotations
 
+import codecs
 import gc
 import io
 import json
 import os
+import re
 import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import Enum
+from json.encoder import encode_basestring_ascii
 from typing import IO, Any, Final
 
 import ijson
 
 from functions.attendance import (
     Meeting,
+    Participant,
+    Session,
     SessionCollector,
+    format_timestamp,
+    meeting_fields_to_json,
     meeting_to_json,
     meetings_by_conference,
 )
@@ -75,7 +83,6 @@ class _PrefixedReader:
 
     def read(self, size: int = -1) -> bytes:
         if size == 0:
-            # ijson probes with read(0) to learn whether the source gives bytes or text.
             return b""
         if self._prefix:
             chunk, self._prefix = self._prefix, b""
@@ -189,12 +196,148 @@ def _locate(stream: IO[bytes], multiple: bool) -> str | None:
         return f"line {error.lineno}, column {error.colno}: {error.msg}"
 
 
-_PATHS: Final = {
-    DumpShape.RESPONSE: ("items.item", True),
-    DumpShape.PAGES: ("item.items.item", False),
-    DumpShape.ACTIVITIES: ("item", False),
-    DumpShape.JSON_LINES: ("", True),
-}
+class _NotJson(Exception):
+    """Invalid JSON, with the stdlib's reason."""
+
+
+def _reject_constant(name: str) -> object:
+    raise _NotJson(f"{name} is not JSON")
+
+
+_DECODE: Final = json.JSONDecoder(parse_constant=_reject_constant).raw_decode
+_WHITESPACE: Final = re.compile(r"[ \t\n\r]*")
+# A failed decode this close to the end of the text read so far may just need more of it
+# ("tru", "-", "\u00"); an unterminated string always does.
+_TRUNCATION_SLACK: Final = 16
+
+
+class _JsonStream:
+    """Values of a UTF-8 JSON text read chunk by chunk, one at a time, by the stdlib's C decoder.
+
+    Only the current value and one chunk are ever held. Containers are entered by hand (``{``, keys,
+    ``[``) where the dump's shape says activities are inside; everything else is decoded whole.
+    """
+
+    def __init__(self, reader: _PrefixedReader) -> None:
+        self._reader = reader
+        self._utf8 = codecs.getincrementaldecoder("utf-8")()
+        self._text = ""
+        self._pos = 0
+        self._eof = False
+
+    def _read_more(self) -> bool:
+        """Append the next chunk to the unread text; False at the end of the input."""
+        if self._eof:
+            return False
+        # Grow at least as fast as the value being read, so a huge value costs linear time.
+        chunk = self._reader.read(max(_READ_BYTES, len(self._text) - self._pos))
+        self._eof = not chunk
+        try:
+            more = self._utf8.decode(chunk, final=self._eof)
+        except UnicodeDecodeError as error:
+            raise _NotJson(f"invalid UTF-8 ({error.reason})") from None
+        self._text = self._text[self._pos :] + more
+        self._pos = 0
+        return True
+
+    def peek(self) -> str:
+        """The next character that is not whitespace, not consumed; ``""`` at the end."""
+        while True:
+            match = _WHITESPACE.match(self._text, self._pos)
+            self._pos = match.end() if match else self._pos
+            if self._pos < len(self._text):
+                return self._text[self._pos]
+            if not self._read_more():
+                return ""
+
+    def take(self, expected: str, what: str) -> str:
+        """Consume the next character, one of ``expected``."""
+        char = self.peek()
+        if not char or char not in expected:
+            raise _NotJson(
+                f"expecting {what}" + (f", found {char!r}" if char else " before the end")
+            )
+        self._pos += 1
+        return char
+
+    def value(self) -> object:
+        """The next whole JSON value."""
+        if not self.peek():
+            raise _NotJson("expecting a value before the end")
+        while True:
+            try:
+                value, end = _DECODE(self._text, self._pos)
+            except json.JSONDecodeError as error:
+                truncated = error.msg.startswith("Unterminated string") or (
+                    error.pos >= len(self._text) - _TRUNCATION_SLACK
+                )
+                if truncated and self._read_more():
+                    continue
+                raise _NotJson(error.msg) from None
+            except (ValueError, RecursionError) as error:  # 4,300-digit ints, absurd nesting
+                raise _NotJson(str(error)) from None
+            if end == len(self._text) and self._read_more():
+                continue  # a number at the end of the chunk may go on in the next one
+            self._pos = end
+            return value
+
+    def array_values(self) -> Iterator[object]:
+        """The elements of the array that starts here, one by one."""
+        self.take("[", "an array")
+        if self.peek() == "]":
+            self._pos += 1
+            return
+        while True:
+            yield self.value()
+            if self.take(",]", "',' or ']'") == "]":
+                return
+
+    def response_items(self) -> Iterator[object]:
+        """The ``items`` of the response object here; any other value is skipped."""
+        if self.peek() != "{":
+            self.value()
+            return
+        self._pos += 1
+        if self.peek() == "}":
+            self._pos += 1
+            return
+        while True:
+            if self.peek() != '"':
+                raise _NotJson("expecting a property name in double quotes")
+            key = self.value()
+            self.take(":", "':'")
+            if key == "items" and self.peek() == "[":
+                yield from self.array_values()
+            else:
+                self.value()
+            if self.take(",}", "',' or '}'") == "}":
+                return
+
+    def end(self) -> None:
+        if self.peek():
+            raise _NotJson("extra data after the JSON value")
+
+
+def _activities(stream: _JsonStream, shape: DumpShape) -> Iterator[object]:
+    if shape is DumpShape.RESPONSE:
+        while stream.peek():
+            yield from stream.response_items()
+    elif shape is DumpShape.PAGES:
+        stream.take("[", "an array")
+        if stream.peek() == "]":
+            stream.take("]", "']'")
+        else:
+            while True:
+                yield from stream.response_items()
+                if stream.take(",]", "',' or ']'") == "]":
+                    break
+        stream.end()
+    elif shape is DumpShape.ACTIVITIES:
+        yield from stream.array_values()
+        stream.end()
+    else:
+        while stream.peek():
+            yield stream.value()
 
 
 def iter_activities(stream: IO[bytes], *, name: str) -> Iterator[object]:
@@ -206,17 +349,17 @@ def iter_activities(stream: IO[bytes], *, name: str) -> Iterator[object]:
     shape = detect_shape(prefix)
     if isinstance(shape, str):
         raise InvalidInput(f"{name}: {shape}")
-    path, multiple = _PATHS[shape]
     reader = _PrefixedReader(prefix.removeprefix(_BOM), stream)
-    items = _IJSON.items(
-        reader, path, use_float=True, multiple_values=multiple, buf_size=_READ_BYTES
-    )
     try:
-        yield from items
-    except ijson.JSONError as error:
-        detail = str(error).strip().splitlines()[0] if str(error).strip() else "invalid JSON"
+        yield from _activities(_JsonStream(reader), shape)
+    except _NotJson as error:
+        multiple = shape in (DumpShape.RESPONSE, DumpShape.JSON_LINES)
         located = _locate(stream, multiple)
-        where = f"at {located}" if located else f"in its first {reader.served} bytes ({detail})"
+        where = (
+            f"at {located}"
+            if located
+            else f"in its first {reader.served} bytes (parse error: {error})"
+        )
         raise InvalidInput(f"{name}: not JSON {where}") from None
     except OSError as error:
         raise InvalidInput(f"{name}: cannot read ({error.strerror or error})") from None
@@ -260,28 +403,73 @@ def _object_head(fields: dict[str, Any]) -> str:
     return json.dumps(fields)[:-1]
 
 
+class _Encoded(dict[str | None, str]):
+    """JSON text of the strings met so far (``None``: ``null``).
+
+    Most values repeat within a meeting, and a hit is one dict lookup in C."""
+
+    def __missing__(self, value: str | None) -> str:
+        text = self[value] = "null" if value is None else encode_basestring_ascii(value)
+        return text
+
+
+class _Timestamps(dict[datetime, str]):
+    """RFC 3339 text of the times met so far: a join or leave time is also a first join or last
+    leave."""
+
+    def __missing__(self, moment: datetime) -> str:
+        text = self[moment] = format_timestamp(moment)
+        return text
+
+
+def _session_line(s: Session, text: _Encoded, time: _Timestamps) -> str:
+    """``json.dumps(session_to_json(s))``, formatted by hand: several times faster (checked against
+    it in tests/unit/test_dumps_and_summarize.py)."""
+    return (
+        f'{{"conference_id": {text[s.conference_id]}, "endpoint_id": {text[s.endpoint_id]},'
+        f' "join_time": "{time[s.join_time]}", "leave_time": "{time[s.leave_time]}",'
+        f' "duration_seconds": {s.duration_seconds}, "device_type": {text[s.device_type]},'
+        f' "ip_address": {text[s.ip_address]}, "location_country": {text[s.location_country]},'
+        f' "location_region": {text[s.location_region]}, "event_id": {text[s.event_id]}}}'
+    )
+
+
+def _participant_head(p: Participant, text: _Encoded, time: _Timestamps) -> str:
+    """``json.dumps(participant_to_json(p))`` up to its sessions, formatted by hand."""
+    return (
+        f'{{"participant_key": {text[p.participant_key]}, "email": {text[p.email]},'
+        f' "identifier": {text[p.identifier]}, "identifier_type": {text[p.identifier_type]},'
+        f' "display_name": {text[p.display_name]},'
+        f' "is_external": {"true" if p.is_external else "false"},'
+        f' "first_join": "{time[p.first_join]}", "last_leave": "{time[p.last_leave]}",'
+        f' "session_count": {p.session_count},'
+        f' "total_session_seconds": {p.total_session_seconds},'
+        f' "attended_seconds": {p.attended_seconds}'
+    )
+
+
 def write_summary_json(summary: Summary, out: IO[str]) -> None:
     """The ``--json`` output, written meeting by meeting.
 
     Equal, as JSON, to ``json.dumps(summary.to_json())``, laid out one session per line: indenting
     with the stdlib would use its pure-Python encoder, several times slower on large dumps.
     """
-    out.write('{"meetings": [')
+    write = out.write
+    write('{"meetings": [')
     for meeting_index, meeting in enumerate(summary.meetings):
-        rendered = meeting_to_json(meeting)
-        participants = rendered.pop("participants")
-        out.write("," if meeting_index else "")
-        out.write(f'\n {_object_head(rendered)}, "participants": [')
-        for participant_index, participant in enumerate(participants):
-            sessions = participant.pop("sessions")
-            out.write("," if participant_index else "")
-            out.write(f'\n  {_object_head(participant)}, "sessions": [')
-            out.write(",".join(f"\n   {json.dumps(session)}" for session in sessions))
-            out.write("\n  ]}")
-        out.write("\n ]}")
+        write("," if meeting_index else "")
+        write(f'\n {_object_head(meeting_fields_to_json(meeting))}, "participants": [')
+        # Per meeting, so that the caches hold one meeting's values at most.
+        text, time = _Encoded(), _Timestamps()
+        for participant_index, participant in enumerate(meeting.participants):
+            write("," if participant_index else "")
+            write(f'\n  {_participant_head(participant, text, time)}, "sessions": [')
+            write(",".join([f"\n   {_session_line(s, text, time)}" for s in participant.sessions]))
+            write("\n  ]}")
+        write("\n ]}")
     rest = summary.to_json(with_meetings=False)
     del rest["meetings"]
-    out.write(f"\n], {json.dumps(rest)[1:]}\n")
+    write(f"\n], {json.dumps(rest)[1:]}\n")
 
 
 @contextmanager

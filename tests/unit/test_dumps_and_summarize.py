@@ -281,3 +281,78 @@ def test_real_subprocess_json_and_error(tmp_path: Path) -> None:
     assert failed.returncode == 2
     assert failed.stderr == f"summarize: {bad}: not JSON at line 1, column 14: Expecting value\n"
     assert failed.stdout == ""
+
+
+# --- streaming reader and hand-formatted JSON ----------------------------------------------------
+
+
+class _Trickle(io.RawIOBase):
+    """A pipe that, after enough bytes to tell the shape, gives at most ``size`` bytes per read:
+    values then cross every chunk boundary."""
+
+    def __init__(self, data: bytes, size: int) -> None:
+        self._data, self._size, self._at = data, size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        most = 60 if self._at == 0 else self._size
+        chunk = self._data[self._at : self._at + min(most, size if size > 0 else most)]
+        self._at += len(chunk)
+        return chunk
+
+
+@pytest.mark.parametrize("name", sorted(shapes()))
+@pytest.mark.parametrize("size", [1, 7, 64])
+def test_reading_in_tiny_chunks_yields_exactly_the_items(name: str, size: int) -> None:
+    data = shapes()[name].encode()
+    assert list(iter_activities(_Trickle(data, size), name="x")) == ITEMS  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("size", [1, 5, 4096])
+def test_reading_unusual_values_across_chunk_boundaries(size: int) -> None:
+    odd = {
+        "n": [12345678901234567890, -0.5e-3, 1e300, 0],
+        "s": 'é€😀 \\" \u2028',
+        "t": [True, None],
+    }
+    items = [{"id": {"time": "x"}, "events": [], "odd": odd}, {"id": {}, "events": [], "k": 7}]
+    page = {"kind": "admin#reports#activities", "etag": 12345, "items": items, "next": [1.5]}
+    for text in (json.dumps(page), json.dumps(items), json.dumps([page, page])):
+        got = list(iter_activities(_Trickle(text.encode(), size), name="x"))  # type: ignore[arg-type]
+        assert got == items * (2 if text.startswith('[{"kind') else 1)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ['{"items": [{"id": {}}', '[{"id": {}} {"id": {}}]', '{"items": [{"id": NaN}]}', "[{}] x"],
+)
+def test_truncated_or_invalid_streams_are_not_json(text: str) -> None:
+    with pytest.raises(InvalidInput, match=r"^<stdin>: not JSON in its first \d+ bytes"):
+        list(iter_activities(_Trickle(text.encode(), 3), name="<stdin>"))  # type: ignore[arg-type]
+
+
+def test_json_output_is_laid_out_one_session_per_line_with_exact_stdlib_text() -> None:
+    items = [
+        activity(leave=at(5), qualifier="q1", endpoint_id='é"1', display_name="Zoë \\ ☃"),
+        activity(leave=at(6), qualifier="q2", endpoint_id=None, identifier=None, is_external=True),
+        activity(leave=at(7), qualifier="q3", endpoint_id="ep-2", conference_id="conf-B"),
+    ]
+    summary = summarize_dumps(["-"], stdin=io.BytesIO(json.dumps(items).encode()))
+    out = io.StringIO()
+    write_summary_json(summary, out)
+    expected = ['{"meetings": [']
+    for m, meeting in enumerate(summary.to_json()["meetings"]):
+        participants = meeting.pop("participants")
+        expected.append(("," if m else "") + f'\n {json.dumps(meeting)[:-1]}, "participants": [')
+        for p, participant in enumerate(participants):
+            sessions = participant.pop("sessions")
+            head = json.dumps(participant)[:-1]
+            expected.append(("," if p else "") + f'\n  {head}, "sessions": [')
+            expected.append(",".join(f"\n   {json.dumps(s)}" for s in sessions) + "\n  ]}")
+        expected.append("\n ]}")
+    rest = summary.to_json()
+    del rest["meetings"]
+    expected.append(f"\n], {json.dumps(rest)[1:]}\n")
+    assert out.getvalue() == "".join(expected)
