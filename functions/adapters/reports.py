@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 import random
 import re
+import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -30,7 +31,7 @@ from functions.adapters.google_credentials import (
     keyless_delegated_credentials,
 )
 from functions.config import Settings
-from functions.ports import FetchStats, ReportsError
+from functions.ports import FetchStats, ReportsError, ReportsPage
 
 FIELDS = (
     "nextPageToken,"
@@ -90,24 +91,28 @@ def reports_service(
     )
     if credentials is None:
         credentials = reports_credentials(settings)
+    return build(
+        "admin",
+        "reports_v1",
+        http=authorized_http(credentials, timeout_s=timeout_s),
+        static_discovery=True,
+        cache_discovery=False,
+        client_options=options,
+    )
+
+
+def authorized_http(credentials: Credentials, *, timeout_s: float = 60.0) -> Any:
+    """One HTTP connection with credentials. httplib2 is not thread-safe: one per thread."""
     # AuthorizedHttp refreshes the token and resends on a 401 (twice by default). The Reports API
     # also answers 401 when the subject is not an admin, which no refresh cures: allow one refresh
     # (a token revoked in flight) and none at all for anonymous credentials, which cannot refresh
     # and would turn the 401 into google.auth's InvalidOperation.
     anonymous = isinstance(credentials, AnonymousCredentials)
-    http = google_auth_httplib2.AuthorizedHttp(
+    return google_auth_httplib2.AuthorizedHttp(
         credentials,
         http=httplib2.Http(timeout=timeout_s),
         refresh_status_codes=() if anonymous else (401,),
         max_refresh_attempts=1,
-    )
-    return build(
-        "admin",
-        "reports_v1",
-        http=http,
-        static_discovery=True,
-        cache_discovery=False,
-        client_options=options,
     )
 
 
@@ -122,8 +127,15 @@ class GoogleReportsSource:
         max_total_wait_s: float = 120.0,
         sleep: Callable[[float], None] = time.sleep,
         jitter: Callable[[], float] = random.random,
+        http_factory: Callable[[], Any] | None = None,
     ) -> None:
+        """``http_factory`` makes one authorised connection per thread (the functions serve
+        requests on several threads, and httplib2 mixes up concurrent responses); without it the
+        service's own connection is used, one request at a time."""
         self._service = service
+        self._http_factory = http_factory
+        self._local = threading.local()
+        self._serial = threading.Lock()
         self._max_attempts = max_attempts
         self._base_delay_s = base_delay_s
         self._max_delay_s = max_delay_s
@@ -133,11 +145,36 @@ class GoogleReportsSource:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> GoogleReportsSource:
-        return cls(reports_service(settings))
+        credentials = reports_credentials(settings)
+        return cls(
+            reports_service(settings, credentials=credentials),
+            http_factory=lambda: authorized_http(credentials),
+        )
+
+    def _send(self, request: Any) -> Any:
+        if self._http_factory is None:
+            with self._serial:
+                return request.execute(num_retries=0)
+        http = getattr(self._local, "http", None)
+        if http is None:
+            http = self._local.http = self._http_factory()
+        return request.execute(http=http, num_retries=0)
 
     def call_ended(
         self, *, meeting_code: str | None, start: datetime, end: datetime | None = None
     ) -> tuple[list[Mapping[str, Any]], FetchStats]:
+        items: list[Mapping[str, Any]] = []
+        pages = requests = 0
+        for page in self.call_ended_pages(meeting_code=meeting_code, start=start, end=end):
+            items.extend(page.activities)
+            pages += 1
+            requests += page.requests
+        return items, FetchStats(pages=pages, requests=requests, activities=len(items))
+
+    def call_ended_pages(
+        self, *, meeting_code: str | None, start: datetime, end: datetime | None = None
+    ) -> Iterator[ReportsPage]:
+        """Page by page, so a large scan never holds more than one page of raw activities."""
         activities = self._service.activities()
         arguments: dict[str, Any] = {
             "userKey": "all",
@@ -152,12 +189,8 @@ class GoogleReportsSource:
         if end is not None:
             arguments["endTime"] = _rfc3339(end)
         request = activities.list(**arguments)
-        items: list[Mapping[str, Any]] = []
-        pages = requests = 0
         while request is not None:
             response, attempts = self._execute(request)
-            requests += attempts
-            pages += 1
             if not isinstance(response, dict):
                 raise ReportsError(
                     "the Reports API returned a page that is not an object", kind="transient"
@@ -167,9 +200,11 @@ class GoogleReportsSource:
                 raise ReportsError(
                     "the Reports API returned items that are not a list", kind="transient"
                 )
-            items.extend(item for item in page_items if isinstance(item, dict))
+            yield ReportsPage(
+                activities=[item for item in page_items if isinstance(item, dict)],
+                requests=attempts,
+            )
             request = activities.list_next(request, response)
-        return items, FetchStats(pages=pages, requests=requests, activities=len(items))
 
     def _execute(self, request: Any) -> tuple[Any, int]:
         waited = 0.0
@@ -177,7 +212,7 @@ class GoogleReportsSource:
         while True:
             attempt += 1
             try:
-                return request.execute(num_retries=0), attempt
+                return self._send(request), attempt
             except HttpError as error:
                 status = int(error.resp.status)
                 reasons = _reasons(error)

@@ -576,3 +576,41 @@ def test_keyless_token_endpoint_failure_is_transient_not_permission(
     assert info.value.kind == "transient"
     assert info.value.retryable
     assert secured.requests() == []
+
+
+def test_concurrent_polls_from_many_threads_each_get_their_own_meetings_data(
+    reports: FakeReportsServer,
+) -> None:
+    # The functions serve requests on several threads; httplib2 is not thread-safe, so a shared
+    # connection would hand one meeting's page to another's request.
+    codes = [f"THR{index:03d}ABCD" for index in range(8)]
+    for index, code in enumerate(codes):
+        reports.add_activities(activities(30 + index, code=code, conference=f"conf-{index}"))
+    source = GoogleReportsSource.from_settings(settings_for(reports.url))
+    results: dict[str, set[str]] = {}
+    errors: list[BaseException] = []
+
+    def poll(code: str) -> None:
+        try:
+            for _ in range(5):
+                items, _ = source.call_ended(
+                    meeting_code=code, start=hour_ago() - timedelta(hours=1)
+                )
+                found = {
+                    p["value"]
+                    for item in items
+                    for p in item["events"][0]["parameters"]
+                    if p["name"] == "meeting_code"
+                }
+                results.setdefault(code, set()).update(found)
+                assert len(items) == 30 + codes.index(code)
+        except BaseException as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=poll, args=(code,)) for code in codes]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert results == {code: {code} for code in codes}
