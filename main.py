@@ -42,5 +42,4 @@ def collect(request: flask.Request) -> flask.Response:
 
 @functions_framework.http
 def backfill(request: flask.Request) -> flask.Response:
-    body = {"error": {"code": "not_implemented", "message": "backfill is not implemented yet"}}
-    return _response((501, body))
+    return _response(app.backfill(_request(request)))

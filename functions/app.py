@@ -11,7 +11,7 @@ import functools
 import json
 import threading
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -20,11 +20,13 @@ import google.auth.transport.requests
 
 from functions import logs
 from functions.attendance import format_timestamp
+from functions.backfill import default_range, run_backfill
 from functions.config import Settings
-from functions.errors import AppError
+from functions.errors import AppError, ConfigError
 from functions.http_edge import (
     check_request,
     error_response,
+    parse_backfill_request,
     parse_collect_task,
     parse_meeting_ended,
     route_ingest,
@@ -33,7 +35,7 @@ from functions.http_edge import (
     verify_webhook_signature,
 )
 from functions.model import apply_ip_mode
-from functions.ports import FetchStats, ReportsError
+from functions.ports import FetchStats, ReportsError, ReportsPage
 from functions.schedule import Timing
 from functions.service import (
     Declared,
@@ -64,26 +66,37 @@ class LazyReports:
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._source: Any = None
+        self._source_instance: Any = None
         self._lock = threading.Lock()
 
-    def call_ended(
-        self, *, meeting_code: str | None, start: datetime, end: datetime | None = None
-    ) -> tuple[list[Mapping[str, Any]], FetchStats]:
+    def _source(self) -> Any:
         with self._lock:
-            if self._source is None:
+            if self._source_instance is None:
                 from functions.adapters.reports import GoogleReportsSource
 
                 try:
-                    self._source = GoogleReportsSource.from_settings(self._settings)
+                    self._source_instance = GoogleReportsSource.from_settings(self._settings)
                 except (ValueError, OSError) as error:
                     raise ReportsError(
                         f"Reports credentials unavailable: {error}", kind="permission"
                     ) from None
-        result: tuple[list[Mapping[str, Any]], FetchStats] = self._source.call_ended(
+            return self._source_instance
+
+    def call_ended(
+        self, *, meeting_code: str | None, start: datetime, end: datetime | None = None
+    ) -> tuple[list[Mapping[str, Any]], FetchStats]:
+        result: tuple[list[Mapping[str, Any]], FetchStats] = self._source().call_ended(
             meeting_code=meeting_code, start=start, end=end
         )
         return result
+
+    def call_ended_pages(
+        self, *, meeting_code: str | None, start: datetime, end: datetime | None = None
+    ) -> Iterator[ReportsPage]:
+        pages: Iterator[ReportsPage] = self._source().call_ended_pages(
+            meeting_code=meeting_code, start=start, end=end
+        )
+        return pages
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,6 +329,40 @@ def collect(request: HttpRequest, rt: Runtime | None = None) -> Response:
                 "status": str(outcome.meeting.status),
                 "revision": outcome.meeting.revision,
             }
+
+    return guarded(handle, request, rt)
+
+
+# ------------------------------------------------------------------------------------------------
+# backfill (private, Cloud Scheduler with OIDC)
+
+
+def backfill(request: HttpRequest, rt: Runtime | None = None) -> Response:
+    def handle() -> Response:
+        check_request(
+            method=request.method,
+            allowed=("POST",),
+            content_type=request.content_type,
+            content_length=request.content_length,
+            body=request.body,
+        )
+        current = rt or runtime()
+        settings = current.settings
+        if settings.backfill_url is None:
+            raise ConfigError(["BACKFILL_URL is required by the backfill function"])
+        verify_oidc_token(
+            authorization=request.headers.get("authorization"),
+            audience=settings.backfill_url,
+            allowed_emails=(settings.scheduler_service_account or settings.tasks_service_account,),
+            certs_url=settings.oidc_certs_url,
+            request=current.oidc_request,
+        )
+        since, until = parse_backfill_request(request.body)
+        since, until = default_range(
+            since, until, now=current.deps.clock(), lookback_s=settings.backfill_lookback_s
+        )
+        report = run_backfill(current.deps, since=since, until=until)
+        return 200, report.to_json()
 
     return guarded(handle, request, rt)
 

@@ -62,6 +62,8 @@ class Settings:
     cloud_tasks_emulator_host: str | None
     reports_api_endpoint: str | None
     oidc_certs_url: str | None
+    backfill_url: str | None = None
+    scheduler_service_account: str | None = None
 
     @property
     def queue_path(self) -> str:
@@ -155,6 +157,14 @@ class Settings:
         certs_url = text("OIDC_CERTS_URL")
         if certs_url is not None:
             _check_url("OIDC_CERTS_URL", certs_url, problems)
+        backfill_url = text("BACKFILL_URL")
+        if backfill_url is not None:
+            _check_url("BACKFILL_URL", backfill_url, problems)
+        scheduler_account = text("SCHEDULER_SERVICE_ACCOUNT")
+        if scheduler_account is not None and not _EMAIL.match(scheduler_account):
+            problems.append(
+                f"SCHEDULER_SERVICE_ACCOUNT must be an email (got {scheduler_account!r})"
+            )
 
         if problems:
             raise ConfigError(problems)
@@ -180,6 +190,8 @@ class Settings:
             cloud_tasks_emulator_host=emulator_hosts["CLOUD_TASKS_EMULATOR_HOST"],
             reports_api_endpoint=reports_endpoint,
             oidc_certs_url=certs_url,
+            backfill_url=backfill_url,
+            scheduler_service_account=scheduler_account,
         )
 
     def to_env(self) -> dict[str, str]:

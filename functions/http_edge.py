@@ -334,6 +334,23 @@ def _parse_time(raw: str, name: str) -> datetime:
         ) from None
 
 
+def parse_time_argument(raw: str, name: str) -> datetime:
+    """An RFC 3339 date-time with an offset, as the webhook requires (CLI and backfill use it)."""
+    return _parse_time(raw, name)
+
+
+def parse_backfill_request(body: bytes) -> tuple[datetime | None, datetime | None]:
+    """``{"since"?, "until"?}`` (an empty body means both absent) → aware UTC datetimes."""
+    if not body.strip():
+        return None, None
+    data = _load_object(body, code=_PAYLOAD)
+    bounds: list[datetime | None] = []
+    for name in ("since", "until"):
+        raw = _optional_str(data, name, code=_PAYLOAD)
+        bounds.append(_parse_time(raw, name) if raw else None)
+    return bounds[0], bounds[1]
+
+
 # ------------------------------------------------------------------------------
 # Participant keys (CONTRACT §1) and emails
 

@@ -6,7 +6,7 @@ datetimes only.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, Protocol
@@ -42,6 +42,7 @@ class ReportsError(AppError):
 @dataclass(frozen=True, slots=True)
 class ReportsPage:
     activities: Sequence[Mapping[str, Any]]
+    requests: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +57,12 @@ class ReportsSource(Protocol):
         self, *, meeting_code: str | None, start: datetime, end: datetime | None = None
     ) -> tuple[list[Mapping[str, Any]], FetchStats]:
         """Every ``call_ended`` activity (all pages) for the code (API form); ReportsError."""
+        ...
+
+    def call_ended_pages(
+        self, *, meeting_code: str | None, start: datetime, end: datetime | None = None
+    ) -> Iterator[ReportsPage]:
+        """The same, one page at a time (``requests`` counts the page's tries)."""
         ...
 
 
@@ -82,6 +89,14 @@ class MeetingStore(Protocol):
         ...
 
     def with_code(self, meeting_code: str) -> list[MeetingRecord]: ...
+
+    def ended_between(self, start: datetime, end: datetime) -> list[MeetingRecord]:
+        """Meetings whose ``ended_at`` is in ``[start, end)``."""
+        ...
+
+    def overdue(self, before: datetime) -> list[MeetingRecord]:
+        """Meetings still scheduled or collecting whose ``next_poll_at`` is before ``before``."""
+        ...
 
     def participants(self, meeting_id: str) -> list[dict[str, Any]]: ...
 

@@ -179,8 +179,12 @@ def accept_meeting_end(
     *,
     source: Source = "webhook",
     webhook_id: str | None = None,
+    conference_id: str | None = None,
 ) -> Accepted:
-    """Create (or find) the meeting, its estimated attendance and the first task of its chain."""
+    """Create (or find) the meeting, its estimated attendance and the first task of its chain.
+
+    A backfill meeting passes the ``conference_id`` it was found for: its identity.
+    """
     now = deps.clock()
     if webhook_id is not None:
         seen = deps.store.delivery(webhook_id)
@@ -195,6 +199,7 @@ def accept_meeting_end(
         external_id=declared.external_id,
         meeting_code=declared.meeting_code,
         ended_at=declared.ended_at,
+        conference_id=conference_id,
     )
     with logs.bind(meeting_id=meeting_id):
         record = new_meeting_record(

@@ -75,6 +75,34 @@ class StackClient:
     def sync(self, meeting_id: str) -> Answer:
         return self.signed("POST", f"/meetings/{meeting_id}/sync")
 
+    def trigger_backfill(self, body: Mapping[str, Any] | None = None) -> str:
+        """Call the backfill function the way Cloud Scheduler does: an HTTP request carrying an
+        OIDC token for the scheduler's identity. The Tasks emulator is the local token signer, so
+        the request goes out as a one-off task; returns the task's name (see ``dispatches``)."""
+        from google.cloud import tasks_v2
+
+        from functions.adapters.cloud_tasks import tasks_client
+        from functions.config import Settings
+
+        settings = Settings.from_env(self.env)
+        assert settings.backfill_url is not None
+        identity = settings.scheduler_service_account or settings.tasks_service_account
+        task = tasks_v2.Task(
+            http_request=tasks_v2.HttpRequest(
+                url=settings.backfill_url,
+                http_method=tasks_v2.HttpMethod.POST,
+                headers={"Content-Type": "application/json"},
+                body=json.dumps(body or {}).encode(),
+                oidc_token=tasks_v2.OidcToken(
+                    service_account_email=identity, audience=settings.backfill_url
+                ),
+            ),
+            dispatch_deadline={"seconds": 600},
+        )
+        created = tasks_client(settings).create_task(parent=settings.queue_path, task=task)
+        name: str = created.name
+        return name
+
     # The fake Reports API and the Cloud Tasks emulator's controls.
 
     def add_activities(self, activities: list[dict[str, Any]], visible_after_s: float = 0) -> None:

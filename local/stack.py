@@ -41,6 +41,7 @@ LOCAL_DEFAULTS = {
     "TASKS_LOCATION": "local",
     "TASKS_QUEUE": "attendance-collect",
     "TASKS_SERVICE_ACCOUNT": "collect-tasks@demo-attendance.iam.gserviceaccount.com",
+    "SCHEDULER_SERVICE_ACCOUNT": "backfill-scheduler@demo-attendance.iam.gserviceaccount.com",
 }
 
 #: Settings that belong to the stack itself: whatever the environment says, the stand-ins win.
@@ -50,6 +51,7 @@ STAND_IN_SETTINGS = (
     "REPORTS_API_ENDPOINT",
     "OIDC_CERTS_URL",
     "COLLECT_URL",
+    "BACKFILL_URL",
 )
 
 
@@ -142,11 +144,11 @@ class Stack:
             "REPORTS_API_ENDPOINT": f"http://{LOOPBACK}:{reports_port}",
             "OIDC_CERTS_URL": f"http://{LOOPBACK}:{tasks_http_port}/oauth2/v1/certs",
             "COLLECT_URL": f"http://{LOOPBACK}:{function_ports['collect']}/",
+            "BACKFILL_URL": f"http://{LOOPBACK}:{function_ports['backfill']}/",
         }
         settings = Settings.from_env({**source, **stand_ins})
         env = settings.to_env()
         env["INGEST_URL"] = f"http://{LOOPBACK}:{function_ports['ingest']}/"
-        env["BACKFILL_URL"] = f"http://{LOOPBACK}:{function_ports['backfill']}/"
         env["TASKS_EMULATOR_CONTROL_URL"] = f"http://{LOOPBACK}:{tasks_http_port}"
         self.env = env
 

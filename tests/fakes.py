@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from functions.model import MeetingRecord, ParticipantRecord, RevisionRecord
-from functions.ports import CollectTask, FetchStats, ReportsError
+from functions.ports import CollectTask, FetchStats, ReportsError, ReportsPage
+from functions.schedule import Status
 
 
 class MemoryStore:
@@ -43,6 +44,18 @@ class MemoryStore:
 
     def with_code(self, meeting_code: str) -> list[MeetingRecord]:
         return [m for m in self.meetings.values() if m.meeting_code == meeting_code]
+
+    def ended_between(self, start: datetime, end: datetime) -> list[MeetingRecord]:
+        return [m for m in self.meetings.values() if start <= m.ended_at < end]
+
+    def overdue(self, before: datetime) -> list[MeetingRecord]:
+        return [
+            m
+            for m in self.meetings.values()
+            if m.status in (Status.SCHEDULED, Status.COLLECTING)
+            and m.next_poll_at is not None
+            and m.next_poll_at < before
+        ]
 
     def participants(self, meeting_id: str) -> list[dict[str, Any]]:
         return [copy.deepcopy(d) for d in self.participant_docs.get(meeting_id, {}).values()]
@@ -128,10 +141,22 @@ class ScriptedReports:
         for item in self.activities:
             params = item["events"][0]["parameters"]
             code = next(p["value"] for p in params if p["name"] == "meeting_code")
-            if meeting_code is None or code == meeting_code:
+            in_range = start <= _time(item) and (end is None or _time(item) <= end)
+            if in_range and (meeting_code is None or code == meeting_code):
                 selected.append(item)
         pages = max(1, -(-len(selected) // 1000))
         return selected, FetchStats(pages=pages, requests=pages, activities=len(selected))
+
+    def call_ended_pages(
+        self, *, meeting_code: str | None, start: datetime, end: datetime | None = None
+    ) -> Iterator[ReportsPage]:
+        selected, _ = self.call_ended(meeting_code=meeting_code, start=start, end=end)
+        for offset in range(0, max(len(selected), 1), 1000):
+            yield ReportsPage(activities=selected[offset : offset + 1000])
+
+
+def _time(item: Mapping[str, Any]) -> datetime:
+    return datetime.fromisoformat(str(item["id"]["time"]).replace("Z", "+00:00"))
 
 
 class ManualClock:

@@ -24,6 +24,7 @@ from google.cloud.firestore_v1.document import DocumentReference
 
 from functions.config import Settings
 from functions.model import MeetingRecord, ParticipantRecord, RevisionRecord
+from functions.schedule import Status
 
 MEETINGS = "meetings"
 PARTICIPANTS = "participants"
@@ -90,6 +91,19 @@ class FirestoreStore:
 
     def with_code(self, meeting_code: str) -> list[MeetingRecord]:
         query = self._meetings.where(filter=FieldFilter("meeting_code", "==", meeting_code))
+        return [MeetingRecord.from_document(s.to_dict() or {}) for s in query.stream()]
+
+    def ended_between(self, start: datetime, end: datetime) -> list[MeetingRecord]:
+        query = self._meetings.where(filter=FieldFilter("ended_at", ">=", start)).where(
+            filter=FieldFilter("ended_at", "<", end)
+        )
+        return [MeetingRecord.from_document(s.to_dict() or {}) for s in query.stream()]
+
+    def overdue(self, before: datetime) -> list[MeetingRecord]:
+        # Index: meetings (status, next_poll_at) — infra/firestore.indexes.json.
+        query = self._meetings.where(
+            filter=FieldFilter("status", "in", [str(Status.SCHEDULED), str(Status.COLLECTING)])
+        ).where(filter=FieldFilter("next_poll_at", "<", before))
         return [MeetingRecord.from_document(s.to_dict() or {}) for s in query.stream()]
 
     def participants(self, meeting_id: str) -> list[dict[str, Any]]:

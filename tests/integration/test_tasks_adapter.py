@@ -22,8 +22,9 @@ import pytest
 import requests
 from google.oauth2 import id_token
 
-from functions.adapters.cloud_tasks import CloudTasksQueue, collect_task_body, tasks_client
+from functions.adapters.cloud_tasks import CloudTasksQueue, tasks_client
 from functions.config import Settings
+from functions.http_edge import collect_task_body
 from functions.ports import CollectTask
 from local.tasks_emulator import TasksEmulator
 

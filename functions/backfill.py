@@ -1,0 +1,345 @@
+"""The daily safety net (CONTRACT §3 "Backfill meetings"): find what nobody announced, what
+changed after a meeting was final, and chains that broke. What it finds goes down the one collect
+path.
+
+A scan covers ``[since, until]`` in time slices fetched in parallel, each paging its own token
+chain. Memory stays bounded by compact per-conference summaries — a few integers per session —
+never the raw events of the range.
+
+Running it twice, or two at once, changes nothing more than once: backfill meetings have
+deterministic ids (created with insert-if-absent), re-polls are named after the data they are for,
+and a broken chain is restarted in a transaction that only one run wins.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from functions import logs
+from functions.attendance import (
+    Session,
+    canonical_meeting_code,
+    dedupe_key,
+    from_ms,
+    parse_activity,
+    to_ms,
+)
+from functions.errors import InvalidInput
+from functions.model import MeetingRecord
+from functions.ports import CollectTask
+from functions.schedule import Status
+from functions.selection import MeetingSpec, credited_spans
+from functions.service import (
+    Declared,
+    Deps,
+    accept_meeting_end,
+    ensure_chain,
+    meeting_spec,
+    task_id,
+)
+
+REPORTS_RETENTION = timedelta(days=180)
+DEFAULT_SLICE = timedelta(hours=6)
+OVERDUE_AFTER = timedelta(hours=1)
+#: Meetings whose stored sessions may differ from the scan are re-polled only once final: a live
+#: chain collects late data by itself, and a meeting before its first poll must stay untouched.
+REPOLL_STATUSES = frozenset({Status.COMPLETE, Status.NO_DATA, Status.FAILED})
+
+# A session as the backfill keeps it: (dedupe key, join ms, leave ms, duration seconds).
+Compact = tuple[str, int, int, int]
+
+
+def session_fact(session: Session) -> Compact:
+    key = "/".join(dedupe_key(session))
+    return (key, to_ms(session.join_time), to_ms(session.leave_time), session.duration_seconds)
+
+
+def stored_fact(document: Mapping[str, Any]) -> Compact | None:
+    """The same fact from a stored session (participant document), to compare with the scan."""
+    try:
+        join, leave = document["join_time"], document["leave_time"]
+        endpoint = document.get("endpoint_id")
+        if endpoint:
+            key = f"{document['conference_id']}/{endpoint}"
+        else:
+            # Mirrors attendance.dedupe_key's fallback: ("", event_id).
+            key = "/" + str(document["event_id"])
+        return (key, to_ms(join), to_ms(leave), int(document["duration_seconds"]))
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+@dataclass
+class ConferenceSummary:
+    meeting_code: str
+    conference_id: str
+    sessions: dict[str, Compact] = field(default_factory=dict)
+
+    @property
+    def first_join_ms(self) -> int:
+        return min(s[1] for s in self.sessions.values())
+
+    @property
+    def last_leave_ms(self) -> int:
+        return max(s[2] for s in self.sessions.values())
+
+
+@dataclass
+class BackfillReport:
+    since: datetime
+    until: datetime
+    slices: int = 0
+    requests: int = 0
+    events_read: int = 0
+    conferences_seen: int = 0
+    meetings_created: list[str] = field(default_factory=list)
+    repolled: list[str] = field(default_factory=list)
+    reenqueued: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "since": self.since.isoformat(),
+            "until": self.until.isoformat(),
+            "slices": self.slices,
+            "requests": self.requests,
+            "events_read": self.events_read,
+            "conferences_seen": self.conferences_seen,
+            "meetings_created": len(self.meetings_created),
+            "repolled": len(self.repolled),
+            "reenqueued": len(self.reenqueued),
+        }
+
+
+class Scan:
+    """Thread-safe per-conference summaries, fed page by page."""
+
+    def __init__(self) -> None:
+        self.conferences: dict[tuple[str, str], ConferenceSummary] = {}
+        self.events_read = 0
+        self.requests = 0
+        self._lock = threading.Lock()
+
+    def add_page(self, activities: Iterable[Mapping[str, Any]], requests: int) -> None:
+        facts: list[tuple[str, str, Session]] = []
+        events = 0
+        for item in activities:
+            sessions, _, seen = parse_activity(item)
+            events += seen
+            for session in sessions:
+                if session.meeting_code:
+                    code = canonical_meeting_code(session.meeting_code)
+                    facts.append((code, session.conference_id, session))
+        with self._lock:
+            self.events_read += events
+            self.requests += requests
+            for code, conference_id, session in facts:
+                summary = self.conferences.get((code, conference_id))
+                if summary is None:
+                    summary = ConferenceSummary(code, conference_id)
+                    self.conferences[(code, conference_id)] = summary
+                fact = session_fact(session)
+                known = summary.sessions.get(fact[0])
+                if known is None or _prefers(fact, known):
+                    summary.sessions[fact[0]] = fact
+
+
+def _prefers(new: Compact, old: Compact) -> bool:
+    # attendance.preferred's order on compact facts: latest leave, then longest.
+    return (new[2], new[3]) > (old[2], old[3])
+
+
+def slices(since: datetime, until: datetime, length: timedelta) -> list[tuple[datetime, datetime]]:
+    """Inclusive Reports ranges that cover ``[since, until]`` without overlapping."""
+    bounds: list[tuple[datetime, datetime]] = []
+    start = since
+    while start <= until:
+        end = min(start + length, until + timedelta(milliseconds=1))
+        bounds.append((start, end - timedelta(milliseconds=1)))
+        start = end
+    return bounds
+
+
+def check_range(since: datetime, until: datetime, now: datetime) -> None:
+    if since.tzinfo is None or until.tzinfo is None:
+        raise InvalidInput("since and until must carry a UTC offset", field="since")
+    if since >= until:
+        raise InvalidInput("since must be before until", field="since")
+    if until > now + timedelta(minutes=5):
+        raise InvalidInput("until must not be in the future", field="until")
+    if since < now - REPORTS_RETENTION:
+        raise InvalidInput(
+            "since is more than 180 days ago: the Reports API keeps 180 days of Meet activity",
+            field="since",
+        )
+
+
+def run_backfill(
+    deps: Deps,
+    *,
+    since: datetime,
+    until: datetime,
+    slice_length: timedelta = DEFAULT_SLICE,
+    workers: int = 4,
+    on_slice_done: Callable[[int, int], None] | None = None,
+) -> BackfillReport:
+    now = deps.clock()
+    check_range(since, until, now)
+    until = min(until, now)
+    ranges = slices(since, until, slice_length)
+    report = BackfillReport(since=since, until=until, slices=len(ranges))
+    scan = Scan()
+    done = 0
+    done_lock = threading.Lock()
+
+    def fetch(bounds: tuple[datetime, datetime]) -> None:
+        nonlocal done
+        for page in deps.reports.call_ended_pages(
+            meeting_code=None, start=bounds[0], end=bounds[1]
+        ):
+            scan.add_page(page.activities, page.requests)
+        with done_lock:
+            done += 1
+            if on_slice_done is not None:
+                on_slice_done(done, len(ranges))
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        # list() re-raises the first slice failure (a ReportsError): the run fails as a whole.
+        list(pool.map(fetch, ranges))
+    report.requests = scan.requests
+    report.events_read = scan.events_read
+    report.conferences_seen = len(scan.conferences)
+
+    by_code: dict[str, list[ConferenceSummary]] = {}
+    for summary in scan.conferences.values():
+        by_code.setdefault(summary.meeting_code, []).append(summary)
+    for code, conferences in sorted(by_code.items()):
+        _reconcile_code(deps, code, conferences, report)
+    report.reenqueued = restart_overdue_chains(deps, now=now)
+    logs.info("backfill finished", **report.to_json())
+    return report
+
+
+def _reconcile_code(
+    deps: Deps, code: str, conferences: list[ConferenceSummary], report: BackfillReport
+) -> None:
+    meetings = {m.meeting_id: m for m in deps.store.with_code(code)}
+    for conference in sorted(conferences, key=lambda c: (c.first_join_ms, c.conference_id)):
+        if _claimed(deps, meetings.values(), conference):
+            continue
+        accepted = accept_meeting_end(
+            deps,
+            Declared(
+                meeting_code=code,
+                started_at=from_ms(conference.first_join_ms),
+                ended_at=from_ms(conference.last_leave_ms),
+            ),
+            source="backfill",
+            conference_id=conference.conference_id,
+        )
+        meetings[accepted.meeting.meeting_id] = accepted.meeting
+        if accepted.created:
+            report.meetings_created.append(accepted.meeting.meeting_id)
+            with logs.bind(meeting_id=accepted.meeting.meeting_id):
+                logs.info(
+                    "backfill meeting created",
+                    conference_id=conference.conference_id,
+                    status=str(accepted.meeting.status),
+                )
+    specs = [meeting_spec(m, deps) for m in meetings.values()]
+    spans = credited_spans(specs)
+    for meeting in meetings.values():
+        if meeting.status not in REPOLL_STATUSES or meeting.meeting_id not in spans:
+            continue
+        spec = next(s for s in specs if s.meeting_id == meeting.meeting_id)
+        selection = spec.window.intersection(spans[meeting.meeting_id])
+        scanned = {
+            fact
+            for conference in conferences
+            for fact in conference.sessions.values()
+            if selection.overlaps(from_ms(fact[1]), from_ms(fact[2]))
+        }
+        if not scanned:
+            continue
+        stored = _stored_facts(deps, meeting)
+        if scanned <= stored:
+            continue
+        digest = hashlib.sha256(repr(sorted(scanned)).encode()).hexdigest()[:16]
+        enqueued = deps.queue.enqueue(
+            CollectTask(meeting.meeting_id, meeting.chain_seq, "backfill"),
+            task_id=task_id(meeting.meeting_id, "backfill", digest),
+            at=deps.clock(),
+        )
+        if enqueued:
+            report.repolled.append(meeting.meeting_id)
+            with logs.bind(meeting_id=meeting.meeting_id, status=str(meeting.status)):
+                logs.info("backfill re-poll requested", new_sessions=len(scanned - stored))
+
+
+def _claimed(deps: Deps, meetings: Iterable[MeetingRecord], conference: ConferenceSummary) -> bool:
+    """Whether any session of the conference falls in some meeting's window ∩ credited span."""
+    specs: list[MeetingSpec] = [meeting_spec(m, deps) for m in meetings]
+    spans = credited_spans(specs)
+    for spec in specs:
+        span = spans.get(spec.meeting_id)
+        if span is None:
+            continue
+        selection = spec.window.intersection(span)
+        for _, join_ms, leave_ms, _ in conference.sessions.values():
+            if selection.overlaps(from_ms(join_ms), from_ms(leave_ms)):
+                return True
+    return False
+
+
+def _stored_facts(deps: Deps, meeting: MeetingRecord) -> set[Compact]:
+    facts: set[Compact] = set()
+    for document in deps.store.participants(meeting.meeting_id):
+        for session in document.get("sessions") or []:
+            fact = stored_fact(session)
+            if fact is not None:
+                facts.add(fact)
+    return facts
+
+
+def restart_overdue_chains(deps: Deps, *, now: datetime) -> list[str]:
+    """A chain whose next poll is more than an hour late broke: start a new link now."""
+    restarted: list[str] = []
+    for meeting in deps.store.overdue(now - OVERDUE_AFTER):
+        seq = meeting.chain_seq
+
+        def restart(current: MeetingRecord, seq: int = seq) -> MeetingRecord | None:
+            late = current.next_poll_at is not None and current.next_poll_at < now - OVERDUE_AFTER
+            if current.chain_seq != seq or not late or current.status not in _LIVE:
+                return None
+            return current.with_changes(
+                chain_seq=seq + 1, chain_started=False, next_poll_at=now, updated_at=now
+            )
+
+        updated = deps.store.update(meeting.meeting_id, restart)
+        if updated is None or updated.chain_seq == seq:
+            continue  # another run restarted it, or it moved on by itself
+        ensure_chain(deps, updated)
+        restarted.append(meeting.meeting_id)
+        with logs.bind(meeting_id=meeting.meeting_id, status=str(updated.status)):
+            logs.warning(
+                "overdue chain re-enqueued",
+                was_due=meeting.next_poll_at.isoformat() if meeting.next_poll_at else None,
+                attempt=updated.chain_seq,
+            )
+    return restarted
+
+
+_LIVE = frozenset({Status.SCHEDULED, Status.COLLECTING})
+
+
+def default_range(
+    since: datetime | None, until: datetime | None, *, now: datetime, lookback_s: int
+) -> tuple[datetime, datetime]:
+    """The range asked for; by default the last ``BACKFILL_LOOKBACK_S`` up to now."""
+    end = until or now
+    return since or end - timedelta(seconds=lookback_s), end

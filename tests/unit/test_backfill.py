@@ -1,0 +1,239 @@
+"""The backfill over in-memory ports: discovery, late data, broken chains, idempotency, ranges."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from functions.attendance import parse_activity
+from functions.backfill import (
+    BackfillReport,
+    check_range,
+    run_backfill,
+    session_fact,
+    slices,
+    stored_fact,
+)
+from functions.errors import InvalidInput
+from functions.model import MeetingRecord
+from functions.schedule import Status, Timing
+from functions.service import Declared, Deps, accept_meeting_end, handle_collect_task
+from local.simulate import Stay, activities_for, call_ended
+from tests.fakes import ManualClock, MemoryQueue, MemoryStore, ScriptedReports
+
+NOW = datetime(2026, 11, 27, 6, 0, tzinfo=UTC)
+M = timedelta(minutes=1)
+
+
+def code_for(index: int) -> str:
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    return f"bf{letters[index % 26]}-{letters[index // 26]}xyz-abc"
+
+
+class World:
+    def __init__(self) -> None:
+        self.store = MemoryStore()
+        self.queue = MemoryQueue()
+        self.reports = ScriptedReports()
+        self.clock = ManualClock(NOW)
+        self.deps = Deps(
+            store=self.store,
+            queue=self.queue,
+            reports=self.reports,
+            clock=self.clock,
+            timing=Timing(),
+        )
+
+    def day_of_classes(self, count: int) -> list[tuple[str, datetime, datetime]]:
+        classes = []
+        for index in range(count):
+            start = NOW - timedelta(hours=20) + index * 10 * M
+            end = start + 45 * M
+            code = code_for(index)
+            self.reports.activities += activities_for(
+                [
+                    Stay(f"t{index}@school.example", start, end),
+                    Stay("kid@school.example", start, end),
+                ],
+                meeting_code=code,
+                conference_id=f"conference-{index}",
+            )
+            classes.append((code, start, end))
+        return classes
+
+    def announce(self, code: str, start: datetime, end: datetime) -> MeetingRecord:
+        return accept_meeting_end(
+            self.deps, Declared(meeting_code=code, started_at=start, ended_at=end)
+        ).meeting
+
+    def backfill(self) -> BackfillReport:
+        return run_backfill(
+            self.deps, since=NOW - timedelta(hours=48), until=NOW, slice_length=timedelta(hours=6)
+        )
+
+    def drain(self) -> None:
+        """Run every queued task that is due (the chains of final meetings end by themselves)."""
+        while self.queue.tasks:
+            task = self.queue.pop_next()
+            self.clock.now = max(self.clock.now, task.at)
+            handle_collect_task(self.deps, task.task)
+
+
+def test_unannounced_conferences_get_backfill_meetings_and_announced_ones_are_untouched() -> None:
+    world = World()
+    classes = world.day_of_classes(10)
+    announced = [world.announce(*c) for c in classes[:7]]
+    tasks_before = list(world.queue.tasks)
+
+    report = world.backfill()
+
+    assert report.conferences_seen == 10
+    assert len(report.meetings_created) == 3
+    created = [world.store.meetings[i] for i in report.meetings_created]
+    assert {m.source for m in created} == {"backfill"}
+    assert {m.meeting_code for m in created} == {c[0] for c in classes[7:]}
+    assert created[0].started_at == classes[7][1]
+    assert created[0].ended_at == classes[7][2]
+    for meeting in announced:
+        assert world.store.meetings[meeting.meeting_id] == meeting
+    new_tasks = [t for t in world.queue.tasks if t not in tasks_before]
+    assert {t.task.meeting_id for t in new_tasks} == set(report.meetings_created)
+    assert report.repolled == []
+    assert report.reenqueued == []
+
+
+def test_backfill_meetings_past_their_deadline_are_polled_once_and_final() -> None:
+    world = World()
+    world.clock.now = NOW + timedelta(days=1)
+    world.day_of_classes(2)
+    run_backfill(world.deps, since=NOW - timedelta(hours=48), until=world.clock.now)
+    world.drain()
+    statuses = {m.status for m in world.store.meetings.values()}
+    assert statuses == {Status.COMPLETE}
+    assert {m.attempts for m in world.store.meetings.values()} == {1}
+    assert {m.participant_count for m in world.store.meetings.values()} == {2}
+
+
+def test_running_twice_changes_nothing_more() -> None:
+    world = World()
+    world.day_of_classes(5)
+    first = world.backfill()
+    snapshot = dict(world.store.meetings)
+    queued = list(world.queue.tasks)
+    second = world.backfill()
+    assert second.meetings_created == []
+    assert second.repolled == []
+    assert len(first.meetings_created) == 5
+    assert world.store.meetings == snapshot
+    assert world.queue.tasks == queued
+
+
+def test_late_data_after_completion_is_repolled_with_a_backfill_revision() -> None:
+    world = World()
+    code, start, end = world.day_of_classes(1)[0]
+    meeting = world.announce(code, start, end)
+    world.drain()
+    done = world.store.meetings[meeting.meeting_id]
+    assert done.status is Status.COMPLETE
+    assert done.revision == 1
+    world.reports.activities.append(
+        call_ended(
+            meeting_code=code,
+            conference_id="conference-0",
+            leave=end,
+            duration_s=600,
+            identifier="latecomer@school.example",
+        )
+    )
+    report = world.backfill()
+    assert report.repolled == [meeting.meeting_id]
+    assert world.backfill().repolled == []  # same data, same task name
+    world.drain()
+    after = world.store.meetings[meeting.meeting_id]
+    assert after.status is Status.COMPLETE
+    assert after.revision == 2
+    assert after.participant_count == 3
+    assert world.store.revision_docs[meeting.meeting_id][2]["reason"] == "backfill"
+    assert world.backfill().repolled == []  # now equal to the scan
+
+
+def test_a_no_data_meeting_whose_data_appears_later_becomes_complete() -> None:
+    world = World()
+    start = NOW - timedelta(hours=40)
+    end = start + 45 * M
+    meeting = world.announce("nod-ataa-bcd", start, end)
+    world.drain()
+    assert world.store.meetings[meeting.meeting_id].status is Status.NO_DATA
+    world.reports.activities += activities_for(
+        [Stay("kid@school.example", start, end)], meeting_code="nod-ataa-bcd", conference_id="c"
+    )
+    report = world.backfill()
+    assert report.repolled == [meeting.meeting_id]
+    assert report.meetings_created == []
+    world.drain()
+    assert world.store.meetings[meeting.meeting_id].status is Status.COMPLETE
+
+
+def test_a_broken_chain_is_reenqueued_once() -> None:
+    world = World()
+    meeting = world.announce("brk-chai-nnn", NOW - 3 * 60 * M, NOW - 2 * 60 * M)
+    world.queue.tasks.clear()  # the chain's task is lost
+    world.clock.now = NOW + 2 * 60 * M
+    overdue = world.store.meetings[meeting.meeting_id]
+    assert overdue.next_poll_at is not None
+    assert overdue.next_poll_at < world.clock.now - 60 * M
+    report = world.backfill()
+    assert report.reenqueued == [meeting.meeting_id]
+    assert [t.task.attempt for t in world.queue.tasks] == [overdue.chain_seq + 1]
+    assert world.backfill().reenqueued == []
+    world.drain()
+    assert world.store.meetings[meeting.meeting_id].status is Status.NO_DATA
+
+
+@pytest.mark.parametrize(
+    ("since", "until", "message"),
+    [
+        (NOW - timedelta(days=181), NOW, "more than 180 days ago"),
+        (NOW, NOW - M, "since must be before until"),
+        (NOW - M, NOW + timedelta(hours=1), "until must not be in the future"),
+        (datetime(2026, 11, 26), NOW, "UTC offset"),  # noqa: DTZ001 - a naive time is the input
+    ],
+)
+def test_bad_ranges_are_refused(since: datetime, until: datetime, message: str) -> None:
+    with pytest.raises(InvalidInput, match=message):
+        check_range(since, until, NOW)
+
+
+def test_slices_cover_the_range_without_overlap() -> None:
+    ranges = slices(NOW - timedelta(hours=13), NOW, timedelta(hours=6))
+    assert len(ranges) == 3
+    assert ranges[0][0] == NOW - timedelta(hours=13)
+    assert ranges[-1][1] == NOW
+    for (_, end), (start, _) in itertools.pairwise(ranges):
+        assert start - end == timedelta(milliseconds=1)
+
+
+def test_stored_sessions_compare_equal_to_scanned_ones() -> None:
+    activity = call_ended(
+        meeting_code="abc-defg-hij",
+        conference_id="c",
+        leave=NOW,
+        duration_s=61,
+        identifier="a@b.example",
+    )
+    (session,), _, _ = parse_activity(activity)
+    stored = {
+        "conference_id": "c",
+        "endpoint_id": session.endpoint_id,
+        "event_id": session.event_id,
+        "join_time": session.join_time,
+        "leave_time": session.leave_time,
+        "duration_seconds": 61,
+    }
+    assert stored_fact(stored) == session_fact(session)
+    without_endpoint = session.__class__(
+        **{**{f: getattr(session, f) for f in session.__slots__}, "endpoint_id": None}
+    )
+    assert stored_fact({**stored, "endpoint_id": None}) == session_fact(without_endpoint)
