@@ -1,0 +1,28 @@
+# APIs the system uses. They stay enabled when this configuration is destroyed: other workloads in the
+# project may depend on them.
+locals {
+  services = toset([
+    "admin.googleapis.com",                # Admin SDK: the Reports API
+    "artifactregistry.googleapis.com",     # function images
+    "cloudbuild.googleapis.com",           # function builds and cloudbuild.yaml
+    "cloudfunctions.googleapis.com",       # gen2 functions
+    "cloudresourcemanager.googleapis.com", # project IAM bindings
+    "cloudscheduler.googleapis.com",       # the daily backfill
+    "cloudtasks.googleapis.com",           # the collect chains
+    "firestore.googleapis.com",            # the data
+    "iam.googleapis.com",                  # service accounts
+    "iamcredentials.googleapis.com",       # signBlob: keyless domain-wide delegation
+    "logging.googleapis.com",              # logs and log-based metrics
+    "monitoring.googleapis.com",           # alert policies
+    "run.googleapis.com",                  # gen2 functions run on Cloud Run
+    "secretmanager.googleapis.com",        # the webhook secret
+  ])
+}
+
+resource "google_project_service" "enabled" {
+  for_each = local.services
+
+  project            = var.project_id
+  service            = each.value
+  disable_on_destroy = false
+}

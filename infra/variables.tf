@@ -1,0 +1,131 @@
+variable "project_id" {
+  description = "Google Cloud project that runs the functions, Firestore and Cloud Tasks."
+  type        = string
+}
+
+variable "region" {
+  description = "Region of the functions, the Cloud Tasks queue and the Cloud Scheduler job."
+  type        = string
+  default     = "europe-west1"
+}
+
+variable "firestore_location" {
+  description = "Firestore location (a region such as europe-west1, or a multi-region such as eur3). Defaults to var.region. Cannot change after creation."
+  type        = string
+  default     = null
+}
+
+variable "name_prefix" {
+  description = "Prefix of every resource name (functions, service accounts, queue, job, secret)."
+  type        = string
+  default     = "attendance"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{2,16}[a-z0-9]$", var.name_prefix))
+    error_message = "name_prefix: 4-18 characters, lower-case letters, digits and hyphens (service account ids are limited to 30 characters)."
+  }
+}
+
+variable "reports_admin_subject" {
+  description = "Workspace admin the runtime account impersonates for the Reports API (REPORTS_ADMIN_SUBJECT). Needs an admin role with the Reports privilege."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$", var.reports_admin_subject))
+    error_message = "reports_admin_subject must be an email address."
+  }
+}
+
+variable "source_bucket" {
+  description = "GCS bucket holding the zipped function source used when Terraform creates the functions (later code deploys go through cloudbuild.yaml)."
+  type        = string
+}
+
+variable "source_object" {
+  description = "Object name of the source zip in source_bucket, e.g. source/meet-attendance-<sha>.zip."
+  type        = string
+}
+
+variable "build_service_account" {
+  description = "Optional service account (full resource name projects/P/serviceAccounts/EMAIL) that builds the functions. Null uses the project's default build account."
+  type        = string
+  default     = null
+}
+
+variable "alert_email" {
+  description = "Email address that receives the alerts (failed meetings, delegation errors, overdue chains, backfill failures)."
+  type        = string
+}
+
+variable "webhook_secret_version" {
+  description = "Version of the webhook secret mounted as WEBHOOK_SECRET. \"latest\" is read when an instance starts; pin a number and apply to roll every instance onto a new version at once."
+  type        = string
+  default     = "latest"
+}
+
+variable "ingest_max_instances" {
+  description = "Cap on ingest instances: the public endpoint cannot scale (or bill) without bound."
+  type        = number
+  default     = 10
+}
+
+variable "collect_max_instances" {
+  description = "Cap on collect instances; at least the queue's max_concurrent_dispatches so the queue, not Cloud Run, throttles."
+  type        = number
+  default     = 40
+}
+
+variable "backfill_schedule" {
+  description = "Cron schedule of the daily backfill."
+  type        = string
+  default     = "17 3 * * *"
+}
+
+variable "backfill_time_zone" {
+  description = "Time zone of backfill_schedule."
+  type        = string
+  default     = "Etc/UTC"
+}
+
+variable "ip_address_mode" {
+  description = "IP_ADDRESS_MODE: full, truncated (/24, /48) or none, applied before anything is stored."
+  type        = string
+  default     = "full"
+
+  validation {
+    condition     = contains(["full", "truncated", "none"], var.ip_address_mode)
+    error_message = "ip_address_mode must be full, truncated or none."
+  }
+}
+
+variable "app_settings" {
+  description = "Optional overrides of the timing settings of CONTRACT §5 (FIRST_POLL_DELAY_S, MAX_POLL_INTERVAL_S, COLLECT_DEADLINE_S, SETTLE_S, ABSENT_GRACE_S, WINDOW_BEFORE_S, WINDOW_AFTER_S, BACKFILL_LOOKBACK_S)."
+  type        = map(string)
+  default     = {}
+
+  validation {
+    condition = alltrue([for name in keys(var.app_settings) : contains([
+      "FIRST_POLL_DELAY_S", "MAX_POLL_INTERVAL_S", "COLLECT_DEADLINE_S", "SETTLE_S",
+      "ABSENT_GRACE_S", "WINDOW_BEFORE_S", "WINDOW_AFTER_S", "BACKFILL_LOOKBACK_S",
+    ], name)])
+    error_message = "app_settings may only hold the timing settings of CONTRACT §5."
+  }
+}
+
+variable "billing_readers" {
+  description = "IAM members (user:, group:, serviceAccount:) that read attendance in Firestore, read-only (roles/datastore.viewer)."
+  type        = list(string)
+  default     = []
+}
+
+variable "operators" {
+  description = "IAM members that run the operator CLI (python -m functions sync/backfill/show/export) against production."
+  type        = list(string)
+  default     = []
+}
+
+variable "deployers" {
+  description = "IAM members that deploy code with gcloud or Cloud Build (e.g. serviceAccount:PROJECT_NUMBER@cloudbuild.gserviceaccount.com): roles/cloudfunctions.developer and actAs on the runtime account."
+  type        = list(string)
+  default     = []
+}

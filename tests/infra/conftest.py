@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.infra.terraform import INFRA
+from tests.infra.tools import Tools, ensure_tools
+
+
+@pytest.fixture(scope="session")
+def tools() -> Tools:
+    """The pinned checkov/check-jsonschema venv, built on first use (about a minute, once)."""
+    return ensure_tools()
+
+
+@pytest.fixture
+def infra_copy(tmp_path: Path) -> Callable[[dict[str, tuple[str, str]]], Path]:
+    """A copy of infra/ with text edits applied: ``{file: (old, new)}``; each edit must apply."""
+
+    def make(edits: dict[str, tuple[str, str]]) -> Path:
+        target = tmp_path / "infra"
+        shutil.copytree(INFRA, target, ignore=shutil.ignore_patterns("__pycache__", ".terraform*"))
+        for name, (old, new) in edits.items():
+            path = target / name
+            text = path.read_text(encoding="utf-8") if path.exists() else ""
+            assert old in text, f"mutation does not apply: {old!r} not in {name}"
+            path.write_text(text.replace(old, new, 1), encoding="utf-8")
+        return target
+
+    return make
