@@ -601,5 +601,46 @@ def export(month: str, tz: str, fmt: ExportFormat) -> None:
     )
 
 
+@cli.command()
+@click.option("--since", required=True, metavar="T", help="RFC 3339 start, with a UTC offset.")
+@click.option("--until", metavar="T", help="RFC 3339 end, with a UTC offset (default: now).")
+@reports_failures("backfill")
+def backfill(since: str, until: str | None) -> None:
+    """Scan Reports for the range: create meetings nobody announced, re-poll meetings whose data
+    changed after they were final, restart broken chains. Safe to run again."""
+    from functions.backfill import check_range, run_backfill
+    from functions.http_edge import parse_time_argument
+
+    now = datetime.now(UTC)
+    start = parse_time_argument(since, "--since")
+    end = parse_time_argument(until, "--until") if until else now
+    check_range(start, end, now)  # a bad range exits 2 before any setting is read
+    rt = operator_runtime()
+    err = Console(stderr=True, highlight=False)
+    with Progress(console=err, transient=True) as progress:
+        task = progress.add_task("scanning Reports slices", total=None)
+
+        def advance(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        report = run_backfill(rt.deps, since=start, until=end, on_slice_done=advance)
+    summary = Table(title="Backfill", title_justify="left", show_header=False)
+    summary.add_column("what")
+    summary.add_column("count", justify="right")
+    for label, value in (
+        ("range", f"{format_timestamp(report.since)} … {format_timestamp(report.until)}"),
+        ("slices", str(report.slices)),
+        ("Reports requests", str(report.requests)),
+        ("events read", str(report.events_read)),
+        ("conferences seen", str(report.conferences_seen)),
+        ("meetings created", str(len(report.meetings_created))),
+        ("meetings re-polled", str(len(report.repolled))),
+        ("chains re-enqueued", str(len(report.reenqueued))),
+    ):
+        summary.add_row(label, value)
+    _stdout_console().print(summary)
+    sys.stdout.flush()
+
+
 def main() -> None:
     cli(prog_name="python -m functions")

@@ -10,6 +10,7 @@ import csv
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -461,6 +462,9 @@ def csv_text(value: Any) -> str:
         (["sync", "--code", "abc-defg-hij"], 2, "sync: --code needs --ended-at"),
         (["sync"], 2, "sync: give MEETING_ID"),
         (["show", "no/such"], 2, "show: MEETING_ID must be"),
+        (["backfill", "--since", "2026-11-01T10:00:00"], 2, "backfill: --since must include"),
+        (["backfill", "--since", "2025-01-01T00:00:00Z"], 2, "backfill: since is more than 180"),
+        (["backfill"], 2, "backfill: Missing option '--since'"),
         (["show"], 2, "show: Missing argument 'MEETING_ID'"),
         (["nope"], 2, "python -m functions: No such command 'nope'"),
     ],
@@ -487,7 +491,13 @@ def test_a_bad_expected_key_and_a_start_after_the_end_are_refused(stack: Stack) 
 
 
 @pytest.mark.parametrize(
-    "command", [["show", "x-1"], ["sync", "x-1"], ["export", "--month", "2026-01"]]
+    "command",
+    [
+        ["show", "x-1"],
+        ["sync", "x-1"],
+        ["export", "--month", "2026-01"],
+        ["backfill", "--since", rfc3339(datetime.now(UTC) - timedelta(days=1))],
+    ],
 )
 def test_missing_settings_are_one_line_naming_every_problem(
     stack: Stack, command: list[str]
@@ -500,3 +510,32 @@ def test_missing_settings_are_one_line_naming_every_problem(
     )
     for name in ("GOOGLE_CLOUD_PROJECT", "WEBHOOK_SECRET", "SETTLE_S"):
         assert name in error
+
+
+# ------------------------------------------------------------------------------------------------
+# backfill
+
+
+def test_backfill_creates_the_unannounced_meeting_and_prints_a_summary(
+    stack: Stack, client: StackClient, store: FirestoreStore
+) -> None:
+    end = ms(datetime.now(UTC) - timedelta(hours=5))
+    start = end - 45 * M
+    add_class(client, "bkf-illc-lii", start, end, "conference-cli")
+    since = rfc3339(end - timedelta(hours=2))
+    result = run_cli(stack, "backfill", "--since", since)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    for label in (
+        "conferences seen",
+        "meetings created",
+        "meetings re-polled",
+        "chains re-enqueued",
+    ):
+        assert label in result.stdout
+    assert re.search(r"meetings created\s+│\s+1", result.stdout), result.stdout
+    (created,) = store.with_code("bkf-illc-lii")
+    assert created.source == "backfill"
+    assert until_final(store, created.meeting_id).participant_count == 2
+    again = run_cli(stack, "backfill", "--since", since)
+    assert re.search(r"meetings created\s+│\s+0", again.stdout), again.stdout
