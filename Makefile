@@ -16,7 +16,13 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	@touch $(STAMP)
 
-install: $(STAMP)
+INFRA_TOOLS := $(VENV)/infra-tools/.requirements-sha256
+
+# checkov and check-jsonschema live in their own venv: checkov's pins clash with python-hcl2's.
+$(INFRA_TOOLS): tests/infra/requirements-tools.txt $(STAMP)
+	$(PY) -c 'from tests.infra.tools import ensure_tools; ensure_tools()'
+
+install: $(STAMP) $(INFRA_TOOLS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -28,7 +34,7 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(PY) -m pytest tests/unit -q
 
-test: lint typecheck
+test: lint typecheck $(INFRA_TOOLS)
 	$(PY) -m pytest -q
 
 demo: $(STAMP)

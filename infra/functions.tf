@@ -33,9 +33,12 @@ locals {
     TASKS_QUEUE           = google_cloud_tasks_queue.collect.name
     COLLECT_URL           = local.collect_url
     TASKS_SERVICE_ACCOUNT = google_service_account.tasks.email
-    REPORTS_ADMIN_SUBJECT = var.reports_admin_subject
-    REPORTS_CREDENTIALS   = "keyless"
-    IP_ADDRESS_MODE       = var.ip_address_mode
+    # The backfill function accepts only the scheduler's OIDC tokens, for its own URL.
+    BACKFILL_URL              = local.backfill_url
+    SCHEDULER_SERVICE_ACCOUNT = google_service_account.scheduler.email
+    REPORTS_ADMIN_SUBJECT     = var.reports_admin_subject
+    REPORTS_CREDENTIALS       = "keyless"
+    IP_ADDRESS_MODE           = var.ip_address_mode
   }
 
 }
