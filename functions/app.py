@@ -20,7 +20,7 @@ import google.auth.transport.requests
 
 from functions import logs
 from functions.attendance import format_timestamp
-from functions.backfill import default_range, run_backfill
+from functions.backfill import default_range, fan_out, run_backfill_slice
 from functions.config import Settings
 from functions.errors import AppError, ConfigError
 from functions.http_edge import (
@@ -350,19 +350,27 @@ def backfill(request: HttpRequest, rt: Runtime | None = None) -> Response:
         settings = current.settings
         if settings.backfill_url is None:
             raise ConfigError(["BACKFILL_URL is required by the backfill function"])
+        # The scheduler starts a run; the tasks identity delivers its slices.
+        callers = {settings.tasks_service_account}
+        if settings.scheduler_service_account:
+            callers.add(settings.scheduler_service_account)
         verify_oidc_token(
             authorization=request.headers.get("authorization"),
             audience=settings.backfill_url,
-            allowed_emails=(settings.scheduler_service_account or settings.tasks_service_account,),
+            allowed_emails=callers,
             certs_url=settings.oidc_certs_url,
             request=current.oidc_request,
         )
-        since, until = parse_backfill_request(request.body)
+        asked = parse_backfill_request(request.body)
+        if asked.part is not None:
+            return 200, run_backfill_slice(current.deps, asked.part).to_json()
         since, until = default_range(
-            since, until, now=current.deps.clock(), lookback_s=settings.backfill_lookback_s
+            asked.since,
+            asked.until,
+            now=current.deps.clock(),
+            lookback_s=settings.backfill_lookback_s,
         )
-        report = run_backfill(current.deps, since=since, until=until)
-        return 200, report.to_json()
+        return 200, fan_out(current.deps, since=since, until=until).to_json()
 
     return guarded(handle, request, rt)
 

@@ -28,11 +28,12 @@ from functions.attendance import (
     dedupe_key,
     from_ms,
     parse_activity,
+    reports_meeting_code,
     to_ms,
 )
 from functions.errors import InvalidInput
 from functions.model import MeetingRecord
-from functions.ports import CollectTask
+from functions.ports import BackfillSlice, CollectTask
 from functions.schedule import Status
 from functions.selection import MeetingSpec, credited_spans
 from functions.service import (
@@ -188,6 +189,7 @@ def run_backfill(
     workers: int = 4,
     on_slice_done: Callable[[int, int], None] | None = None,
 ) -> BackfillReport:
+    """The whole run in this process: slices scanned by threads (the CLI, local runs)."""
     now = deps.clock()
     check_range(since, until, now)
     until = min(until, now)
@@ -199,10 +201,7 @@ def run_backfill(
 
     def fetch(bounds: tuple[datetime, datetime]) -> None:
         nonlocal done
-        for page in deps.reports.call_ended_pages(
-            meeting_code=None, start=bounds[0], end=bounds[1]
-        ):
-            scan.add_page(page.activities, page.requests)
+        _scan_range(deps, scan, bounds)
         with done_lock:
             done += 1
             if on_slice_done is not None:
@@ -211,27 +210,102 @@ def run_backfill(
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         # list() re-raises the first slice failure (a ReportsError): the run fails as a whole.
         list(pool.map(fetch, ranges))
-    report.requests = scan.requests
-    report.events_read = scan.events_read
-    report.conferences_seen = len(scan.conferences)
-
-    by_code: dict[str, list[ConferenceSummary]] = {}
-    for summary in scan.conferences.values():
-        by_code.setdefault(summary.meeting_code, []).append(summary)
-    for code, conferences in sorted(by_code.items()):
-        _reconcile_code(deps, code, conferences, report)
+    # Every slice of the range was scanned: each conference's summary is complete.
+    _reconcile(deps, scan, report, whole_range=None)
     report.reenqueued = restart_overdue_chains(deps, now=now)
     logs.info("backfill finished", **report.to_json())
     return report
 
 
+def fan_out(
+    deps: Deps, *, since: datetime, until: datetime, slice_length: timedelta = DEFAULT_SLICE
+) -> BackfillReport:
+    """The run as tasks (production): one task per slice, each scanning and reconciling its part.
+
+    Slice tasks are named after the range and their index, so two runs of the same range (two
+    scheduler deliveries, a manual retry) create each slice once.
+    """
+    now = deps.clock()
+    check_range(since, until, now)
+    until = min(until, now)
+    ranges = slices(since, until, slice_length)
+    report = BackfillReport(since=since, until=until, slices=len(ranges))
+    for index, (start, end) in enumerate(ranges):
+        part = BackfillSlice(since=start, until=end, range_since=since, range_until=until)
+        name = task_id("backfill", since.isoformat(), until.isoformat(), index)
+        deps.queue.enqueue_backfill_slice(part, task_id=name)
+    report.reenqueued = restart_overdue_chains(deps, now=now)
+    logs.info("backfill slices enqueued", **report.to_json())
+    return report
+
+
+def run_backfill_slice(deps: Deps, part: BackfillSlice) -> BackfillReport:
+    """One slice of a fanned-out run. A conference can reach past the slice, so one that would
+    get a meeting of its own is first read whole over the run's range."""
+    report = BackfillReport(since=part.since, until=part.until, slices=1)
+    scan = Scan()
+    _scan_range(deps, scan, (part.since, part.until))
+    _reconcile(deps, scan, report, whole_range=(part.range_since, part.range_until))
+    logs.info("backfill slice finished", **report.to_json())
+    return report
+
+
+def _scan_range(deps: Deps, scan: Scan, bounds: tuple[datetime, datetime]) -> None:
+    for page in deps.reports.call_ended_pages(meeting_code=None, start=bounds[0], end=bounds[1]):
+        scan.add_page(page.activities, page.requests)
+
+
+def _reconcile(
+    deps: Deps,
+    scan: Scan,
+    report: BackfillReport,
+    *,
+    whole_range: tuple[datetime, datetime] | None,
+) -> None:
+    by_code: dict[str, list[ConferenceSummary]] = {}
+    for summary in scan.conferences.values():
+        by_code.setdefault(summary.meeting_code, []).append(summary)
+    for code, conferences in sorted(by_code.items()):
+        _reconcile_code(deps, code, conferences, report, whole_range=whole_range)
+    report.requests = scan.requests
+    report.events_read = scan.events_read
+    report.conferences_seen = len(scan.conferences)
+
+
+def _whole_conference(
+    deps: Deps, partial: ConferenceSummary, whole_range: tuple[datetime, datetime]
+) -> ConferenceSummary:
+    """Every session of a conference in the run's range (one code-filtered query)."""
+    scan = Scan()
+    for page in deps.reports.call_ended_pages(
+        meeting_code=reports_meeting_code(partial.meeting_code),
+        start=whole_range[0],
+        end=whole_range[1],
+    ):
+        scan.add_page(page.activities, page.requests)
+    whole = scan.conferences.get((partial.meeting_code, partial.conference_id), partial)
+    for key, fact in partial.sessions.items():
+        whole.sessions.setdefault(key, fact)
+    return whole
+
+
 def _reconcile_code(
-    deps: Deps, code: str, conferences: list[ConferenceSummary], report: BackfillReport
+    deps: Deps,
+    code: str,
+    conferences: list[ConferenceSummary],
+    report: BackfillReport,
+    *,
+    whole_range: tuple[datetime, datetime] | None,
 ) -> None:
     meetings = {m.meeting_id: m for m in deps.store.with_code(code)}
     for conference in sorted(conferences, key=lambda c: (c.first_join_ms, c.conference_id)):
         if _claimed(deps, meetings.values(), conference):
             continue
+        if whole_range is not None:
+            # Decide on the whole conference: its other sessions may lie in another slice.
+            conference = _whole_conference(deps, conference, whole_range)
+            if _claimed(deps, meetings.values(), conference):
+                continue
         accepted = accept_meeting_end(
             deps,
             Declared(

@@ -58,7 +58,7 @@ from google.oauth2 import id_token
 
 from functions.attendance import canonical_meeting_code, format_timestamp
 from functions.errors import AppError, ConfigError, InvalidInput
-from functions.ports import CollectReason, CollectTask
+from functions.ports import BackfillSlice, CollectReason, CollectTask
 
 __all__ = [
     "GOOGLE_ISSUERS",
@@ -339,16 +339,48 @@ def parse_time_argument(raw: str, name: str) -> datetime:
     return _parse_time(raw, name)
 
 
-def parse_backfill_request(body: bytes) -> tuple[datetime | None, datetime | None]:
-    """``{"since"?, "until"?}`` (an empty body means both absent) → aware UTC datetimes."""
+@dataclass(frozen=True, slots=True)
+class BackfillRequest:
+    """A backfill call: the scheduler's ``{"since"?, "until"?}``, or one slice of a fanned-out run
+    (``{"slice": {"since", "until", "range_since", "range_until"}}``)."""
+
+    since: datetime | None = None
+    until: datetime | None = None
+    part: BackfillSlice | None = None
+
+
+def parse_backfill_request(body: bytes) -> BackfillRequest:
     if not body.strip():
-        return None, None
+        return BackfillRequest()
     data = _load_object(body, code=_PAYLOAD)
-    bounds: list[datetime | None] = []
+    raw_slice = data.get("slice")
+    if raw_slice is not None:
+        if not isinstance(raw_slice, dict):
+            raise InvalidInput("slice must be an object", field="slice", code=_PAYLOAD)
+        bounds = {
+            name: _parse_time(_required_str(raw_slice, name, code=_PAYLOAD), f"slice.{name}")
+            for name in ("since", "until", "range_since", "range_until")
+        }
+        if not bounds["range_since"] <= bounds["since"] <= bounds["until"] <= bounds["range_until"]:
+            raise InvalidInput("slice must lie within its range", field="slice", code=_PAYLOAD)
+        return BackfillRequest(part=BackfillSlice(**bounds))
+    times: list[datetime | None] = []
     for name in ("since", "until"):
         raw = _optional_str(data, name, code=_PAYLOAD)
-        bounds.append(_parse_time(raw, name) if raw else None)
-    return bounds[0], bounds[1]
+        times.append(_parse_time(raw, name) if raw else None)
+    return BackfillRequest(since=times[0], until=times[1])
+
+
+def backfill_slice_body(part: BackfillSlice) -> bytes:
+    """The task body of one slice; ``parse_backfill_request`` reads it back."""
+    bounds = {
+        "since": part.since,
+        "until": part.until,
+        "range_since": part.range_since,
+        "range_until": part.range_until,
+    }
+    payload = {"slice": {name: format_timestamp(value) for name, value in bounds.items()}}
+    return json.dumps(payload, separators=(",", ":")).encode()
 
 
 # ------------------------------------------------------------------------------

@@ -27,6 +27,16 @@ class CollectTask:
     reason: CollectReason = "poll"
 
 
+@dataclass(frozen=True, slots=True)
+class BackfillSlice:
+    """One part of a fanned-out backfill: its own Reports range, and the run's whole range."""
+
+    since: datetime
+    until: datetime
+    range_since: datetime
+    range_until: datetime
+
+
 class ReportsError(AppError):
     """A Reports poll that failed after the adapter's own retries.
 
@@ -69,6 +79,10 @@ class ReportsSource(Protocol):
 class TaskQueue(Protocol):
     def enqueue(self, task: CollectTask, *, task_id: str, at: datetime) -> bool:
         """Create the named task; False when a task of that name exists or ran recently."""
+        ...
+
+    def enqueue_backfill_slice(self, part: BackfillSlice, *, task_id: str) -> bool:
+        """A task for the backfill function to scan one slice (due now); False if it exists."""
         ...
 
 

@@ -219,10 +219,20 @@ resource "google_cloud_run_v2_service_iam_member" "collect_invoker" {
   member   = "serviceAccount:${google_service_account.tasks.email}"
 }
 
+# The scheduler starts the daily run; the tasks identity delivers the run's slices (one task per
+# time slice, fanned out by the run itself).
 resource "google_cloud_run_v2_service_iam_member" "backfill_invoker" {
   project  = var.project_id
   location = var.region
   name     = google_cloudfunctions2_function.backfill.name
   role     = "roles/run.invoker"
   member   = "serviceAccount:${google_service_account.scheduler.email}"
+}
+
+resource "google_cloud_run_v2_service_iam_member" "backfill_slice_invoker" {
+  project  = var.project_id
+  location = var.region
+  name     = google_cloudfunctions2_function.backfill.name
+  role     = "roles/run.invoker"
+  member   = "serviceAccount:${google_service_account.tasks.email}"
 }

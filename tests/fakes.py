@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from functions.model import MeetingRecord, ParticipantRecord, RevisionRecord
-from functions.ports import CollectTask, FetchStats, ReportsError, ReportsPage
+from functions.ports import BackfillSlice, CollectTask, FetchStats, ReportsError, ReportsPage
 from functions.schedule import Status
 
 
@@ -109,12 +109,20 @@ class QueuedTask:
 class MemoryQueue:
     tasks: list[QueuedTask] = field(default_factory=list)
     names: set[str] = field(default_factory=set)
+    slices: list[BackfillSlice] = field(default_factory=list)
 
     def enqueue(self, task: CollectTask, *, task_id: str, at: datetime) -> bool:
         if task_id in self.names:
             return False
         self.names.add(task_id)
         self.tasks.append(QueuedTask(task, task_id, at))
+        return True
+
+    def enqueue_backfill_slice(self, part: BackfillSlice, *, task_id: str) -> bool:
+        if task_id in self.names:
+            return False
+        self.names.add(task_id)
+        self.slices.append(part)
         return True
 
     def pop_next(self) -> QueuedTask:

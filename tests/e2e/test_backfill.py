@@ -8,7 +8,9 @@ from typing import Any
 import pytest
 import requests
 
+from functions.adapters.cloud_tasks import tasks_client
 from functions.adapters.firestore_store import FirestoreStore
+from functions.config import Settings
 from functions.model import MeetingRecord
 from functions.schedule import Status
 from local.client import StackClient
@@ -25,6 +27,7 @@ def code_for(index: int) -> str:
 
 
 def run_backfill(client: StackClient, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Start a run as the scheduler does; wait until it and every task it caused have run."""
     name = client.trigger_backfill(body or {})
     dispatch: dict[str, Any] = wait_for(
         lambda: next(
@@ -34,13 +37,21 @@ def run_backfill(client: StackClient, body: dict[str, Any] | None = None) -> dic
         timeout_s=120,
         what="backfill dispatched",
     )
+    if dispatch["status"] == 200:
+        wait_for(lambda: queue_empty(client), timeout_s=180, what="slices and polls done")
     return dispatch
 
 
+def queue_empty(client: StackClient) -> bool:
+    settings = Settings.from_env(client.env)
+    return not list(tasks_client(settings).list_tasks(parent=settings.queue_path))
+
+
 def all_settled(store: FirestoreStore, code_count: int) -> list[MeetingRecord] | None:
+    """The meetings of the first ``code_count`` codes once each code has one and all are final."""
     meetings = [m for i in range(code_count) for m in store.with_code(code_for(i))]
     busy = [m for m in meetings if m.status not in (Status.COMPLETE, Status.MERGED)]
-    return None if busy else meetings
+    return None if busy or len(meetings) < code_count else meetings
 
 
 def test_a_day_of_fifty_conferences_with_ten_unannounced(
@@ -91,6 +102,7 @@ def test_a_day_of_fifty_conferences_with_ten_unannounced(
         timeout_s=120,
         what="both runs done",
     )
+    wait_for(lambda: queue_empty(client), timeout_s=180, what="their slices done")
     again = {m.meeting_id: (m.revision, m.attempts, m.status) for m in all_settled(store, 50) or []}
     assert again == after
 

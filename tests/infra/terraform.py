@@ -253,11 +253,15 @@ def collect_invoked_only_by_tasks(infra: Infra) -> list[str]:
     return problems
 
 
-def backfill_invoked_only_by_scheduler(infra: Infra) -> list[str]:
+def backfill_invoked_only_by_its_callers(infra: Infra) -> list[str]:
     members = _invokers(infra, "backfill")
     problems = _no_project_wide_invokers(infra)
-    if members != [_account_ref("scheduler")]:
-        problems.append(f"backfill invokers are {members}; only the scheduler account may")
+    callers = sorted([_account_ref("scheduler"), _account_ref("tasks")])
+    if sorted(members) != callers:
+        problems.append(
+            f"backfill invokers are {members}; only the scheduler (the run) and the tasks "
+            "account (its slices) may"
+        )
     return problems
 
 
@@ -547,7 +551,7 @@ PROPERTIES: dict[str, Callable[[Infra], list[str]]] = {
         only_ingest_is_public,
         runtime_signs_for_itself,
         collect_invoked_only_by_tasks,
-        backfill_invoked_only_by_scheduler,
+        backfill_invoked_only_by_its_callers,
         scheduler_uses_oidc,
         queue_sized_to_reports_quota,
         firestore_protected,

@@ -70,12 +70,12 @@ MUTATIONS: dict[str, tuple[str, dict[str, tuple[str, str]]]] = {
             )
         },
     ),
-    "backfill invoked by tasks": (
-        "backfill_invoked_only_by_scheduler",
+    "backfill public": (
+        "backfill_invoked_only_by_its_callers",
         {
             "functions.tf": (
                 'member   = "serviceAccount:${google_service_account.scheduler.email}"',
-                'member   = "serviceAccount:${google_service_account.tasks.email}"',
+                'member   = "allUsers"',
             )
         },
     ),
@@ -113,8 +113,8 @@ MUTATIONS: dict[str, tuple[str, dict[str, tuple[str, str]]]] = {
         "webhook_secret_from_secret_manager",
         {
             "functions.tf": (
-                "    IP_ADDRESS_MODE       = var.ip_address_mode\n",
-                '    IP_ADDRESS_MODE       = var.ip_address_mode\n    WEBHOOK_SECRET = "whsec_x"\n',
+                "    IP_ADDRESS_MODE           = var.ip_address_mode\n",
+                '    IP_ADDRESS_MODE           = var.ip_address_mode\n    WEBHOOK_SECRET = "whsec_x"\n',
             )
         },
     ),
@@ -126,8 +126,8 @@ MUTATIONS: dict[str, tuple[str, dict[str, tuple[str, str]]]] = {
         "functions_have_settings",
         {
             "functions.tf": (
-                "    IP_ADDRESS_MODE       = var.ip_address_mode\n",
-                '    IP_ADDRESS_MODE       = var.ip_address_mode\n    FIRESTORE_EMULATOR_HOST = "x:1"\n',
+                "    IP_ADDRESS_MODE           = var.ip_address_mode\n",
+                '    IP_ADDRESS_MODE           = var.ip_address_mode\n    FIRESTORE_EMULATOR_HOST = "x:1"\n',
             )
         },
     ),

@@ -11,7 +11,9 @@ from functions.attendance import parse_activity
 from functions.backfill import (
     BackfillReport,
     check_range,
+    fan_out,
     run_backfill,
+    run_backfill_slice,
     session_fact,
     slices,
     stored_fact,
@@ -237,3 +239,50 @@ def test_stored_sessions_compare_equal_to_scanned_ones() -> None:
         **{**{f: getattr(session, f) for f in session.__slots__}, "endpoint_id": None}
     )
     assert stored_fact({**stored, "endpoint_id": None}) == session_fact(without_endpoint)
+
+
+def test_fan_out_enqueues_one_named_task_per_slice_once() -> None:
+    world = World()
+    report = fan_out(world.deps, since=NOW - timedelta(hours=13), until=NOW)
+    assert report.slices == 3
+    assert [(p.since, p.until) for p in world.queue.slices] == slices(
+        NOW - timedelta(hours=13), NOW, timedelta(hours=6)
+    )
+    assert {(p.range_since, p.range_until) for p in world.queue.slices} == {
+        (NOW - timedelta(hours=13), NOW)
+    }
+    fan_out(world.deps, since=NOW - timedelta(hours=13), until=NOW)
+    assert len(world.queue.slices) == 3  # the same run again creates no slice twice
+
+
+def test_slices_run_as_tasks_find_what_the_threaded_run_finds() -> None:
+    threaded, fanned = World(), World()
+    for world in (threaded, fanned):
+        world.day_of_classes(6)
+        # A conference that crosses a slice boundary: its sessions are split between two slices.
+        boundary = NOW - timedelta(hours=6)
+        world.reports.activities += activities_for(
+            [
+                Stay("early@school.example", boundary - 50 * M, boundary - 10 * M),
+                Stay("late@school.example", boundary - 5 * M, boundary + 30 * M),
+            ],
+            meeting_code="cro-sssl-ice",
+            conference_id="crossing",
+        )
+    run_backfill(
+        threaded.deps, since=NOW - timedelta(hours=24), until=NOW, slice_length=timedelta(hours=6)
+    )
+    fan_out(fanned.deps, since=NOW - timedelta(hours=24), until=NOW)
+    for part in fanned.queue.slices:
+        run_backfill_slice(fanned.deps, part)
+
+    def meetings(world: World) -> dict[str, tuple[object, ...]]:
+        return {
+            m.meeting_id: (m.meeting_code, m.started_at, m.ended_at, m.source)
+            for m in world.store.meetings.values()
+        }
+
+    assert meetings(fanned) == meetings(threaded)
+    (crossing,) = [m for m in fanned.store.meetings.values() if m.meeting_code == "cro-sssl-ice"]
+    assert crossing.started_at == NOW - timedelta(hours=6) - 50 * M
+    assert crossing.ended_at == NOW - timedelta(hours=6) + 30 * M
