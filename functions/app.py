@@ -296,22 +296,36 @@ def sync_response(outcome: PollOutcome, rt: Runtime) -> Response:
 # collect (private, Cloud Tasks with OIDC)
 
 
+def _authenticated_post(
+    request: HttpRequest, current: Runtime, *, audience: str, callers: set[str]
+) -> None:
+    """What the private functions require: a small JSON POST with a Google OIDC token for one of
+    ``callers`` whose audience is the function's own URL."""
+    check_request(
+        method=request.method,
+        allowed=("POST",),
+        content_type=request.content_type,
+        content_length=request.content_length,
+        body=request.body,
+    )
+    verify_oidc_token(
+        authorization=request.headers.get("authorization"),
+        audience=audience,
+        allowed_emails=callers,
+        certs_url=current.settings.oidc_certs_url,
+        request=current.oidc_request,
+    )
+
+
 def collect(request: HttpRequest, rt: Runtime | None = None) -> Response:
     def handle() -> Response:
-        check_request(
-            method=request.method,
-            allowed=("POST",),
-            content_type=request.content_type,
-            content_length=request.content_length,
-            body=request.body,
-        )
         current = rt or runtime()
-        verify_oidc_token(
-            authorization=request.headers.get("authorization"),
-            audience=current.settings.collect_url,
-            allowed_emails=(current.settings.tasks_service_account,),
-            certs_url=current.settings.oidc_certs_url,
-            request=current.oidc_request,
+        settings = current.settings
+        _authenticated_post(
+            request,
+            current,
+            audience=settings.collect_url,
+            callers={settings.tasks_service_account},
         )
         task = parse_collect_task(request.body)
         with logs.bind(meeting_id=task.meeting_id, attempt=task.attempt):
@@ -339,13 +353,6 @@ def collect(request: HttpRequest, rt: Runtime | None = None) -> Response:
 
 def backfill(request: HttpRequest, rt: Runtime | None = None) -> Response:
     def handle() -> Response:
-        check_request(
-            method=request.method,
-            allowed=("POST",),
-            content_type=request.content_type,
-            content_length=request.content_length,
-            body=request.body,
-        )
         current = rt or runtime()
         settings = current.settings
         if settings.backfill_url is None:
@@ -354,13 +361,7 @@ def backfill(request: HttpRequest, rt: Runtime | None = None) -> Response:
         callers = {settings.tasks_service_account}
         if settings.scheduler_service_account:
             callers.add(settings.scheduler_service_account)
-        verify_oidc_token(
-            authorization=request.headers.get("authorization"),
-            audience=settings.backfill_url,
-            allowed_emails=callers,
-            certs_url=settings.oidc_certs_url,
-            request=current.oidc_request,
-        )
+        _authenticated_post(request, current, audience=settings.backfill_url, callers=callers)
         asked = parse_backfill_request(request.body)
         if asked.part is not None:
             return 200, run_backfill_slice(current.deps, asked.part).to_json()
