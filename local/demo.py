@@ -198,7 +198,8 @@ def run(client: StackClient) -> int:
             views[title] = answer.body
             meeting = answer.body["meeting"]
             state = (meeting["status"], meeting["attempts"], meeting["revision"])
-            if seen.get(title) != state:
+            previous = seen.get(title)
+            if previous != state:
                 seen[title] = state
                 console.print(
                     f"{time.monotonic() - started:5.1f} s  {title:8} {meeting['status']:10} "
@@ -206,11 +207,12 @@ def run(client: StackClient) -> int:
                     f"participants={meeting['participant_count']} "
                     f"attended={hms(meeting['total_attended_seconds'])}"
                 )
+                # The table as it stands whenever attendance changed or the meeting completed.
+                if previous is None or previous[2] != state[2] or state[0] == "complete":
+                    console.print(participant_table(title, answer.body))
         if all(v["meeting"]["status"] == "complete" for v in views.values()):
             break
         time.sleep(0.5)
-    for title, view in views.items():
-        console.print(participant_table(title, view))
     done = all(v["meeting"]["status"] == "complete" for v in views.values())
     requests = client.reports_requests()
     console.print(
