@@ -1,5 +1,5 @@
-"""``python -m benchmarks`` (``make bench``): every benchmark, with its defaults."""
+"""``python -m benchmarks`` (``make bench``): every benchmark, then RESULTS.md and results.json."""
 
-from benchmarks.summarize import main
+from benchmarks.report import main
 
-main([])
+raise SystemExit(main())

@@ -1,17 +1,27 @@
 """Benchmark: one poll of a meeting, with the real adapters on the local stand-ins.
 
-    python -m benchmarks.poll [--participants 10 100 1000] [--json-out PATH]
+    python -m benchmarks.poll [--participants 10 100 1000 5000] [--profile PATH] [--json-out PATH]
 
 For each size: a meeting is accepted, its events (about 2.5 sessions per participant) are loaded
 into the fake Reports API, then polled twice: the first poll finds everything; the second the same
 data. Reported per poll: Reports requests (target ⌈events/1000⌉), participant-document writes
 (target: participants whose attendance changed — all of them first, 0 on the unchanged re-poll),
 other writes (meeting document transactions, revision records) and wall time.
+
+Beside each poll, in the same run on the same events: the **naive baseline** — the common public
+approach: fetch the same events through the same adapter, then one unbatched Firestore ``set`` per
+session (activity) plus one for the meeting, no change detection, everything re-written each poll.
+Our wall time and writes are reported as a ratio to it.
+
+``--profile PATH`` also polls one more meeting of the largest size under cProfile (a separate
+meeting, so the measured polls carry no profiler overhead) and writes the top functions by
+cumulative time, and the time of each stage, to PATH as JSON.
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
 import math
 import os
@@ -21,6 +31,8 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+from google.cloud import firestore
 
 os.environ.setdefault("NO_GCE_CHECK", "True")
 
@@ -77,10 +89,79 @@ class PollMeasure:
     meeting_writes: int
     revision_writes: int
     wall_s: float
+    naive_writes: int = 0
+    naive_wall_s: float = 0.0
+    writes_ratio: float = 0.0
+    time_ratio: float = 0.0
+
+    @property
+    def writes(self) -> int:
+        return self.participant_writes + self.meeting_writes + self.revision_writes
 
 
-def measure(sizes: Sequence[int]) -> list[PollMeasure]:
+#: Functions whose cumulative time tells where a poll's time goes (module suffix, function name).
+STAGES = {
+    "Reports fetch (HTTP + JSON decode)": ("adapters/reports.py", "call_ended"),
+    "parse events into sessions": ("attendance.py", "add_activities"),
+    "select the meeting's sessions": ("selection.py", "select_meetings"),
+    "build participant records": ("service.py", "_participant_records"),
+    "read stored participants (revision diff)": (
+        "adapters/firestore_store.py",
+        "participant_documents",
+    ),
+    "write participants (batched commits)": ("adapters/firestore_store.py", "write_participants"),
+    "meeting document transactions": ("adapters/firestore_store.py", "update"),
+    "write revision record": ("adapters/firestore_store.py", "write_revision"),
+    "neighbour query (with_code)": ("adapters/firestore_store.py", "with_code"),
+}
+
+
+def naive_poll(
+    client: firestore.Client, reports: GoogleReportsSource, meeting: MeetingRecord
+) -> tuple[int, int]:
+    """The naive poll: every session written on its own, every time. Returns (writes, requests)."""
+    activities, stats = reports.call_ended(
+        meeting_code=meeting.meeting_code.replace("-", "").upper(), start=meeting.window_start
+    )
+    meeting_ref = client.collection("naive_meetings").document(meeting.meeting_id)
+    writes = 0
+    total_seconds = 0
+    for item in activities:
+        fields: dict[str, Any] = {}
+        for event in item.get("events", []):
+            for parameter in event.get("parameters", []):
+                value = parameter.get(
+                    "value", parameter.get("intValue", parameter.get("boolValue"))
+                )
+                fields[parameter["name"]] = value
+        leave = datetime.fromisoformat(str(item["id"]["time"]).replace("Z", "+00:00"))
+        duration = int(fields.get("duration_seconds") or 0)
+        total_seconds += duration
+        meeting_ref.collection("sessions").document(str(item["id"]["uniqueQualifier"])).set(
+            {
+                **fields,
+                "actor_email": (item.get("actor") or {}).get("email"),
+                "join_time": leave - timedelta(seconds=duration),
+                "leave_time": leave,
+            }
+        )
+        writes += 1
+    meeting_ref.set(
+        {
+            "meeting_code": meeting.meeting_code,
+            "sessions": len(activities),
+            "total_seconds": total_seconds,
+            "polled_at": datetime.now(UTC),
+        }
+    )
+    return writes + 1, stats.requests
+
+
+def measure(
+    sizes: Sequence[int], *, profile_out: Path | None = None
+) -> tuple[list[PollMeasure], dict[str, Any] | None]:
     results: list[PollMeasure] = []
+    profile: dict[str, Any] | None = None
     with FirestoreEmulator(project=PROJECT) as firestore, TasksEmulator() as tasks:
         os.environ["FIRESTORE_EMULATOR_HOST"] = firestore.host
         reports = FakeReportsServer()
@@ -103,12 +184,15 @@ def measure(sizes: Sequence[int]) -> list[PollMeasure]:
             tasks_client(settings)  # fail early if the emulator is unreachable
             for size in sizes:
                 results += _measure_size(size, settings, reports)
+                print("\n".join(render(results[-2:]).splitlines()[-2:]), flush=True)
+            if profile_out is not None:
+                profile = _profile(max(sizes), settings, reports, profile_out)
         finally:
             reports.stop()
-    return results
+    return results, profile
 
 
-def _measure_size(size: int, settings: Settings, reports: FakeReportsServer) -> list[PollMeasure]:
+def _deps(settings: Settings) -> tuple[CountingStore, Deps]:
     store = CountingStore(firestore_client(settings))
     deps = Deps(
         store=store,
@@ -117,19 +201,31 @@ def _measure_size(size: int, settings: Settings, reports: FakeReportsServer) -> 
         clock=lambda: datetime.now(UTC),
         timing=Timing(first_poll_delay_s=3600),  # no chain poll fires during the benchmark
     )
+    return store, deps
+
+
+def _meeting(
+    size: int, deps: Deps, reports: FakeReportsServer, *, tag: str = "abc"
+) -> tuple[MeetingRecord, int]:
     end = datetime.now(UTC) - timedelta(minutes=5)
-    code = f"bch-{size:04d}-abc"[:12]
+    code = f"bch-{size:04d}-{tag}"[:12]
     activities = large_class(
         participants=size,
         meeting_code=code,
-        conference_id=f"bench-{size}",
+        conference_id=f"bench-{size}-{tag}",
         start=end - timedelta(minutes=60),
         minutes=60,
     )
     reports.add_activities(activities)
     meeting = accept_meeting_end(
-        deps, Declared(meeting_code=code, ended_at=end, external_id=f"bench-{size}")
+        deps, Declared(meeting_code=code, ended_at=end, external_id=f"bench-{size}-{tag}")
     ).meeting
+    return meeting, len(activities)
+
+
+def _measure_size(size: int, settings: Settings, reports: FakeReportsServer) -> list[PollMeasure]:
+    store, deps = _deps(settings)
+    meeting, events = _meeting(size, deps, reports)
     measures = []
     for label, expected_writes in (("first", size), ("unchanged re-poll", 0)):
         before_requests = len(reports.requests())
@@ -141,9 +237,9 @@ def _measure_size(size: int, settings: Settings, reports: FakeReportsServer) -> 
             PollMeasure(
                 participants=size,
                 poll=label,
-                events=len(activities),
+                events=events,
                 reports_requests=len(reports.requests()) - before_requests,
-                reports_requests_target=math.ceil(len(activities) / 1000),
+                reports_requests_target=math.ceil(events / 1000),
                 participant_writes=outcome.participant_writes,
                 participant_writes_target=expected_writes,
                 meeting_writes=store.meeting_writes,
@@ -151,19 +247,86 @@ def _measure_size(size: int, settings: Settings, reports: FakeReportsServer) -> 
                 wall_s=round(wall, 3),
             )
         )
+    # The naive baseline on the same events, first poll and unchanged re-poll.
+    client = firestore_client(settings)
+    naive_reports = GoogleReportsSource(reports_service(settings))
+    for measured in measures:
+        started = time.perf_counter()
+        writes, _ = naive_poll(client, naive_reports, meeting)
+        measured.naive_wall_s = round(time.perf_counter() - started, 3)
+        measured.naive_writes = writes
+        measured.writes_ratio = round(measured.writes / writes, 4)
+        measured.time_ratio = round(measured.wall_s / measured.naive_wall_s, 4)
     return measures
+
+
+def _profile(
+    size: int, settings: Settings, reports: FakeReportsServer, out: Path
+) -> dict[str, Any]:
+    """The first poll of one more meeting of ``size`` participants, under cProfile."""
+    import pstats
+
+    _, deps = _deps(settings)
+    meeting, events = _meeting(size, deps, reports, tag="prf")
+    profiler = cProfile.Profile()
+    started = time.perf_counter()
+    profiler.enable()
+    poll_meeting(deps, meeting.meeting_id, reason="manual")
+    profiler.disable()
+    wall = time.perf_counter() - started
+    out.parent.mkdir(parents=True, exist_ok=True)
+    profiler.dump_stats(str(out.with_suffix(".prof")))
+    stats = pstats.Stats(profiler)
+    raw: dict[Any, Any] = stats.stats  # type: ignore[attr-defined]
+    rows = []
+    for (filename, line, name), (_, ncalls, tottime, cumtime, _) in raw.items():
+        rows.append(
+            {
+                "function": f"{_short(filename)}:{line}({name})",
+                "file": filename,
+                "name": name,
+                "ncalls": ncalls,
+                "tottime_s": round(tottime, 4),
+                "cumtime_s": round(cumtime, 4),
+            }
+        )
+    rows.sort(key=lambda r: -float(r["cumtime_s"]))
+    stages = {}
+    for label, (suffix, name) in STAGES.items():
+        matched = [r for r in rows if r["name"] == name and str(r["file"]).endswith(suffix)]
+        stages[label] = round(max((float(r["cumtime_s"]) for r in matched), default=0.0), 4)
+    by_tottime = sorted(rows, key=lambda r: -float(r["tottime_s"]))
+    result = {
+        "participants": size,
+        "events": events,
+        "wall_s_profiled": round(wall, 3),
+        "stages_cumtime_s": stages,
+        "top_cumulative": [{k: v for k, v in r.items() if k != "file"} for r in rows[:25]],
+        "top_self": [{k: v for k, v in r.items() if k != "file"} for r in by_tottime[:15]],
+    }
+    out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    return result
+
+
+def _short(filename: str) -> str:
+    for marker in ("site-packages/", "/work/main/", "lib/python3"):
+        if marker in filename:
+            return filename.split(marker, 1)[1]
+    return filename
 
 
 def render(results: Sequence[PollMeasure]) -> str:
     header = (
         "| participants | poll | events | Reports requests (target) | participant writes "
-        "(target) | meeting writes | revision writes | wall s |\n"
-        "|---:|---|---:|---:|---:|---:|---:|---:|\n"
+        "(target) | meeting writes | revision writes | wall s | naive writes | naive wall s "
+        "| writes ratio | time ratio |\n"
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
     )
     rows = [
         f"| {m.participants} | {m.poll} | {m.events} | {m.reports_requests} "
         f"({m.reports_requests_target}) | {m.participant_writes} ({m.participant_writes_target}) "
-        f"| {m.meeting_writes} | {m.revision_writes} | {m.wall_s:.3f} |"
+        f"| {m.meeting_writes} | {m.revision_writes} | {m.wall_s:.3f} | {m.naive_writes} "
+        f"| {m.naive_wall_s:.3f} | {m.writes_ratio:.3f} | {m.time_ratio:.3f} |"
         for m in results
     ]
     return header + "\n".join(rows)
@@ -171,10 +334,11 @@ def render(results: Sequence[PollMeasure]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--participants", type=int, nargs="+", default=[10, 100, 1000])
+    parser.add_argument("--participants", type=int, nargs="+", default=[10, 100, 1000, 5000])
+    parser.add_argument("--profile", type=Path, help="profile one more poll of the largest size")
     parser.add_argument("--json-out", type=Path)
     args = parser.parse_args(argv)
-    results = measure(args.participants)
+    results, profile = measure(args.participants, profile_out=args.profile)
     print(render(results))
     met = all(
         m.reports_requests == m.reports_requests_target
@@ -182,8 +346,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         for m in results
     )
     print("targets met" if met else "targets MISSED")
+    if profile is not None:
+        print(f"profile of {profile['participants']} participants (cumulative s):")
+        for label, seconds in profile["stages_cumtime_s"].items():
+            print(f"  {seconds:8.3f}  {label}")
     if args.json_out:
-        payload: dict[str, Any] = {"poll": [asdict(m) for m in results], "targets_met": met}
+        payload: dict[str, Any] = {
+            "benchmark": "poll",
+            "poll": [{**asdict(m), "writes": m.writes} for m in results],
+            "targets_met": met,
+            "profile": profile,
+        }
         args.json_out.write_text(json.dumps(payload, indent=2) + "\n")
     return 0
 

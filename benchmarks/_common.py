@@ -1,0 +1,121 @@
+"""Helpers shared by the benchmarks: settings for the local stand-ins, process CPU, the machine."""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import sys
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from functions.config import Settings
+
+PROJECT = "bench-attendance"
+WEBHOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # noqa: S105 (local stand-ins only)
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def bench_settings(
+    *, firestore_host: str, tasks_address: str, reports_url: str, queue: str = "bench"
+) -> Settings:
+    """Settings pointing every adapter at a stand-in on 127.0.0.1."""
+    return Settings.from_env(bench_env(firestore_host, tasks_address, reports_url, queue))
+
+
+def bench_env(
+    firestore_host: str, tasks_address: str, reports_url: str, queue: str = "bench"
+) -> dict[str, str]:
+    return {
+        "GOOGLE_CLOUD_PROJECT": PROJECT,
+        "TASKS_LOCATION": "local",
+        "TASKS_QUEUE": queue,
+        "COLLECT_URL": "http://127.0.0.1:9/",
+        "TASKS_SERVICE_ACCOUNT": "tasks@bench.iam.gserviceaccount.com",
+        "WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "FIRESTORE_EMULATOR_HOST": firestore_host,
+        "CLOUD_TASKS_EMULATOR_HOST": tasks_address,
+        "REPORTS_API_ENDPOINT": reports_url,
+    }
+
+
+def cpu_seconds(pid: int, *, children: bool = True) -> float:
+    """User + system CPU of a process (and its reaped children), from /proc/PID/stat."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    # After the ")": state is field 3, so utime (14) .. cstime (17) are indexes 11..14.
+    utime, stime, cutime, cstime = (int(f) for f in fields[11:15])
+    return (utime + stime + ((cutime + cstime) if children else 0)) / CLOCK_TICKS
+
+
+def tree_pids(pid: int) -> list[int]:
+    """The process and all its descendants (gunicorn forks workers under functions-framework)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="ascii") as stat:
+                parent = int(stat.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(parent, []).append(int(entry))
+    found, stack = [], [pid]
+    while stack:
+        current = stack.pop()
+        found.append(current)
+        stack += children.get(current, [])
+    return found
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    total = 0.0
+    for member in tree_pids(pid):
+        try:
+            total += cpu_seconds(member)
+        except (OSError, ValueError, IndexError):
+            continue  # exited meanwhile
+    return total
+
+
+def machine() -> dict[str, Any]:
+    memory_kib = 0
+    with open("/proc/meminfo", encoding="ascii") as meminfo:
+        for line in meminfo:
+            if line.startswith("MemTotal:"):
+                memory_kib = int(line.split()[1])
+    model = ""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {
+        "cores": os.cpu_count(),
+        "cpu_model": model,
+        "memory_gib": round(memory_kib / 2**20, 1),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """Nearest-rank percentile of ``values`` (``fraction`` in 0..1); 0 for an empty list."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), math.ceil(fraction * len(ordered))))
+    return ordered[rank - 1]
+
+
+def merge_env(extra: Mapping[str, str]) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(extra)
+    env["NO_GCE_CHECK"] = "True"
+    env["CLOUDSDK_CORE_CHECK_GCE_METADATA"] = "false"
+    return env
