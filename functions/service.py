@@ -316,6 +316,7 @@ def absorb_and_repoll_neighbours(deps: Deps, meeting: MeetingRecord) -> list[str
     ]
     before = credited_spans(meeting_spec(m, deps) for m in others)
     declared_start = meeting.started_at or meeting.ended_at - timedelta(hours=4)
+    current: list[MeetingRecord] = []
     for other in others:
         overlaps = (
             other.source == "backfill"
@@ -324,11 +325,7 @@ def absorb_and_repoll_neighbours(deps: Deps, meeting: MeetingRecord) -> list[str
             and (other.started_at or other.ended_at) < meeting.ended_at
             and other.ended_at > declared_start
         )
-        if overlaps:
-            _merge(deps, other, into=meeting.meeting_id, now=now)
-    current = [
-        m for m in deps.store.with_code(meeting.meeting_code) if m.meeting_id != meeting.meeting_id
-    ]
+        current.append(_merge(deps, other, into=meeting.meeting_id, now=now) if overlaps else other)
     after = credited_spans([*(meeting_spec(m, deps) for m in current), meeting_spec(meeting, deps)])
     repolled: list[str] = []
     for other in current:
@@ -347,7 +344,9 @@ def absorb_and_repoll_neighbours(deps: Deps, meeting: MeetingRecord) -> list[str
     return repolled
 
 
-def _merge(deps: Deps, backfilled: MeetingRecord, *, into: str, now: datetime) -> None:
+def _merge(deps: Deps, backfilled: MeetingRecord, *, into: str, now: datetime) -> MeetingRecord:
+    """The backfill meeting, merged into ``into`` (as stored afterwards)."""
+
     def change(current: MeetingRecord) -> MeetingRecord | None:
         if current.status is Status.MERGED:
             return None
@@ -357,7 +356,7 @@ def _merge(deps: Deps, backfilled: MeetingRecord, *, into: str, now: datetime) -
 
     merged = deps.store.update(backfilled.meeting_id, change)
     if merged is None:
-        return
+        return backfilled
     deps.store.write_participants(
         merged.meeting_id,
         status_updates=list(merged.participant_fingerprints),
@@ -365,6 +364,7 @@ def _merge(deps: Deps, backfilled: MeetingRecord, *, into: str, now: datetime) -
     )
     with logs.bind(meeting_id=merged.meeting_id):
         logs.info("backfill meeting merged", merged_into=into, status=str(Status.MERGED))
+    return merged
 
 
 # ------------------------------------------------------------------------------------------------
