@@ -67,6 +67,7 @@ __all__ = [
 
 EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _MS: Final = timedelta(milliseconds=1)
+_SECOND: Final = timedelta(seconds=1)
 
 ParamValue: TypeAlias = (
     "str | int | bool | tuple[str, ...] | tuple[int, ...] | dict[str, ParamValue]"
@@ -351,48 +352,20 @@ def parse_activity(
     return sessions, reasons, len(events)
 
 
-_SHARED_SET: Final = frozenset(_SHARED_STRINGS)
-_OWN_SET: Final = frozenset(_OWN_STRINGS)
+class _SessionBuilder:
+    """The slot layout of :class:`Session` without its frozen ``__setattr__``.
 
-
-@dataclass(slots=True)
-class _Parameters:
-    """The parameters the rules read: string values by name (``None`` unless a non-empty string),
-    and the two other parameters, raw."""
-
-    strings: dict[str, str | None] = field(default_factory=dict)
-    duration: dict[str, Any] | None = None
-    is_external: dict[str, Any] | None = None
-
-
-def _rule_parameters(params: object, share_strings: bool) -> _Parameters:
-    """One pass over an event's parameters: the loop that runs for every parameter of every event.
-
-    A name given twice counts with its last value; entries that are not ``{"name": str, ...}`` are
-    dropped.
+    ``_session_from_event`` fills one of these with plain attribute stores, then turns it into a
+    ``Session`` (``__class__`` assignment: same slots, so the same memory layout). The generated
+    ``Session.__init__`` sets its 18 fields one by one through ``object.__setattr__``, about ten
+    times slower, and it runs for every event of a dump. The result is an ordinary ``Session``:
+    tests/unit/test_attendance_properties.py checks it equals the one the constructor builds.
     """
-    found = _Parameters()
-    if not isinstance(params, list):
-        return found
-    strings = found.strings
-    intern = sys.intern if share_strings else str
-    try:
-        for param in params:
-            name = param["name"]
-            if name in _SHARED_SET:
-                value = param.get("value")
-                strings[name] = intern(value) if type(value) is str and value else None
-            elif name in _OWN_SET:
-                value = param.get("value")
-                strings[name] = value if type(value) is str and value else None
-            elif name == "duration_seconds":
-                found.duration = param
-            elif name == "is_external":
-                found.is_external = param
-    except (TypeError, KeyError, AttributeError):  # not a dict, no name, an unhashable name
-        well_formed = [p for p in params if isinstance(p, dict) and isinstance(p.get("name"), str)]
-        return _rule_parameters(well_formed, share_strings)
-    return found
+
+    __slots__ = Session.__slots__
+
+
+_NAME: Final = operator.itemgetter("name")
 
 
 def _session_from_event(
@@ -409,50 +382,110 @@ def _session_from_event(
         return "call_ended with an unparseable or offset-less id.time"
     qualifier = id_block.get("uniqueQualifier")
     time_text = raw_time if _is_canonical_time(raw_time) else format_timestamp(leave_time)
-    event_id = f"{time_text}/{'' if qualifier is None else qualifier}"
 
     params = event.get("parameters")
-    found = _rule_parameters(params, share_strings)
-    strings = found.strings.get
-    conference_id = strings("conference_id")
+    if not isinstance(params, list):
+        params = []
+    # The parameters by name, built in C (a name given twice counts with its last value); entries
+    # that are not {"name": ..., ...} mappings are dropped.
+    try:
+        by_name = dict(zip(map(_NAME, params), params, strict=True))
+        return _session_from_parameters(
+            by_name, time_text, qualifier, leave_time, keep_extra, share_strings
+        )
+    except (TypeError, KeyError, AttributeError):  # not a dict, no name, an unhashable name
+        well_formed = [p for p in params if isinstance(p, dict) and isinstance(p.get("name"), str)]
+        by_name = {p["name"]: p for p in well_formed}
+        return _session_from_parameters(
+            by_name, time_text, qualifier, leave_time, keep_extra, share_strings
+        )
+
+
+def _session_from_parameters(
+    by_name: dict[Any, Any],
+    time_text: object,
+    qualifier: object,
+    leave_time: datetime,
+    keep_extra: bool,
+    share_strings: bool,
+) -> Session | str:
+    get = by_name.get
+    # The string parameters: None unless a non-empty string; shared values interned. Unrolled:
+    # this runs for every event of a dump.
+    intern = sys.intern if share_strings else str
+    param = get("conference_id")
+    value = None if param is None else param.get("value")
+    conference_id = intern(value) if type(value) is str and value else None
+    param = get("meeting_code")
+    value = None if param is None else param.get("value")
+    raw_code = intern(value) if type(value) is str and value else None
+    param = get("identifier")
+    value = None if param is None else param.get("value")
+    identifier = intern(value) if type(value) is str and value else None
+    param = get("identifier_type")
+    value = None if param is None else param.get("value")
+    identifier_type = intern(value) if type(value) is str and value else None
+    param = get("display_name")
+    value = None if param is None else param.get("value")
+    display_name = intern(value) if type(value) is str and value else None
+    param = get("device_type")
+    value = None if param is None else param.get("value")
+    device_type = intern(value) if type(value) is str and value else None
+    param = get("location_country")
+    value = None if param is None else param.get("value")
+    location_country = intern(value) if type(value) is str and value else None
+    param = get("location_region")
+    value = None if param is None else param.get("value")
+    location_region = intern(value) if type(value) is str and value else None
+    param = get("calendar_event_id")
+    value = None if param is None else param.get("value")
+    calendar_event_id = intern(value) if type(value) is str and value else None
+    param = get("organizer_email")
+    value = None if param is None else param.get("value")
+    organizer_email = intern(value) if type(value) is str and value else None
+    param = get("endpoint_id")
+    value = None if param is None else param.get("value")
+    endpoint_id = value if type(value) is str and value else None
+    param = get("ip_address")
+    value = None if param is None else param.get("value")
+    ip_address = value if type(value) is str and value else None
     if conference_id is None:
         return "call_ended without conference_id"
-    duration = None if found.duration is None else decode_parameter(found.duration)
+    duration_param = get("duration_seconds")
+    duration = None if duration_param is None else decode_parameter(duration_param)
     if type(duration) is not int:
         return "call_ended without an integer duration_seconds"
     if duration < 0:
         return "call_ended with a negative duration_seconds"
-    raw_code = strings("meeting_code")
+    external = get("is_external")
     extra = None
     if keep_extra:
-        by_name = {
-            param["name"]: param
-            for param in (params if isinstance(params, list) else ())
-            if isinstance(param, dict) and isinstance(param.get("name"), str)
-        }
         extra = {
-            name: decode_parameter(param) for name, param in by_name.items() if name not in _KNOWN
+            name: decode_parameter(param)
+            for name, param in by_name.items()
+            if isinstance(name, str) and isinstance(param, dict) and name not in _KNOWN
         }
-    return Session(
-        event_id=event_id,
-        conference_id=conference_id,
-        endpoint_id=strings("endpoint_id"),
-        join_time=leave_time - timedelta(seconds=duration),
-        leave_time=leave_time,
-        duration_seconds=duration,
-        meeting_code=None if raw_code is None else canonical_meeting_code(raw_code) or None,
-        identifier=strings("identifier"),
-        identifier_type=strings("identifier_type"),
-        display_name=strings("display_name"),
-        is_external=found.is_external is not None and decode_parameter(found.is_external) is True,
-        device_type=strings("device_type"),
-        ip_address=strings("ip_address"),
-        location_country=strings("location_country"),
-        location_region=strings("location_region"),
-        calendar_event_id=strings("calendar_event_id"),
-        organizer_email=strings("organizer_email"),
-        extra=extra,
-    )
+    session: Any = _SessionBuilder()
+    session.event_id = f"{time_text}/{'' if qualifier is None else qualifier}"
+    session.conference_id = conference_id
+    session.endpoint_id = endpoint_id
+    session.join_time = leave_time - _SECOND * duration
+    session.leave_time = leave_time
+    session.duration_seconds = duration
+    session.meeting_code = None if raw_code is None else canonical_meeting_code(raw_code) or None
+    session.identifier = identifier
+    session.identifier_type = identifier_type
+    session.display_name = display_name
+    session.is_external = external is not None and decode_parameter(external) is True
+    session.device_type = device_type
+    session.ip_address = ip_address
+    session.location_country = location_country
+    session.location_region = location_region
+    session.calendar_event_id = calendar_event_id
+    session.organizer_email = organizer_email
+    session.extra = extra
+    session.__class__ = Session
+    return session  # type: ignore[no-any-return]
 
 
 # ------------------------------------------------------------------------------
@@ -641,21 +674,31 @@ def _latest_non_empty(ordered: Sequence[Session], attribute: str) -> str | None:
     return None
 
 
-def _by_leave(session: Session) -> tuple[datetime, str]:
-    return (session.leave_time, session.event_id)
+_LEAVE_ORDER: Final = operator.attrgetter("leave_time", "event_id")
+
+
+class _ParticipantBuilder:
+    """The slot layout of :class:`Participant`, without its frozen ``__setattr__`` (see
+    :class:`_SessionBuilder`)."""
+
+    __slots__ = Participant.__slots__
 
 
 def _build_participant(
     key: str, email_rule: bool, sessions: list[Session], clip: Span | None
 ) -> Participant:
     if len(sessions) == 1:
-        by_leave = ordered = sessions
-    else:
-        by_leave = sorted(sessions, key=_by_leave)
-        ordered = sorted(sessions, key=_session_order)
+        return _one_session_participant(key, email_rule, sessions[0], clip)
+    return _participant(key, email_rule, sessions, clip)
+
+
+def _participant(
+    key: str, email_rule: bool, sessions: Sequence[Session], clip: Span | None
+) -> Participant:
+    """The participant rules of CONTRACT §1 over any number of sessions."""
+    by_leave = sorted(sessions, key=_LEAVE_ORDER)
+    ordered = sorted(sessions, key=_session_order)
     intervals = _clipped(sessions, clip)
-    # Positional, and map() over attribute getters: this runs once per participant, and most
-    # participants of a large dump have one session.
     return Participant(
         key,
         key if email_rule else None,
@@ -672,8 +715,39 @@ def _build_participant(
     )
 
 
+def _one_session_participant(
+    key: str, email_rule: bool, session: Session, clip: Span | None
+) -> Participant:
+    """``_participant`` for one session (most participants of a large dump have one): the same
+    rules with their one-element sorts, unions and sums written out. The equality is checked over
+    generated sessions and clips in tests/unit/test_attendance_properties.py."""
+    if clip is None:
+        join, leave = session.join_time, session.leave_time
+    else:
+        ((join, leave),) = _clipped((session,), clip)
+    participant: Any = _ParticipantBuilder()
+    participant.participant_key = key
+    participant.email = key if email_rule else None
+    value = session.identifier
+    participant.identifier = str(value) if value else None
+    value = session.identifier_type
+    participant.identifier_type = str(value) if value else None
+    value = session.display_name
+    participant.display_name = str(value) if value else None
+    participant.is_external = bool(session.is_external)
+    participant.first_join = join
+    participant.last_leave = leave
+    participant.session_count = 1
+    participant.total_session_seconds = session.duration_seconds
+    participant.attended_seconds = round_ms_to_seconds((leave - join) // _MS)
+    participant.sessions = (session,)
+    participant.__class__ = Participant
+    return participant  # type: ignore[no-any-return]
+
+
 _IS_EXTERNAL: Final = operator.attrgetter("is_external")
 _DURATION: Final = operator.attrgetter("duration_seconds")
+_PARTICIPANT_ORDER: Final = operator.attrgetter("first_join", "participant_key")
 _START: Final = operator.itemgetter(0)
 _END: Final = operator.itemgetter(1)
 
@@ -690,7 +764,7 @@ def build_participants(
         _build_participant(key, email_rule, group, clip)
         for (key, email_rule), group in groups.items()
     ]
-    participants.sort(key=lambda p: (p.first_join, p.participant_key))
+    participants.sort(key=_PARTICIPANT_ORDER)
     return participants
 
 
@@ -719,7 +793,7 @@ def build_meeting(
     fallbacks (e.g. from the webhook) for when the events lack them."""
     selected = list(sessions)
     participants = build_participants(selected, clip=clip)
-    by_leave = sorted(selected, key=lambda s: (s.leave_time, s.event_id))
+    by_leave = sorted(selected, key=_LEAVE_ORDER)
     return Meeting(
         meeting_code=_latest_non_empty(by_leave, "meeting_code") or meeting_code,
         conference_ids=tuple(sorted({s.conference_id for s in selected})),

@@ -11,11 +11,21 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from functions.attendance import (
+    Participant,
+    Session,
     SessionCollector,
+    Span,
+    _one_session_participant,
+    _participant,
     attended_seconds,
     build_participants,
+    canonical_meeting_code,
+    decode_parameter,
+    format_timestamp,
     meeting_to_json,
     meetings_by_conference,
+    parse_activity,
+    parse_timestamp,
     participant_key,
 )
 from functions.selection import MeetingSpec, credited_spans, select_meetings
@@ -143,3 +153,236 @@ def test_credited_spans_are_disjoint_and_nobody_is_credited_twice(
             if p.participant_key == key
         )
         assert credited <= union + len(result)
+
+
+# ------------------------------------------------------------------------------
+# The fast paths of parse_activity and build_participants against the plain rules.
+
+_STRING_PARAMETERS = (
+    "conference_id",
+    "meeting_code",
+    "identifier",
+    "identifier_type",
+    "display_name",
+    "device_type",
+    "location_country",
+    "location_region",
+    "calendar_event_id",
+    "organizer_email",
+    "endpoint_id",
+    "ip_address",
+)
+
+
+def _reference_session(id_block: object, event: dict[str, Any], keep_extra: bool) -> Any:
+    """``call_ended`` event → Session or skip reason, written the plain way: one loop over the
+    parameters, the dataclass constructor."""
+    if not isinstance(id_block, dict):
+        return "call_ended without id"
+    raw_time = id_block.get("time")
+    leave_time = parse_timestamp(raw_time)
+    if leave_time is None:
+        return "call_ended with an unparseable or offset-less id.time"
+    qualifier = id_block.get("uniqueQualifier")
+    time_text = format_timestamp(leave_time)
+    if isinstance(raw_time, str) and len(raw_time) == 24 and raw_time[19] + raw_time[23] == ".Z":
+        time_text = raw_time
+    params = event.get("parameters")
+    well_formed = [
+        p
+        for p in (params if isinstance(params, list) else [])
+        if isinstance(p, dict) and isinstance(p.get("name"), str)
+    ]
+    by_name = {p["name"]: p for p in well_formed}
+    strings: dict[str, str | None] = {}
+    for name in _STRING_PARAMETERS:
+        value = by_name.get(name, {}).get("value")
+        strings[name] = value if isinstance(value, str) and value else None
+    if strings["conference_id"] is None:
+        return "call_ended without conference_id"
+    duration = (
+        decode_parameter(by_name["duration_seconds"]) if "duration_seconds" in by_name else None
+    )
+    if type(duration) is not int:
+        return "call_ended without an integer duration_seconds"
+    if duration < 0:
+        return "call_ended with a negative duration_seconds"
+    known = {*_STRING_PARAMETERS, "duration_seconds", "is_external"}
+    extra = (
+        {name: decode_parameter(p) for name, p in by_name.items() if name not in known}
+        if keep_extra
+        else None
+    )
+    code = strings.pop("meeting_code")
+    return Session(
+        event_id=f"{time_text}/{'' if qualifier is None else qualifier}",
+        join_time=leave_time - timedelta(seconds=duration),
+        leave_time=leave_time,
+        duration_seconds=duration,
+        meeting_code=None if code is None else canonical_meeting_code(code) or None,
+        is_external="is_external" in by_name and decode_parameter(by_name["is_external"]) is True,
+        extra=extra,
+        **strings,  # type: ignore[arg-type]
+    )
+
+
+_NAMES = st.sampled_from([*_STRING_PARAMETERS, "duration_seconds", "is_external", "product_type"])
+_VALUES = st.one_of(
+    st.sampled_from(["", " ", "x", "ABCDEFGHIJ", "abc-defg-hij", "a@b.example", "Zoë"]),
+    st.integers(-5, 5),
+    st.booleans(),
+    st.none(),
+)
+_PARAMETER = st.one_of(
+    st.builds(lambda n, v: {"name": n, "value": v}, _NAMES, _VALUES),
+    st.builds(
+        lambda n, v: {"name": n, "intValue": v},
+        _NAMES,
+        st.one_of(st.sampled_from(["0", "60", " 7 ", "-3", "1.5", "x"]), st.integers(-3, 9)),
+    ),
+    st.builds(
+        lambda n, v: {"name": n, "boolValue": v},
+        _NAMES,
+        st.one_of(st.booleans(), st.sampled_from(["true", "False", "yes"])),
+    ),
+    st.builds(lambda n: {"name": n, "multiValue": ["a"]}, _NAMES),
+    # Malformed entries: dropped by both.
+    st.sampled_from([5, "x", None, [], {}, {"value": "x"}, {"name": 5, "value": "x"}]),
+    st.just({"name": ["unhashable"], "value": "x"}),
+)
+_TIMES = st.one_of(
+    st.builds(lambda ms: format_timestamp(at(ms / 1000)), st.integers(-(10**6), 10**6)),
+    st.builds(
+        lambda ms: format_timestamp(at(ms / 1000)), st.integers(-(10**6), 10**6)
+    ),  # canonical
+    st.sampled_from(
+        [
+            "2026-01-15T10:00:00Z",
+            "2026-01-15T11:00:00.123456+01:00",
+            "2026-01-15 10:00:00.000Z",
+            "2026-01-15T10:00:00",
+            "not a time",
+            "",
+        ]
+    ),
+    st.none(),
+    st.integers(),
+)
+
+
+@st.composite
+def raw_parameters(draw: st.DrawFn) -> list[Any]:
+    """Mostly usable parameters with distinct values, then noise, in any order."""
+    params: list[Any] = []
+    for name in draw(st.permutations(_STRING_PARAMETERS)):
+        if draw(st.integers(0, 5)):
+            params.append({"name": name, "value": draw(st.text(max_size=3))})
+    if draw(st.integers(0, 5)):
+        params.append({"name": "duration_seconds", "intValue": str(draw(st.integers(0, 9999)))})
+    if draw(st.booleans()):
+        params.append({"name": "is_external", "boolValue": draw(st.booleans())})
+    params += draw(st.lists(_PARAMETER, max_size=6))
+    return draw(st.permutations(params))
+
+
+@st.composite
+def raw_activities(draw: st.DrawFn) -> Any:
+    events = draw(
+        st.lists(
+            st.one_of(
+                st.builds(
+                    lambda params, name: {"name": name, "parameters": params},
+                    raw_parameters(),
+                    st.sampled_from(["call_ended", "call_ended", "call_ended", "other"]),
+                ),
+                st.just({"name": "call_ended", "parameters": "none"}),
+                st.just("not an event"),
+            ),
+            max_size=3,
+        )
+    )
+    id_block = draw(
+        st.one_of(
+            st.builds(
+                lambda t, q: {"time": t, "uniqueQualifier": q},
+                _TIMES,
+                st.one_of(st.none(), st.sampled_from(["1", "-9"]), st.integers()),
+            ),
+            st.just("no id"),
+        )
+    )
+    return {"id": id_block, "events": events}
+
+
+@settings(max_examples=400)
+@given(raw_activities(), st.booleans(), st.booleans())
+def test_parse_activity_equals_the_plain_rules(
+    item: dict[str, Any], keep_extra: bool, share_strings: bool
+) -> None:
+    sessions, reasons, seen = parse_activity(
+        item, keep_extra=keep_extra, share_strings=share_strings
+    )
+    expected = [
+        _reference_session(item["id"], event, keep_extra)
+        for event in item["events"]
+        if isinstance(event, dict) and event.get("name") == "call_ended"
+    ]
+    assert seen == len(item["events"])
+    assert reasons == [e for e in expected if isinstance(e, str)]
+    wanted = [e for e in expected if not isinstance(e, str)]
+    assert sessions == wanted
+    assert [(repr(s), hash(s), s.extra) for s in sessions] == [
+        (repr(s), hash(s), s.extra) for s in wanted
+    ]
+    assert all(type(s) is Session for s in sessions)
+
+
+_CLIPS = st.one_of(
+    st.none(),
+    st.builds(
+        lambda a, b: Span(None if a is None else at(a), None if b is None else at(b)),
+        st.one_of(st.none(), st.integers(-30, 90)),
+        st.one_of(st.none(), st.integers(-30, 90)),
+    ),
+)
+
+
+@given(
+    st.integers(-60, 120),
+    st.integers(0, 7200),
+    st.sampled_from([None, "", "a@s.example", "+1415"]),
+    st.sampled_from([None, "", "email_address", "phone_number"]),
+    st.sampled_from([None, "", "Ann"]),
+    st.booleans(),
+    _CLIPS,
+    st.booleans(),
+)
+def test_one_session_participant_equals_the_general_rules(
+    leave_minutes: int,
+    duration: int,
+    identifier: str | None,
+    identifier_type: str | None,
+    display_name: str | None,
+    is_external: bool,
+    clip: Span | None,
+    email_rule: bool,
+) -> None:
+    leave = at(leave_minutes, seconds=0.25)
+    one = Session(
+        event_id=f"{format_timestamp(leave)}/1",
+        conference_id="c1",
+        endpoint_id="e1",
+        join_time=leave - timedelta(seconds=duration),
+        leave_time=leave,
+        duration_seconds=duration,
+        identifier=identifier,
+        identifier_type=identifier_type,
+        display_name=display_name,
+        is_external=is_external,
+    )
+    fast = _one_session_participant("k", email_rule, one, clip)
+    general = _participant("k", email_rule, [one], clip)
+    assert type(fast) is Participant
+    assert fast == general
+    assert repr(fast) == repr(general)
+    assert hash(fast) == hash(general)

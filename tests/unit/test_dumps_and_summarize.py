@@ -6,22 +6,30 @@ import io
 import json
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from functions.attendance import Span, build_meeting, format_timestamp, participant_to_json
 from functions.cli import cli
 from functions.dumps import (
     DumpShape,
+    _Encoded,
+    _Hours,
+    _participant_text,
+    _time_text,
     detect_shape,
     iter_activities,
     summarize_dumps,
     write_summary_json,
 )
 from functions.errors import InvalidInput
-from tests.unit.factories import activity, at
+from tests.unit.factories import activity, at, session
 
 EXAMPLES = Path("/work/shared/examples")
 EXAMPLE = EXAMPLES / "reports-meet-class.json"
@@ -356,3 +364,50 @@ def test_json_output_is_laid_out_one_session_per_line_with_exact_stdlib_text() -
     del rest["meetings"]
     expected.append(f"\n], {json.dumps(rest)[1:]}\n")
     assert out.getvalue() == "".join(expected)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.datetimes(
+        min_value=datetime(1, 1, 2),  # noqa: DTZ001 - made aware below
+        max_value=datetime(9999, 12, 30),  # noqa: DTZ001
+        timezones=st.sampled_from([UTC, timezone(timedelta(hours=5, minutes=30))]),
+    )
+)
+def test_time_text_is_format_timestamp(moment: datetime) -> None:
+    assert _time_text(moment, _Hours()) == format_timestamp(moment)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 120), st.integers(0, 3600), st.sampled_from(["a", "b", "c"])),
+        min_size=1,
+        max_size=6,
+    ),
+    st.sampled_from([None, (10, None), (None, 60), (20, 40)]),
+)
+def test_participant_text_is_the_stdlib_text(
+    raw: list[tuple[int, int, str]], clip: tuple[int | None, int | None] | None
+) -> None:
+    sessions = [
+        session(
+            at(leave) - timedelta(seconds=length),
+            at(leave),
+            key=f"{who}@s.example",
+            endpoint_id=f"e{n}",
+        )
+        for n, (leave, length, who) in enumerate(raw)
+    ]
+    span = None if clip is None else Span(*(None if c is None else at(c) for c in clip))
+    meeting = build_meeting(sessions, clip=span)
+    text = _Encoded()
+    for participant in meeting.participants:
+        rendered = participant_to_json(participant)
+        lines = rendered.pop("sessions")
+        expected = (
+            f'\n  {json.dumps(rendered)[:-1]}, "sessions": ['
+            + ",".join(f"\n   {json.dumps(s)}" for s in lines)
+            + "\n  ]}"
+        )
+        assert _participant_text(participant, text, _Hours()) == expected
