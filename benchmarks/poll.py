@@ -40,9 +40,9 @@ from functions.adapters.cloud_tasks import CloudTasksQueue, tasks_client
 from functions.adapters.firestore_store import FirestoreStore, firestore_client
 from functions.adapters.reports import GoogleReportsSource, reports_service
 from functions.config import Settings
-from functions.model import MeetingRecord, RevisionRecord
+from functions.model import Declared, MeetingRecord, RevisionRecord
 from functions.schedule import Timing
-from functions.service import Declared, Deps, accept_meeting_end, poll_meeting
+from functions.service import Deps, accept_meeting_end, poll_meeting
 from local.fake_reports import FakeReportsServer
 from local.firestore_emulator import FirestoreEmulator
 from local.simulate import large_class

@@ -38,7 +38,6 @@ from functions.model import apply_ip_mode
 from functions.ports import FetchStats, ReportsError, ReportsPage
 from functions.schedule import Timing
 from functions.service import (
-    Declared,
     Deps,
     NotFound,
     PollOutcome,
@@ -217,19 +216,8 @@ def ingest(request: HttpRequest, rt: Runtime | None = None) -> Response:
 
 
 def _meeting_ended(rt: Runtime, body: bytes, *, webhook_id: str, now: datetime) -> Response:
-    ended = parse_meeting_ended(body, now=now)
     accepted = accept_meeting_end(
-        rt.deps,
-        Declared(
-            meeting_code=ended.meeting_code,
-            ended_at=ended.ended_at,
-            started_at=ended.started_at,
-            external_id=ended.external_id,
-            calendar_event_id=ended.calendar_event_id,
-            organizer_email=ended.organizer_email,
-            expected_participants=ended.expected_participants,
-        ),
-        webhook_id=webhook_id,
+        rt.deps, parse_meeting_ended(body, now=now), webhook_id=webhook_id
     )
     meeting = accepted.meeting
     answer = {

@@ -32,12 +32,11 @@ from functions.attendance import (
     to_ms,
 )
 from functions.errors import InvalidInput
-from functions.model import MeetingRecord
+from functions.model import Declared, MeetingRecord
 from functions.ports import BackfillSlice, CollectTask
 from functions.schedule import Status
 from functions.selection import MeetingSpec, credited_spans
 from functions.service import (
-    Declared,
     Deps,
     accept_meeting_end,
     ensure_chain,

@@ -43,8 +43,8 @@ from functions.export import ExportFormat, export_rows, month_bounds, write_rows
 
 if TYPE_CHECKING:
     from functions.app import Runtime
-    from functions.model import MeetingRecord
-    from functions.service import Declared, PollOutcome
+    from functions.model import Declared, MeetingRecord
+    from functions.service import PollOutcome
 
 __all__ = ["cli", "main", "render_summary_table"]
 
@@ -273,7 +273,6 @@ def declared_from_options(
 ) -> Declared:
     """The options of ``sync --code`` checked by the webhook's own rules (one place for them)."""
     from functions.http_edge import parse_meeting_ended
-    from functions.service import Declared
 
     body = {
         "type": "meeting.ended",
@@ -284,16 +283,9 @@ def declared_from_options(
         "expected_participants": list(expect),
     }
     try:
-        ended = parse_meeting_ended(json.dumps(body).encode(), now=now)
+        return parse_meeting_ended(json.dumps(body).encode(), now=now)
     except InvalidInput as error:
         raise InvalidInput(_as_options(error.message), field=error.field) from None
-    return Declared(
-        meeting_code=ended.meeting_code,
-        ended_at=ended.ended_at,
-        started_at=ended.started_at,
-        external_id=ended.external_id,
-        expected_participants=ended.expected_participants,
-    )
 
 
 def poll_now(rt: Runtime, meeting_id: str, *, wait_s: float = 60.0) -> PollOutcome:

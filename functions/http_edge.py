@@ -58,6 +58,7 @@ from google.oauth2 import id_token
 
 from functions.attendance import canonical_meeting_code, format_timestamp
 from functions.errors import AppError, ConfigError, InvalidInput
+from functions.model import Declared
 from functions.ports import BackfillSlice, CollectReason, CollectTask
 
 __all__ = [
@@ -66,8 +67,8 @@ __all__ = [
     "MAX_EXPECTED_PARTICIPANTS",
     "WEBHOOK_TOLERANCE",
     "CollectTask",
+    "Declared",
     "Forbidden",
-    "MeetingEnded",
     "MethodNotAllowed",
     "Route",
     "TaskReason",
@@ -446,20 +447,7 @@ def normalise_participant_key(raw: str) -> str:
 _CODE_CHARACTERS: Final = re.compile(r"[A-Za-z0-9 -]+")
 
 
-@dataclass(frozen=True, slots=True)
-class MeetingEnded:
-    """A validated ``meeting.ended`` webhook (CONTRACT §4); times are aware UTC."""
-
-    meeting_code: str
-    ended_at: datetime
-    started_at: datetime | None = None
-    external_id: str | None = None
-    calendar_event_id: str | None = None
-    organizer_email: str | None = None
-    expected_participants: tuple[str, ...] = ()
-
-
-def parse_meeting_ended(body: bytes, *, now: datetime) -> MeetingEnded:
+def parse_meeting_ended(body: bytes, *, now: datetime) -> Declared:
     """Validate a ``meeting.ended`` body.
 
     Raises :class:`InvalidInput` with code ``invalid_payload`` and the offending ``field``.
@@ -543,7 +531,7 @@ def parse_meeting_ended(body: bytes, *, now: datetime) -> MeetingEnded:
                 code=_PAYLOAD,
             )
 
-    return MeetingEnded(
+    return Declared(
         meeting_code=meeting_code,
         ended_at=ended_at,
         started_at=started_at,
@@ -584,7 +572,7 @@ def _expected_participants(value: object) -> tuple[str, ...]:
     return tuple(keys)
 
 
-def meeting_ended_to_json(meeting: MeetingEnded) -> dict[str, Any]:
+def meeting_ended_to_json(meeting: Declared) -> dict[str, Any]:
     """The webhook body for ``meeting``; ``parse_meeting_ended`` reads it back to an equal value."""
     return {
         "type": "meeting.ended",

@@ -59,6 +59,19 @@ def _iso(moment: datetime) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class Declared:
+    """A declared meeting end, whoever declares it (webhook, CLI sync, backfill)."""
+
+    meeting_code: str
+    ended_at: datetime
+    started_at: datetime | None = None
+    external_id: str | None = None
+    calendar_event_id: str | None = None
+    organizer_email: str | None = None
+    expected_participants: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class LastError:
     code: str
     message: str

@@ -33,6 +33,7 @@ from functions.attendance import (
 from functions.errors import AppError
 from functions.model import (
     AttendanceChange,
+    Declared,
     IpMode,
     LastError,
     MeetingRecord,
@@ -102,19 +103,6 @@ class Busy(AppError):
 class NotFound(AppError):
     def __init__(self, meeting_id: str) -> None:
         super().__init__(f"no meeting {meeting_id}", status=404, code="not_found")
-
-
-@dataclass(frozen=True, slots=True)
-class Declared:
-    """A declared meeting end, whoever declares it (webhook, CLI sync, backfill)."""
-
-    meeting_code: str
-    ended_at: datetime
-    started_at: datetime | None = None
-    external_id: str | None = None
-    calendar_event_id: str | None = None
-    organizer_email: str | None = None
-    expected_participants: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

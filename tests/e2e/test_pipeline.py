@@ -12,8 +12,9 @@ import requests
 
 from functions.adapters.firestore_store import FirestoreStore
 from functions.config import Settings
+from functions.model import Declared
 from functions.schedule import Timing
-from functions.service import Declared, Deps, new_meeting_record
+from functions.service import Deps, new_meeting_record
 from local.client import Answer, StackClient
 from local.simulate import Stay, activities_for, call_ended, large_class, rfc3339
 from local.stack import Stack

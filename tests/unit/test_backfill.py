@@ -19,9 +19,9 @@ from functions.backfill import (
     stored_fact,
 )
 from functions.errors import InvalidInput
-from functions.model import MeetingRecord
+from functions.model import Declared, MeetingRecord
 from functions.schedule import Status, Timing
-from functions.service import Declared, Deps, accept_meeting_end, handle_collect_task
+from functions.service import Deps, accept_meeting_end, handle_collect_task
 from local.simulate import Stay, activities_for, call_ended
 from tests.fakes import ManualClock, MemoryQueue, MemoryStore, ScriptedReports
 

@@ -29,8 +29,8 @@ from functions.errors import AppError, ConfigError, InvalidInput
 from functions.http_edge import (
     MAX_BODY_BYTES,
     CollectTask,
+    Declared,
     Forbidden,
-    MeetingEnded,
     MethodNotAllowed,
     Unauthorized,
     check_request,
@@ -282,7 +282,7 @@ def payload(**overrides: Any) -> bytes:
     return json.dumps(data).encode()
 
 
-def parse(body: bytes, now: datetime = NOW) -> MeetingEnded:
+def parse(body: bytes, now: datetime = NOW) -> Declared:
     return parse_meeting_ended(body, now=now)
 
 
@@ -295,7 +295,7 @@ def refused(body: bytes, now: datetime = NOW) -> InvalidInput:
 
 
 def test_the_contract_example_parses() -> None:
-    assert parse(payload()) == MeetingEnded(
+    assert parse(payload()) == Declared(
         meeting_code="abc-defg-hij",
         ended_at=ENDED_AT,
         started_at=datetime(2026, 1, 15, 10, 0, tzinfo=UTC),
@@ -308,7 +308,7 @@ def test_the_contract_example_parses() -> None:
 
 def test_only_type_code_and_ended_at_are_required() -> None:
     body = json.dumps({"type": "meeting.ended", "meeting_code": "ABCDEFGHIJ", "ended_at": ENDED})
-    assert parse(body.encode()) == MeetingEnded(meeting_code="abc-defg-hij", ended_at=ENDED_AT)
+    assert parse(body.encode()) == Declared(meeting_code="abc-defg-hij", ended_at=ENDED_AT)
 
 
 def test_null_optional_fields_mean_absent_and_unknown_fields_are_ignored() -> None:
@@ -321,7 +321,7 @@ def test_null_optional_fields_mean_absent_and_unknown_fields_are_ignored() -> No
         colour="blue",
         nested={"deep": [1, 2]},
     )
-    assert parse(body) == MeetingEnded(meeting_code="abc-defg-hij", ended_at=ENDED_AT)
+    assert parse(body) == Declared(meeting_code="abc-defg-hij", ended_at=ENDED_AT)
 
 
 @pytest.mark.parametrize(
@@ -586,7 +586,7 @@ def outcome(action: Callable[[], object]) -> object:
         result = action()
     except AppError as error:
         return error.code
-    return type(result) if isinstance(result, MeetingEnded) else result
+    return type(result) if isinstance(result, Declared) else result
 
 
 json_values = st.recursive(
@@ -601,7 +601,7 @@ json_values = st.recursive(
 @settings(max_examples=200, deadline=None)
 @given(body=st.binary(max_size=300))
 def test_any_bytes_parse_or_are_invalid_input(body: bytes) -> None:
-    assert outcome(lambda: parse(body)) in (MeetingEnded, "invalid_payload")
+    assert outcome(lambda: parse(body)) in (Declared, "invalid_payload")
 
 
 @settings(max_examples=300, deadline=None)
@@ -625,7 +625,7 @@ def test_any_bytes_parse_or_are_invalid_input(body: bytes) -> None:
 def test_any_json_in_any_field_parses_or_is_invalid_input(data: dict[str, Any]) -> None:
     body = json.loads(payload())
     body.update(data)
-    assert outcome(lambda: parse(json.dumps(body).encode())) in (MeetingEnded, "invalid_payload")
+    assert outcome(lambda: parse(json.dumps(body).encode())) in (Declared, "invalid_payload")
 
 
 def test_to_json_writes_rfc3339_z_and_reads_back_equal() -> None:
@@ -648,7 +648,7 @@ def test_every_parsed_meeting_round_trips(
     ended_ms: int, length_ms: int | None, external_id: str | None, keys: list[str]
 ) -> None:
     ended = NOW + timedelta(milliseconds=ended_ms)
-    meeting = MeetingEnded(
+    meeting = Declared(
         meeting_code="abc-defg-hij",
         ended_at=ended,
         started_at=None if length_ms is None else ended - timedelta(milliseconds=length_ms),

@@ -7,12 +7,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from functions.attendance import participant_doc_id
-from functions.model import MeetingRecord
+from functions.model import Declared, MeetingRecord
 from functions.ports import CollectTask, ReportsError
 from functions.schedule import Status, Timing
 from functions.service import (
     Busy,
-    Declared,
     Deps,
     accept_meeting_end,
     chain_task_id,
