@@ -27,7 +27,7 @@ import json
 import operator
 import re
 import sys
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, TypeAlias
@@ -898,9 +898,3 @@ def meeting_fingerprint(meeting: Meeting) -> str:
             "participants": [participant_fingerprint(p) for p in meeting.participants],
         }
     )
-
-
-def iter_sessions(meetings: Iterable[Meeting]) -> Iterator[Session]:
-    for meeting in meetings:
-        for participant in meeting.participants:
-            yield from participant.sessions

@@ -50,6 +50,8 @@ OVERDUE_AFTER = timedelta(hours=1)
 #: Meetings whose stored sessions may differ from the scan are re-polled only once final: a live
 #: chain collects late data by itself, and a meeting before its first poll must stay untouched.
 REPOLL_STATUSES = frozenset({Status.COMPLETE, Status.NO_DATA, Status.FAILED})
+#: The statuses of a live chain, the only ones that can be overdue.
+_LIVE = frozenset({Status.SCHEDULED, Status.COLLECTING})
 
 # A session as the backfill keeps it: (dedupe key, join ms, leave ms, duration seconds).
 Compact = tuple[str, int, int, int]
@@ -405,9 +407,6 @@ def restart_overdue_chains(deps: Deps, *, now: datetime) -> list[str]:
                 attempt=updated.chain_seq,
             )
     return restarted
-
-
-_LIVE = frozenset({Status.SCHEDULED, Status.COLLECTING})
 
 
 def default_range(
