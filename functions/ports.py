@@ -37,6 +37,18 @@ class BackfillSlice:
     range_until: datetime
 
 
+class StoreContention(AppError):
+    """Concurrent writers kept a meeting's transaction from committing: retry later (503)."""
+
+    def __init__(self, meeting_id: str) -> None:
+        super().__init__(
+            f"meeting {meeting_id} is being changed concurrently",
+            status=503,
+            retryable=True,
+            code="contention",
+        )
+
+
 class ReportsError(AppError):
     """A Reports poll that failed after the adapter's own retries.
 
@@ -98,8 +110,10 @@ class MeetingStore(Protocol):
         meeting_id: str,
         change: Callable[[MeetingRecord], MeetingRecord | None],
     ) -> MeetingRecord | None:
-        """Read-modify-write in one transaction. ``change`` returns the new record, or None to
-        leave the stored one as it is. Returns what is stored afterwards (None if no meeting)."""
+        """Atomic read-modify-write, re-decided on fresh data if the document changed meanwhile.
+
+        ``change`` returns the new record, or None to leave the stored one as it is. Returns what
+        is stored afterwards (None if no meeting); raises StoreContention after repeated losses."""
         ...
 
     def with_code(self, meeting_code: str) -> list[MeetingRecord]: ...

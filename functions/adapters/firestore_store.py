@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import random
+import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any, Literal, TypeAlias
 
-from google.api_core.exceptions import AlreadyExists, NotFound
+from google.api_core.exceptions import Aborted, AlreadyExists, FailedPrecondition, NotFound
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
@@ -24,6 +26,7 @@ from google.cloud.firestore_v1.document import DocumentReference
 
 from functions.config import Settings
 from functions.model import MeetingRecord, ParticipantRecord, RevisionRecord
+from functions.ports import StoreContention
 from functions.schedule import Status
 
 MEETINGS = "meetings"
@@ -32,6 +35,8 @@ REVISIONS = "revisions"
 DELIVERIES = "webhook_deliveries"
 #: Keep commits at ≤ 500 writes: the emulator and older clients expect it.
 MAX_WRITES_PER_COMMIT = 500
+#: Tries of one optimistic update before it answers "retry later" (503).
+MAX_UPDATE_ATTEMPTS = 10
 
 _Write: TypeAlias = tuple[
     Literal["set", "update", "delete"], DocumentReference, dict[str, Any] | None
@@ -72,22 +77,29 @@ class FirestoreStore:
         meeting_id: str,
         change: Callable[[MeetingRecord], MeetingRecord | None],
     ) -> MeetingRecord | None:
-        reference = self._meetings.document(meeting_id)
+        """Optimistic read-modify-write: the write carries the read's ``update_time`` as a
+        precondition, and a concurrent change makes it fail, re-read and decide again.
 
-        @firestore.transactional
-        def run(transaction: firestore.Transaction) -> MeetingRecord | None:
-            snapshot = reference.get(transaction=transaction)
+        Unlike a transaction it takes no lock, so concurrent deliveries (duplicates, races) do not
+        queue behind each other, and most calls, which change nothing, cost one read.
+        """
+        reference = self._meetings.document(meeting_id)
+        for attempt in range(MAX_UPDATE_ATTEMPTS):
+            snapshot = reference.get()
             if not snapshot.exists:
                 return None
             current = MeetingRecord.from_document(snapshot.to_dict() or {})
             updated = change(current)
             if updated is None:
                 return current
-            transaction.set(reference, updated.to_document())
+            precondition = self._client.write_option(last_update_time=snapshot.update_time)
+            try:
+                reference.update(updated.to_document(), option=precondition)
+            except (FailedPrecondition, Aborted):
+                time.sleep(min(1.0, 0.02 * 2**attempt) * (0.5 + random.random()))  # noqa: S311
+                continue
             return updated
-
-        result: MeetingRecord | None = run(self._client.transaction())
-        return result
+        raise StoreContention(meeting_id)
 
     def with_code(self, meeting_code: str) -> list[MeetingRecord]:
         query = self._meetings.where(filter=FieldFilter("meeting_code", "==", meeting_code))

@@ -225,6 +225,28 @@ def test_concurrent_updates_both_land(
     assert stored.attempts == 4
 
 
+def test_a_write_in_between_makes_the_update_decide_again_on_fresh_data(
+    store: FirestoreStore, client: firestore.Client
+) -> None:
+    store.create(meeting())
+    calls = 0
+
+    def change(current: MeetingRecord) -> MeetingRecord:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            # Another writer lands between this update's read and its write.
+            client.collection("meetings").document("c-meeting1").update({"revision": 7})
+        return current.with_changes(attempts=current.attempts + 1)
+
+    updated = store.update("c-meeting1", change)
+    assert calls == 2
+    assert updated is not None
+    stored = store.get("c-meeting1")
+    assert stored is not None
+    assert (stored.revision, stored.attempts) == (7, 1)  # neither write lost
+
+
 def test_with_code_finds_only_that_code(store: FirestoreStore) -> None:
     store.create(meeting("c-a"))
     store.create(meeting("c-b", ended_at=ENDED + timedelta(days=7)))
