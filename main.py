@@ -9,7 +9,7 @@ import flask
 import functions_framework
 
 from functions import app
-from functions.http_edge import MAX_BODY_BYTES
+from functions.limits import MAX_BODY_BYTES
 
 
 def _request(request: flask.Request) -> app.HttpRequest:

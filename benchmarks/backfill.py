@@ -85,7 +85,7 @@ from functions.adapters.firestore_store import FirestoreStore, firestore_client
 from functions.adapters.reports import GoogleReportsSource
 from functions.backfill import run_backfill
 from functions.config import Settings
-from functions.service import Deps
+from functions.ports import Deps
 from benchmarks.backfill import RecordingQueue
 
 settings = Settings.from_env(args["env"])

@@ -39,7 +39,7 @@ from urllib.parse import urlsplit
 os.environ.setdefault("NO_GCE_CHECK", "True")
 
 from benchmarks._common import WEBHOOK_SECRET, cpu_seconds, percentile, tree_cpu_seconds
-from functions.http_edge import sign_webhook
+from functions.signatures import sign_webhook
 from local.simulate import rfc3339
 from local.stack import Stack
 

@@ -40,9 +40,11 @@ from functions.adapters.cloud_tasks import CloudTasksQueue, tasks_client
 from functions.adapters.firestore_store import FirestoreStore, firestore_client
 from functions.adapters.reports import GoogleReportsSource, reports_service
 from functions.config import Settings
+from functions.declarations import accept_meeting_end
 from functions.model import Declared, MeetingRecord, RevisionRecord
+from functions.polling import PollOutcome, poll_meeting
+from functions.ports import Deps
 from functions.schedule import Timing
-from functions.service import Deps, accept_meeting_end, poll_meeting
 from local.fake_reports import FakeReportsServer
 from local.firestore_emulator import FirestoreEmulator
 from local.simulate import large_class
@@ -102,9 +104,9 @@ class PollMeasure:
 #: Functions whose cumulative time tells where a poll's time goes (module suffix, function name).
 STAGES = {
     "Reports fetch (HTTP + JSON decode)": ("adapters/reports.py", "call_ended"),
-    "parse events into sessions": ("attendance.py", "add_activities"),
+    "parse events into sessions": ("reports_events.py", "add_activities"),
     "select the meeting's sessions": ("selection.py", "select_meetings"),
-    "build participant records": ("service.py", "_participant_records"),
+    "build participant records": ("polling.py", "_participant_records"),
     "read stored participants (revision diff)": (
         "adapters/firestore_store.py",
         "participant_documents",
@@ -233,6 +235,7 @@ def _measure_size(size: int, settings: Settings, reports: FakeReportsServer) -> 
         started = time.perf_counter()
         outcome = poll_meeting(deps, meeting.meeting_id, reason="manual")
         wall = time.perf_counter() - started
+        assert isinstance(outcome, PollOutcome), outcome
         measures.append(
             PollMeasure(
                 participants=size,

@@ -1,56 +1,42 @@
 """Wiring: settings → adapters → use cases, and the three HTTP handlers behind ``main.py``.
 
 Handlers take plain request values and return ``(status, json_body)``, so they run the same under
-functions-framework, in tests and in the CLI. Clients are created once per instance (lazily: a cold
-``ingest`` never builds a Reports client it does not need).
+functions-framework and in tests. A :class:`Runtime` holds our ports only; the adapters behind
+them are built once per instance (lazily where they are costly: a cold ``ingest`` never builds a
+Reports client it does not need).
 """
 
 from __future__ import annotations
 
 import functools
 import json
-import threading
 import traceback
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
-
-import google.auth.transport.requests
+from typing import Any
 
 from functions import logs
-from functions.attendance import format_timestamp
 from functions.backfill import default_range, fan_out, run_backfill_slice
 from functions.config import Settings
+from functions.declarations import accept_meeting_end
 from functions.errors import AppError, ConfigError
 from functions.http_edge import (
     check_request,
     error_response,
-    parse_backfill_request,
-    parse_collect_task,
-    parse_meeting_ended,
     route_ingest,
     unexpected_error_response,
-    verify_oidc_token,
-    verify_webhook_signature,
 )
-from functions.model import apply_ip_mode
-from functions.ports import FetchStats, ReportsError, ReportsPage
-from functions.schedule import Timing
-from functions.service import (
-    Deps,
-    NotFound,
-    PollOutcome,
-    accept_meeting_end,
-    handle_collect_task,
-    poll_meeting,
-)
+from functions.payloads import parse_backfill_request, parse_collect_task, parse_meeting_ended
+from functions.polling import handle_collect_task, poll_meeting
+from functions.ports import Deps, IdTokenVerifier
+from functions.signatures import verify_webhook_signature
+from functions.views import meeting_view, sync_view, to_json
 
 Response = tuple[int, dict[str, Any]]
-T = TypeVar("T")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class HttpRequest:
     method: str
     path: str
@@ -60,89 +46,37 @@ class HttpRequest:
     content_length: int | None = None
 
 
-class LazyReports:
-    """Builds the Reports client on first use; a credential failure becomes a poll error."""
-
-    def __init__(self, settings: Settings) -> None:
-        self._settings = settings
-        self._source_instance: Any = None
-        self._lock = threading.Lock()
-
-    def _source(self) -> Any:
-        with self._lock:
-            if self._source_instance is None:
-                from functions.adapters.reports import GoogleReportsSource
-
-                try:
-                    self._source_instance = GoogleReportsSource.from_settings(self._settings)
-                except (ValueError, OSError) as error:
-                    raise ReportsError(
-                        f"Reports credentials unavailable: {error}", kind="permission"
-                    ) from None
-            return self._source_instance
-
-    def call_ended(
-        self, *, meeting_code: str | None, start: datetime, end: datetime | None = None
-    ) -> tuple[list[Mapping[str, Any]], FetchStats]:
-        result: tuple[list[Mapping[str, Any]], FetchStats] = self._source().call_ended(
-            meeting_code=meeting_code, start=start, end=end
-        )
-        return result
-
-    def call_ended_pages(
-        self, *, meeting_code: str | None, start: datetime, end: datetime | None = None
-    ) -> Iterator[ReportsPage]:
-        pages: Iterator[ReportsPage] = self._source().call_ended_pages(
-            meeting_code=meeting_code, start=start, end=end
-        )
-        return pages
-
-
 @dataclass(frozen=True, slots=True)
 class Runtime:
     settings: Settings
     deps: Deps
-    oidc_request: google.auth.transport.requests.Request
+    id_tokens: IdTokenVerifier
 
 
 def build_runtime(settings: Settings) -> Runtime:
+    """The adapters for ``settings``; the adapter modules are imported here, not at start-up."""
     from functions.adapters.cloud_tasks import CloudTasksQueue
     from functions.adapters.firestore_store import FirestoreStore, firestore_client
+    from functions.adapters.id_tokens import GoogleIdTokenVerifier
+    from functions.adapters.reports import LazyReportsSource
 
     deps = Deps(
         store=FirestoreStore(firestore_client(settings)),
         queue=CloudTasksQueue.from_settings(settings),
-        reports=LazyReports(settings),
+        reports=LazyReportsSource(settings),
         clock=lambda: datetime.now(UTC),
-        timing=Timing(
-            first_poll_delay_s=settings.first_poll_delay_s,
-            max_poll_interval_s=settings.max_poll_interval_s,
-            collect_deadline_s=settings.collect_deadline_s,
-            settle_s=settings.settle_s,
-            absent_grace_s=settings.absent_grace_s,
-        ),
+        timing=settings.timing,
         window_before_s=settings.window_before_s,
         window_after_s=settings.window_after_s,
         ip_mode=settings.ip_address_mode,
     )
-    return Runtime(settings, deps, google.auth.transport.requests.Request())
+    return Runtime(settings, deps, GoogleIdTokenVerifier(certs_url=settings.oidc_certs_url))
 
 
 @functools.cache
 def runtime() -> Runtime:
     """One per instance: settings are validated (all problems at once) on first use."""
     return build_runtime(Settings.from_env())
-
-
-def to_json(value: Any) -> Any:
-    """Firestore documents and records → JSON values (RFC 3339 'Z' timestamps)."""
-    if isinstance(value, datetime):
-        return format_timestamp(value)
-    if isinstance(value, Mapping):
-        return {str(k): to_json(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [to_json(v) for v in value]
-    return value
 
 
 def _trace(request: HttpRequest, rt: Runtime | None) -> dict[str, str]:
@@ -159,25 +93,23 @@ def _trace(request: HttpRequest, rt: Runtime | None) -> dict[str, str]:
 def guarded(handler: Callable[[], Response], request: HttpRequest, rt: Runtime | None) -> Response:
     """Map every failure to an answer: AppErrors by their status, anything else to a 500."""
     with logs.bind(**_trace(request, rt)):
-        return _answer(handler)
-
-
-def _answer(handler: Callable[[], Response]) -> Response:
-    try:
-        return handler()
-    except AppError as error:
-        status, body = error_response(error)
-        severity = "ERROR" if status >= 500 else "WARNING"
-        logs.log(severity, "request refused", status=status, code=error.code, detail=error.message)
-        return status, body
-    except Exception as error:
-        logs.error(
-            "unexpected failure",
-            error=type(error).__name__,
-            detail=str(error)[:500],
-            stack=traceback.format_exc()[-4000:],
-        )
-        return unexpected_error_response()
+        try:
+            return handler()
+        except AppError as error:
+            status, body = error_response(error)
+            severity = "ERROR" if status >= 500 else "WARNING"
+            logs.log(
+                severity, "request refused", status=status, code=error.code, detail=error.message
+            )
+            return status, body
+        except Exception as error:
+            logs.error(
+                "unexpected failure",
+                error=type(error).__name__,
+                detail=str(error)[:500],
+                stack=traceback.format_exc()[-4000:],
+            )
+            return unexpected_error_response()
 
 
 # ------------------------------------------------------------------------------------------------
@@ -207,10 +139,8 @@ def ingest(request: HttpRequest, rt: Runtime | None = None) -> Response:
         meeting_id = route[1]
         with logs.bind(meeting_id=meeting_id):
             if route[0] == "sync":
-                return sync_response(
-                    poll_meeting(current.deps, meeting_id, reason="manual"), current
-                )
-            return 200, meeting_view(current, meeting_id)
+                return _sync(current, meeting_id)
+            return 200, meeting_view(current.deps.store, meeting_id)
 
     return guarded(handle, request, rt)
 
@@ -231,57 +161,12 @@ def _meeting_ended(rt: Runtime, body: bytes, *, webhook_id: str, now: datetime) 
     return (202 if accepted.created else 200), answer
 
 
-def meeting_view(rt: Runtime, meeting_id: str) -> dict[str, Any]:
-    meeting = rt.deps.store.get(meeting_id)
-    if meeting is None:
-        raise NotFound(meeting_id)
-    participants = rt.deps.store.participants(meeting_id)
-    for document in participants:
-        document.pop("fingerprint", None)
-    participants.sort(
-        key=lambda d: (
-            d.get("first_join") is None,
-            d.get("first_join") or datetime.max.replace(tzinfo=UTC),
-            str(d.get("participant_key")),
-        )
-    )
-    return {"meeting": to_json(meeting.public_document()), "participants": to_json(participants)}
-
-
-def sync_response(outcome: PollOutcome, rt: Runtime) -> Response:
-    sessions: list[dict[str, Any]] = []
-    if outcome.selected is not None:
-        for participant in outcome.selected.participants:
-            for session in participant.sessions:
-                sessions.append(
-                    {
-                        "email": participant.email,
-                        "participant_key": participant.participant_key,
-                        "display_name": participant.display_name,
-                        "join_time": format_timestamp(session.join_time),
-                        "leave_time": format_timestamp(session.leave_time),
-                        "duration_seconds": session.duration_seconds,
-                        "device_type": session.device_type,
-                        "ip_address": apply_ip_mode(session.ip_address, rt.deps.ip_mode),
-                        "location_country": session.location_country,
-                        "location_region": session.location_region,
-                    }
-                )
-    count = 0 if outcome.selected is None else outcome.selected.participant_count
-    body: dict[str, Any] = {
-        "status": "success" if outcome.error is None else "error",
-        "message": f"Synced {count} participants" if outcome.error is None else outcome.error,
-        "updated": len(outcome.updated),
-        "created": len(outcome.created),
-        "participants": sessions,
-        "meeting_status": str(outcome.meeting.status),
-    }
-    # A recorded Reports failure is the upstream's fault: 502, with the message that names the fix.
-    return (200 if outcome.error is None else 502), body
+def _sync(rt: Runtime, meeting_id: str) -> Response:
+    return sync_view(poll_meeting(rt.deps, meeting_id, reason="manual"), ip_mode=rt.deps.ip_mode)
 
 
 # ------------------------------------------------------------------------------------------------
-# collect (private, Cloud Tasks with OIDC)
+# collect and backfill (private: Cloud Tasks and Cloud Scheduler with OIDC)
 
 
 def _authenticated_post(
@@ -296,12 +181,10 @@ def _authenticated_post(
         content_length=request.content_length,
         body=request.body,
     )
-    verify_oidc_token(
+    current.id_tokens.verify(
         authorization=request.headers.get("authorization"),
         audience=audience,
         allowed_emails=callers,
-        certs_url=current.settings.oidc_certs_url,
-        request=current.oidc_request,
     )
 
 
@@ -324,19 +207,16 @@ def collect(request: HttpRequest, rt: Runtime | None = None) -> Response:
                 execution_count=request.headers.get("x-cloudtasks-taskexecutioncount"),
             )
             outcome = handle_collect_task(current.deps, task)
+            meeting = outcome.meeting
             return 200, {
                 "meeting_id": task.meeting_id,
                 "polled": outcome.polled,
                 "skipped": outcome.skipped_reason,
-                "status": str(outcome.meeting.status),
-                "revision": outcome.meeting.revision,
+                "status": None if meeting is None else str(meeting.status),
+                "revision": None if meeting is None else meeting.revision,
             }
 
     return guarded(handle, request, rt)
-
-
-# ------------------------------------------------------------------------------------------------
-# backfill (private, Cloud Scheduler with OIDC)
 
 
 def backfill(request: HttpRequest, rt: Runtime | None = None) -> Response:

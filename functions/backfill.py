@@ -19,77 +19,99 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from functions import logs
-from functions.attendance import (
-    Session,
-    canonical_meeting_code,
-    dedupe_key,
-    from_ms,
-    parse_activity,
-    reports_meeting_code,
-    to_ms,
-)
+from functions.attendance import Session
+from functions.chain import restart_overdue_chains, task_name
+from functions.declarations import accept_meeting_end
+from functions.duplicates import dedupe_key, preferred
 from functions.errors import InvalidInput
+from functions.intervals import Span
+from functions.limits import REPORTS_RETENTION
+from functions.meeting_codes import canonical_meeting_code, reports_meeting_code
 from functions.model import Declared, MeetingRecord
-from functions.ports import BackfillSlice, CollectTask
+from functions.ports import BackfillSlice, CollectTask, Deps
+from functions.reports_events import parse_activity
 from functions.schedule import Status
-from functions.selection import MeetingSpec, credited_spans
-from functions.service import (
-    Deps,
-    accept_meeting_end,
-    ensure_chain,
-    meeting_spec,
-    task_id,
-)
+from functions.selection import selection_spans
+from functions.timestamps import format_timestamp, from_ms, to_ms
 
-REPORTS_RETENTION = timedelta(days=180)
 DEFAULT_SLICE = timedelta(hours=6)
-OVERDUE_AFTER = timedelta(hours=1)
 #: Meetings whose stored sessions may differ from the scan are re-polled only once final: a live
 #: chain collects late data by itself, and a meeting before its first poll must stay untouched.
 REPOLL_STATUSES = frozenset({Status.COMPLETE, Status.NO_DATA, Status.FAILED})
-#: The statuses of a live chain, the only ones that can be overdue.
-_LIVE = frozenset({Status.SCHEDULED, Status.COLLECTING})
-
-# A session as the backfill keeps it: (dedupe key, join ms, leave ms, duration seconds).
-Compact = tuple[str, int, int, int]
 
 
-def session_fact(session: Session) -> Compact:
-    key = "/".join(dedupe_key(session))
-    return (key, to_ms(session.join_time), to_ms(session.leave_time), session.duration_seconds)
+class SessionFact(NamedTuple):
+    """A session as the backfill keeps it: what duplicates are told apart by, and its times in
+    milliseconds (a few small objects per session, never the event)."""
+
+    conference_id: str
+    endpoint_id: str | None
+    event_id: str
+    join_ms: int
+    leave_ms: int
+    duration_seconds: int
 
 
-def stored_fact(document: Mapping[str, Any]) -> Compact | None:
+def session_fact(session: Session) -> SessionFact:
+    return SessionFact(
+        conference_id=session.conference_id,
+        endpoint_id=session.endpoint_id,
+        event_id=session.event_id,
+        join_ms=to_ms(session.join_time),
+        leave_ms=to_ms(session.leave_time),
+        duration_seconds=session.duration_seconds,
+    )
+
+
+def stored_fact(document: Mapping[str, Any]) -> SessionFact | None:
     """The same fact from a stored session (participant document), to compare with the scan."""
     try:
-        join, leave = document["join_time"], document["leave_time"]
-        endpoint = document.get("endpoint_id")
-        if endpoint:
-            key = f"{document['conference_id']}/{endpoint}"
-        else:
-            # Mirrors attendance.dedupe_key's fallback: ("", event_id).
-            key = "/" + str(document["event_id"])
-        return (key, to_ms(join), to_ms(leave), int(document["duration_seconds"]))
+        return SessionFact(
+            conference_id=str(document["conference_id"]),
+            endpoint_id=document.get("endpoint_id") or None,
+            event_id=str(document["event_id"]),
+            join_ms=to_ms(document["join_time"]),
+            leave_ms=to_ms(document["leave_time"]),
+            duration_seconds=int(document["duration_seconds"]),
+        )
     except (KeyError, TypeError, ValueError):
         return None
 
 
-@dataclass
+def _overlaps(span: Span, fact: SessionFact) -> bool:
+    return span.overlaps(from_ms(fact.join_ms), from_ms(fact.leave_ms))
+
+
+#: What decides whether the store holds a scanned session: one session (its duplicate key) with
+#: the same times; which copy of a duplicate was kept does not matter.
+Comparable = tuple[tuple[str, str], int, int, int]
+
+
+def _comparable(fact: SessionFact) -> Comparable:
+    return (dedupe_key(fact), fact.join_ms, fact.leave_ms, fact.duration_seconds)
+
+
+@dataclass(kw_only=True)
 class ConferenceSummary:
     meeting_code: str
     conference_id: str
-    sessions: dict[str, Compact] = field(default_factory=dict)
+    sessions: dict[tuple[str, str], SessionFact] = field(default_factory=dict)
 
     @property
     def first_join_ms(self) -> int:
-        return min(s[1] for s in self.sessions.values())
+        return min(s.join_ms for s in self.sessions.values())
 
     @property
     def last_leave_ms(self) -> int:
-        return max(s[2] for s in self.sessions.values())
+        return max(s.leave_ms for s in self.sessions.values())
+
+    def add(self, fact: SessionFact) -> None:
+        key = dedupe_key(fact)
+        known = self.sessions.get(key)
+        self.sessions[key] = fact if known is None else preferred(known, fact)
 
 
 @dataclass
@@ -106,8 +128,8 @@ class BackfillReport:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "since": self.since.isoformat(),
-            "until": self.until.isoformat(),
+            "since": format_timestamp(self.since),
+            "until": format_timestamp(self.until),
             "slices": self.slices,
             "requests": self.requests,
             "events_read": self.events_read,
@@ -143,17 +165,9 @@ class Scan:
             for code, conference_id, session in facts:
                 summary = self.conferences.get((code, conference_id))
                 if summary is None:
-                    summary = ConferenceSummary(code, conference_id)
+                    summary = ConferenceSummary(meeting_code=code, conference_id=conference_id)
                     self.conferences[(code, conference_id)] = summary
-                fact = session_fact(session)
-                known = summary.sessions.get(fact[0])
-                if known is None or _prefers(fact, known):
-                    summary.sessions[fact[0]] = fact
-
-
-def _prefers(new: Compact, old: Compact) -> bool:
-    # attendance.preferred's order on compact facts: latest leave, then longest.
-    return (new[2], new[3]) > (old[2], old[3])
+                summary.add(session_fact(session))
 
 
 def slices(since: datetime, until: datetime, length: timedelta) -> list[tuple[datetime, datetime]]:
@@ -233,7 +247,7 @@ def fan_out(
     report = BackfillReport(since=since, until=until, slices=len(ranges))
     for index, (start, end) in enumerate(ranges):
         part = BackfillSlice(since=start, until=end, range_since=since, range_until=until)
-        name = task_id("backfill", since.isoformat(), until.isoformat(), index)
+        name = task_name("backfill", format_timestamp(since), format_timestamp(until), index)
         deps.queue.enqueue_backfill_slice(part, task_id=name)
     report.reenqueued = restart_overdue_chains(deps, now=now)
     logs.info("backfill slices enqueued", **report.to_json())
@@ -326,18 +340,27 @@ def _reconcile_code(
                     conference_id=conference.conference_id,
                     status=str(accepted.meeting.status),
                 )
-    specs = [meeting_spec(m, deps) for m in meetings.values()]
-    spans = credited_spans(specs)
-    for meeting in meetings.values():
-        if meeting.status not in REPOLL_STATUSES or meeting.meeting_id not in spans:
+    _repoll_changed(deps, meetings.values(), conferences, report)
+
+
+def _repoll_changed(
+    deps: Deps,
+    meetings: Iterable[MeetingRecord],
+    conferences: list[ConferenceSummary],
+    report: BackfillReport,
+) -> None:
+    """Re-poll final meetings whose selection holds scanned sessions the store lacks."""
+    candidates = list(meetings)
+    spans = selection_spans(deps.spec(m) for m in candidates)
+    for meeting in candidates:
+        span = spans.get(meeting.meeting_id)
+        if meeting.status not in REPOLL_STATUSES or span is None:
             continue
-        spec = next(s for s in specs if s.meeting_id == meeting.meeting_id)
-        selection = spec.window.intersection(spans[meeting.meeting_id])
         scanned = {
-            fact
+            _comparable(fact)
             for conference in conferences
             for fact in conference.sessions.values()
-            if selection.overlaps(from_ms(fact[1]), from_ms(fact[2]))
+            if _overlaps(span, fact)
         }
         if not scanned:
             continue
@@ -347,7 +370,7 @@ def _reconcile_code(
         digest = hashlib.sha256(repr(sorted(scanned)).encode()).hexdigest()[:16]
         enqueued = deps.queue.enqueue(
             CollectTask(meeting.meeting_id, meeting.chain_seq, "backfill"),
-            task_id=task_id(meeting.meeting_id, "backfill", digest),
+            task_id=task_name(meeting.meeting_id, "backfill", digest),
             at=deps.clock(),
         )
         if enqueued:
@@ -358,55 +381,20 @@ def _reconcile_code(
 
 def _claimed(deps: Deps, meetings: Iterable[MeetingRecord], conference: ConferenceSummary) -> bool:
     """Whether any session of the conference falls in some meeting's window ∩ credited span."""
-    specs: list[MeetingSpec] = [meeting_spec(m, deps) for m in meetings]
-    spans = credited_spans(specs)
-    for spec in specs:
-        span = spans.get(spec.meeting_id)
-        if span is None:
-            continue
-        selection = spec.window.intersection(span)
-        for _, join_ms, leave_ms, _ in conference.sessions.values():
-            if selection.overlaps(from_ms(join_ms), from_ms(leave_ms)):
-                return True
-    return False
+    spans = selection_spans(deps.spec(m) for m in meetings)
+    return any(
+        _overlaps(span, fact) for span in spans.values() for fact in conference.sessions.values()
+    )
 
 
-def _stored_facts(deps: Deps, meeting: MeetingRecord) -> set[Compact]:
-    facts: set[Compact] = set()
+def _stored_facts(deps: Deps, meeting: MeetingRecord) -> set[Comparable]:
+    facts: set[Comparable] = set()
     for document in deps.store.participants(meeting.meeting_id):
         for session in document.get("sessions") or []:
             fact = stored_fact(session)
             if fact is not None:
-                facts.add(fact)
+                facts.add(_comparable(fact))
     return facts
-
-
-def restart_overdue_chains(deps: Deps, *, now: datetime) -> list[str]:
-    """A chain whose next poll is more than an hour late broke: start a new link now."""
-    restarted: list[str] = []
-    for meeting in deps.store.overdue(now - OVERDUE_AFTER):
-        seq = meeting.chain_seq
-
-        def restart(current: MeetingRecord, seq: int = seq) -> MeetingRecord | None:
-            late = current.next_poll_at is not None and current.next_poll_at < now - OVERDUE_AFTER
-            if current.chain_seq != seq or not late or current.status not in _LIVE:
-                return None
-            return current.with_changes(
-                chain_seq=seq + 1, chain_started=False, next_poll_at=now, updated_at=now
-            )
-
-        updated = deps.store.update(meeting.meeting_id, restart)
-        if updated is None or updated.chain_seq == seq:
-            continue  # another run restarted it, or it moved on by itself
-        ensure_chain(deps, updated)
-        restarted.append(meeting.meeting_id)
-        with logs.bind(meeting_id=meeting.meeting_id, status=str(updated.status)):
-            logs.warning(
-                "overdue chain re-enqueued",
-                was_due=meeting.next_poll_at.isoformat() if meeting.next_poll_at else None,
-                attempt=updated.chain_seq,
-            )
-    return restarted
 
 
 def default_range(

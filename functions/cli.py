@@ -36,15 +36,27 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from functions.attendance import Meeting, Participant, format_timestamp
+from functions.attendance import Meeting
 from functions.dumps import Summary, paused_gc, summarize_dumps, write_summary_json
-from functions.errors import AppError, InvalidInput
-from functions.export import ExportFormat, export_rows, month_bounds, write_rows
+from functions.errors import AppError, Busy, CommandFailed, InvalidInput, NotFound
+from functions.export import ExportFormat, month_bounds, write_rows
+from functions.polling import PollOutcome, Skipped
+from functions.timestamps import format_timestamp
+from functions.views import (
+    billed_meetings,
+    export_rows,
+    meeting_fields,
+    meeting_view,
+    participant_row,
+    sorted_participants,
+    summary_row,
+    summary_title,
+    sync_fields,
+)
 
 if TYPE_CHECKING:
     from functions.app import Runtime
-    from functions.model import Declared, MeetingRecord
-    from functions.service import PollOutcome
+    from functions.model import Declared
 
 __all__ = ["cli", "main", "render_summary_table"]
 
@@ -163,47 +175,34 @@ def summarize(as_json: bool, files: tuple[str, ...]) -> None:
         stdout.flush()
 
 
-def _clock(moment: datetime | None) -> str:
-    return "—" if moment is None else moment.strftime("%Y-%m-%d %H:%M:%S")
+_PARTICIPANT_COLUMNS: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("Participant", {"overflow": "fold"}),
+    ("First join (UTC)", {}),
+    ("Last leave (UTC)", {}),
+    ("Attended", {"justify": "right"}),
+    ("Sessions", {"justify": "right"}),
+    ("Devices", {}),
+)
 
 
-def _hms(seconds: int) -> str:
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}"
-
-
-def _who(participant: Participant) -> str:
-    name = participant.display_name or ""
-    if name and name != participant.participant_key:
-        return f"{name} ({participant.participant_key})"
-    return participant.participant_key
+def _table(
+    rows: Sequence[Sequence[str]], *, title: str | None = None, note: bool = False, **options: Any
+) -> Table:
+    """A participant table: the summary's columns, and a note column for stored participants."""
+    table = Table(title=title, title_justify="left", **options)
+    for name, settings in (*_PARTICIPANT_COLUMNS, *((("Note", {}),) if note else ())):
+        table.add_column(name, **settings)
+    for row in rows:
+        table.add_row(*row)
+    return table
 
 
 def _meeting_table(meeting: Meeting) -> Table:
-    title = (
-        f"{meeting.meeting_code or 'no meeting code'} · {_clock(meeting.actual_start)} → "
-        f"{_clock(meeting.actual_end)} UTC · {meeting.participant_count} participants · "
-        f"{_hms(meeting.total_attended_seconds)} attended"
+    return _table(
+        [summary_row(p) for p in meeting.participants],
+        title=summary_title(meeting),
+        caption=", ".join(meeting.conference_ids),
     )
-    table = Table(title=title, caption=", ".join(meeting.conference_ids), title_justify="left")
-    table.add_column("Participant", overflow="fold")
-    table.add_column("First join (UTC)")
-    table.add_column("Last leave (UTC)")
-    table.add_column("Attended", justify="right")
-    table.add_column("Sessions", justify="right")
-    table.add_column("Devices")
-    for participant in meeting.participants:
-        devices = sorted({s.device_type or "?" for s in participant.sessions})
-        table.add_row(
-            _who(participant),
-            _clock(participant.first_join),
-            _clock(participant.last_leave),
-            _hms(participant.attended_seconds),
-            str(participant.session_count),
-            ", ".join(devices),
-        )
-    return table
 
 
 def render_summary_table(summary: Summary, out: IO[str]) -> None:
@@ -233,7 +232,7 @@ def operator_runtime() -> Runtime:
 
 
 def _checked_meeting_id(meeting_id: str) -> str:
-    from functions.http_edge import is_meeting_id
+    from functions.model import is_meeting_id
 
     if not is_meeting_id(meeting_id):
         raise InvalidInput(
@@ -272,7 +271,7 @@ def declared_from_options(
     now: datetime,
 ) -> Declared:
     """The options of ``sync --code`` checked by the webhook's own rules (one place for them)."""
-    from functions.http_edge import parse_meeting_ended
+    from functions.payloads import parse_meeting_ended
 
     body = {
         "type": "meeting.ended",
@@ -288,13 +287,13 @@ def declared_from_options(
         raise InvalidInput(_as_options(error.message), field=error.field) from None
 
 
-def poll_now(rt: Runtime, meeting_id: str, *, wait_s: float = 60.0) -> PollOutcome:
+def poll_now(rt: Runtime, meeting_id: str, *, wait_s: float = 60.0) -> PollOutcome | Skipped:
     """``poll_meeting(reason="manual")``, waiting while a chain's poll holds the meeting's lease.
 
     A meeting created past its deadline is polled by its first task at once, so a manual poll right
     after it often finds the lease taken; that poll ends within seconds.
     """
-    from functions.service import Busy, poll_meeting
+    from functions.polling import poll_meeting
 
     give_up = time.monotonic() + wait_s
     pause = 0.5
@@ -309,62 +308,9 @@ def poll_now(rt: Runtime, meeting_id: str, *, wait_s: float = 60.0) -> PollOutco
             pause = min(pause * 2, 4.0)
 
 
-def _stamp(value: Any) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, datetime):
-        return format_timestamp(value)
-    return str(value)
-
-
-def _doc_clock(value: Any) -> str:
-    return _clock(value) if isinstance(value, datetime) else "—"
-
-
-def participants_table(
-    documents: Sequence[Mapping[str, Any]], *, title: str | None = None
-) -> Table:
+def participants_table(documents: Sequence[Mapping[str, Any]]) -> Table:
     """Stored participant documents: real, estimated (declared length) and absent ones marked."""
-    table = Table(title=title, title_justify="left")
-    table.add_column("Participant", overflow="fold")
-    table.add_column("First join (UTC)")
-    table.add_column("Last leave (UTC)")
-    table.add_column("Attended", justify="right")
-    table.add_column("Sessions", justify="right")
-    table.add_column("Devices")
-    table.add_column("Note")
-    for document in documents:
-        key = str(document.get("participant_key") or "")
-        name = document.get("display_name") or ""
-        who = f"{name} ({key})" if name and name != key else key
-        sessions = document.get("sessions") or []
-        devices = sorted({str(s.get("device_type") or "?") for s in sessions})
-        note = "absent" if document.get("absent") else ""
-        if document.get("estimated"):
-            note = "estimated"
-        table.add_row(
-            who,
-            _doc_clock(document.get("first_join")),
-            _doc_clock(document.get("last_leave")),
-            _hms(int(document.get("attended_seconds") or 0)),
-            str(int(document.get("session_count") or 0)),
-            ", ".join(devices),
-            note,
-        )
-    return table
-
-
-def _sorted_participants(rt: Runtime, meeting_id: str) -> list[dict[str, Any]]:
-    documents = rt.deps.store.participants(meeting_id)
-    never = datetime.max.replace(tzinfo=UTC)
-    documents.sort(
-        key=lambda d: (
-            d.get("first_join") is None,
-            d.get("first_join") or never,
-            str(d.get("participant_key")),
-        )
-    )
-    return documents
+    return _table([participant_row(d) for d in documents], note=True)
 
 
 def _stdout_console() -> Console:
@@ -380,36 +326,37 @@ def _fields_table(title: str, rows: Sequence[tuple[str, str]]) -> Table:
     return table
 
 
-def render_sync(
-    outcome: PollOutcome, *, before: str | None, documents: Sequence[Mapping[str, Any]]
-) -> None:
-    meeting = outcome.meeting
-    moved = str(meeting.status) if before in (None, str(meeting.status)) else None
-    status = moved or f"{before} → {meeting.status}"
-    rows = [
-        ("Meeting", meeting.meeting_id),
-        ("Code", meeting.meeting_code),
-        ("Source", meeting.source),
-        ("Status", status),
-        ("Revision", str(meeting.revision)),
-        ("Created", str(len(outcome.created))),
-        ("Updated", str(len(outcome.updated))),
-        ("Participants", f"{meeting.participant_count} with sessions"),
-        ("Attended", _hms(meeting.total_attended_seconds)),
-        ("Next poll", _stamp(meeting.next_poll_at)),
-    ]
-    if outcome.stats is not None:
-        rows.append(
-            (
-                "Reports",
-                f"{outcome.stats.requests} request(s), {outcome.stats.activities} activities",
-            )
-        )
-    if outcome.error is not None:
-        rows.append(("Error", outcome.error))
-    console = _stdout_console()
-    console.print(_fields_table(f"Synced {meeting.meeting_id}", rows))
-    console.print(participants_table(documents))
+def _declare_for_sync(
+    *,
+    code: str,
+    ended_at: str | None,
+    started_at: str | None,
+    external_id: str | None,
+    expect: Sequence[str],
+) -> tuple[Runtime, str, str]:
+    """``sync --code``: the manual meeting created or found; (runtime, meeting id, status)."""
+    from functions.declarations import accept_meeting_end
+
+    if ended_at is None:
+        raise InvalidInput("--code needs --ended-at (RFC 3339 with a UTC offset)")
+    declared = declared_from_options(
+        code=code,
+        ended_at=ended_at,
+        started_at=started_at,
+        external_id=external_id,
+        expect=expect,
+        now=datetime.now(UTC),
+    )
+    rt = operator_runtime()
+    accepted = accept_meeting_end(rt.deps, declared, source="manual")
+    meeting = accepted.meeting
+    verb = "created" if accepted.created else "found"
+    click.echo(
+        f"sync: {verb} meeting {meeting.meeting_id} (source {meeting.source}, "
+        f"status {meeting.status})",
+        err=True,
+    )
+    return rt, meeting.meeting_id, str(meeting.status)
 
 
 @cli.command()
@@ -439,8 +386,6 @@ def sync(
     expect: tuple[str, ...],
 ) -> None:
     """Poll the Reports API now for MEETING_ID, or for the meeting of --code and --ended-at."""
-    from functions.service import NotFound, accept_meeting_end
-
     declaring = {
         "--ended-at": ended_at,
         "--started-at": started_at,
@@ -449,8 +394,6 @@ def sync(
     }
     if meeting_id is not None and code is not None:
         raise InvalidInput("give MEETING_ID or --code, not both")
-    if meeting_id is None and code is None:
-        raise InvalidInput("give MEETING_ID, or --code with --ended-at")
     if meeting_id is not None:
         given = [name for name, value in declaring.items() if value is not None]
         if given:
@@ -459,77 +402,30 @@ def sync(
         rt = operator_runtime()
         stored = rt.deps.store.get(meeting_id)
         if stored is None:
-            raise NotFound(meeting_id)
-        before: str | None = str(stored.status)
-    else:
-        assert code is not None
-        if ended_at is None:
-            raise InvalidInput("--code needs --ended-at (RFC 3339 with a UTC offset)")
-        declared = declared_from_options(
+            raise NotFound.meeting(meeting_id)
+        before = str(stored.status)
+    elif code is not None:
+        rt, meeting_id, before = _declare_for_sync(
             code=code,
             ended_at=ended_at,
             started_at=started_at,
             external_id=external_id,
             expect=expect,
-            now=datetime.now(UTC),
         )
-        rt = operator_runtime()
-        accepted = accept_meeting_end(rt.deps, declared, source="manual")
-        meeting_id = accepted.meeting.meeting_id
-        verb = "created" if accepted.created else "found"
-        click.echo(
-            f"sync: {verb} meeting {meeting_id} (source {accepted.meeting.source}, "
-            f"status {accepted.meeting.status})",
-            err=True,
-        )
-        before = str(accepted.meeting.status)
+    else:
+        raise InvalidInput("give MEETING_ID, or --code with --ended-at")
     outcome = poll_now(rt, meeting_id)
-    if not outcome.polled:
-        merged_into = outcome.meeting.merged_into
+    if isinstance(outcome, Skipped):
+        merged_into = None if outcome.meeting is None else outcome.meeting.merged_into
         if merged_into:
-            raise AppError(f"meeting {meeting_id} is merged into {merged_into}; sync that one")
-        raise AppError(f"meeting {meeting_id} was not polled ({outcome.skipped_reason})")
-    render_sync(outcome, before=before, documents=_sorted_participants(rt, meeting_id))
+            raise CommandFailed(f"meeting {meeting_id} is merged into {merged_into}; sync that one")
+        raise CommandFailed(f"meeting {meeting_id} was not polled ({outcome.skipped_reason})")
+    console = _stdout_console()
+    console.print(_fields_table(f"Synced {meeting_id}", sync_fields(outcome, before=before)))
+    console.print(participants_table(sorted_participants(rt.deps.store, meeting_id)))
     sys.stdout.flush()
     if outcome.error is not None:
-        raise AppError(f"the Reports poll of {meeting_id} failed: {outcome.error}")
-
-
-def meeting_fields(meeting: MeetingRecord) -> list[tuple[str, str]]:
-    error = meeting.last_error
-    last_error = (
-        "—" if error is None else f"{error.code}: {error.message} (at {format_timestamp(error.at)})"
-    )
-    window = f"{_stamp(meeting.window_start)} → {_stamp(meeting.window_end)}"
-    declared_start = _stamp(meeting.started_at)
-    rows = [
-        ("Status", str(meeting.status)),
-        ("Source", meeting.source),
-        ("Code", meeting.meeting_code),
-        ("External id", _stamp(meeting.external_id)),
-        ("Declared", f"{declared_start} → {_stamp(meeting.ended_at)}"),
-        ("Window", window),
-        ("Deadline", _stamp(meeting.deadline)),
-        ("Attempts", str(meeting.attempts)),
-        ("Next poll", _stamp(meeting.next_poll_at)),
-        ("Last polled", _stamp(meeting.last_polled_at)),
-        ("Completed", _stamp(meeting.completed_at)),
-        ("Last error", last_error),
-        ("Revision", str(meeting.revision)),
-        ("Attendance", meeting.attendance_source),
-        (
-            "Totals",
-            f"{meeting.participant_count} participant(s) with sessions, "
-            f"{_hms(meeting.total_attended_seconds)} attended",
-        ),
-        ("Actual", f"{_stamp(meeting.actual_start)} → {_stamp(meeting.actual_end)}"),
-        ("Conferences", ", ".join(meeting.conference_ids) or "—"),
-        ("Expected", ", ".join(meeting.expected_participants) or "—"),
-        ("Missing", ", ".join(meeting.missing_participants) or "—"),
-    ]
-    if meeting.merged_into is not None:
-        rows.insert(1, ("Merged into", meeting.merged_into))
-    return rows
+        raise CommandFailed(f"the Reports poll of {meeting_id} failed: {outcome.error}")
 
 
 @cli.command()
@@ -538,21 +434,18 @@ def meeting_fields(meeting: MeetingRecord) -> list[tuple[str, str]]:
 @reports_failures("show")
 def show(meeting_id: str, as_json: bool) -> None:
     """A meeting's status, timings, last error and participants."""
-    from functions.app import meeting_view
-    from functions.service import NotFound
-
     meeting_id = _checked_meeting_id(meeting_id)
-    rt = operator_runtime()
+    store = operator_runtime().deps.store
     if as_json:
-        sys.stdout.write(json.dumps(meeting_view(rt, meeting_id), ensure_ascii=False) + "\n")
+        sys.stdout.write(json.dumps(meeting_view(store, meeting_id), ensure_ascii=False) + "\n")
         sys.stdout.flush()
         return
-    meeting = rt.deps.store.get(meeting_id)
+    meeting = store.get(meeting_id)
     if meeting is None:
-        raise NotFound(meeting_id)
+        raise NotFound.meeting(meeting_id)
     console = _stdout_console()
     console.print(_fields_table(f"Meeting {meeting_id}", meeting_fields(meeting)))
-    console.print(participants_table(_sorted_participants(rt, meeting_id)))
+    console.print(participants_table(sorted_participants(store, meeting_id)))
     sys.stdout.flush()
 
 
@@ -568,8 +461,8 @@ def show(meeting_id: str, as_json: bool) -> None:
 def export(month: str, tz: str, fmt: ExportFormat) -> None:
     """Billing rows (CONTRACT §7): one per participant per meeting ended in --month."""
     start, end = month_bounds(month, tz)  # bad month or zone: exit 2 before any setting is read
-    rt = operator_runtime()
-    meetings = [m for m in rt.deps.store.ended_between(start, end) if str(m.status) != "merged"]
+    store = operator_runtime().deps.store
+    meetings = billed_meetings(store, start, end)
     err = Console(stderr=True, highlight=False)
     participants: dict[str, list[dict[str, Any]]] = {}
     with (
@@ -578,9 +471,7 @@ def export(month: str, tz: str, fmt: ExportFormat) -> None:
     ):
         task = progress.add_task("reading participants", total=len(meetings))
         ids = [m.meeting_id for m in meetings]
-        for meeting_id, documents in zip(
-            ids, pool.map(rt.deps.store.participants, ids), strict=True
-        ):
+        for meeting_id, documents in zip(ids, pool.map(store.participants, ids), strict=True):
             participants[meeting_id] = documents
             progress.advance(task)
     rows = export_rows(meetings, participants)
@@ -601,11 +492,11 @@ def backfill(since: str, until: str | None) -> None:
     """Scan Reports for the range: create meetings nobody announced, re-poll meetings whose data
     changed after they were final, restart broken chains. Safe to run again."""
     from functions.backfill import check_range, run_backfill
-    from functions.http_edge import parse_time_argument
+    from functions.payloads import parse_time_field
 
     now = datetime.now(UTC)
-    start = parse_time_argument(since, "--since")
-    end = parse_time_argument(until, "--until") if until else now
+    start = parse_time_field(since, field="--since")
+    end = parse_time_field(until, field="--until") if until else now
     check_range(start, end, now)  # a bad range exits 2 before any setting is read
     rt = operator_runtime()
     err = Console(stderr=True, highlight=False)

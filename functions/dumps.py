@@ -30,16 +30,15 @@ from typing import IO, Any, Final
 import ijson
 
 from functions.attendance import (
-    EPOCH,
     Meeting,
     Participant,
-    SessionCollector,
-    format_timestamp,
     meeting_fields_to_json,
     meeting_to_json,
     meetings_by_conference,
 )
 from functions.errors import InvalidInput
+from functions.reports_events import SessionCollector
+from functions.timestamps import EPOCH, format_timestamp
 
 __all__ = [
     "STDIN_NAME",

@@ -1,18 +1,13 @@
-"""The billing export's read side (CONTRACT §7): month bounds in a time zone, rows, CSV and JSON.
+"""The billing export's format (CONTRACT §7): month bounds in a time zone, CSV and JSON.
 
-Pure: the CLI queries the store for meetings whose ``ended_at`` lies in ``month_bounds`` and hands
-the records and their participant documents to :func:`export_rows`; nothing here does I/O except
-writing to the stream it is given.
+The rows themselves come from the read side (``functions.views.export_rows``); nothing here does
+I/O except writing to the stream it is given.
 
 Decisions (the README repeats them):
 
 - A month is ``[first day 00:00, first day of the next month 00:00)`` in ``--tz``, converted to
   UTC. Both ends are computed the same way, so consecutive months partition time even where a
   zone skips or repeats midnight (a DST change at 00:00 resolves to one instant, used by both).
-- One row per participant document: estimated and absent expected participants are exported with
-  their flags, so billing sees every participant the system knows of and decides what to bill.
-- ``status`` is the meeting's status; ``revision`` is the participant document's ``revision`` (the
-  meeting revision at which that row last changed), the same field billing reads in Firestore.
 - Timestamps are RFC 3339 UTC with milliseconds and ``Z``; CSV writes booleans as ``true``/``false``
   and null as an empty field (RFC 4180 quoting and CRLF line ends, the csv module's defaults).
 """
@@ -22,20 +17,16 @@ from __future__ import annotations
 import csv
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import IO, Any, Final, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from functions.attendance import format_timestamp
 from functions.errors import InvalidInput
-from functions.model import MeetingRecord
-from functions.schedule import Status
+from functions.views import EXPORT_FIELDS
 
 __all__ = [
-    "FIELDS",
     "ExportFormat",
-    "export_rows",
     "month_bounds",
     "parse_month",
     "parse_zone",
@@ -43,23 +34,6 @@ __all__ = [
 ]
 
 ExportFormat = Literal["csv", "json"]
-
-#: The row's fields, in CONTRACT §7's order (also the CSV header).
-FIELDS: Final = (
-    "meeting_id",
-    "meeting_code",
-    "external_id",
-    "ended_at",
-    "status",
-    "participant_key",
-    "email",
-    "display_name",
-    "attended_seconds",
-    "session_count",
-    "estimated",
-    "absent",
-    "revision",
-)
 
 _MONTH: Final = re.compile(r"(?P<year>[0-9]{4})-(?P<month>[0-9]{2})")
 
@@ -102,42 +76,6 @@ def month_bounds(month: str, tz: str = "UTC") -> tuple[datetime, datetime]:
     return start, end
 
 
-def export_rows(
-    meetings: Iterable[MeetingRecord],
-    participants: Mapping[str, Sequence[Mapping[str, Any]]],
-) -> list[dict[str, Any]]:
-    """One row per participant document per meeting, ``merged`` meetings left out.
-
-    ``participants`` maps a meeting id to its participant documents (as the store returns them).
-    Values keep their JSON types (ints, booleans, None); timestamps are RFC 3339 'Z' strings. Rows
-    are sorted by ``ended_at``, ``meeting_id``, ``participant_key``.
-    """
-    keyed: list[tuple[datetime, str, str, dict[str, Any]]] = []
-    for meeting in meetings:
-        if meeting.status is Status.MERGED:
-            continue
-        for document in participants.get(meeting.meeting_id, ()):
-            key = str(document.get("participant_key") or "")
-            row = {
-                "meeting_id": meeting.meeting_id,
-                "meeting_code": meeting.meeting_code,
-                "external_id": meeting.external_id,
-                "ended_at": format_timestamp(meeting.ended_at),
-                "status": str(meeting.status),
-                "participant_key": key,
-                "email": document.get("email"),
-                "display_name": document.get("display_name"),
-                "attended_seconds": int(document.get("attended_seconds") or 0),
-                "session_count": int(document.get("session_count") or 0),
-                "estimated": bool(document.get("estimated", False)),
-                "absent": bool(document.get("absent", False)),
-                "revision": int(document.get("revision") or 0),
-            }
-            keyed.append((meeting.ended_at, meeting.meeting_id, key, row))
-    keyed.sort(key=lambda item: item[:3])
-    return [row for *_, row in keyed]
-
-
 def _csv_value(value: Any) -> Any:
     if value is None:
         return ""
@@ -149,10 +87,10 @@ def _csv_value(value: Any) -> Any:
 def write_rows(rows: Sequence[Mapping[str, Any]], out: IO[str], *, fmt: ExportFormat) -> None:
     """CSV with a header row, or one JSON array (and a newline)."""
     if fmt == "json":
-        out.write(json.dumps([{name: row[name] for name in FIELDS} for row in rows]))
+        out.write(json.dumps([{name: row[name] for name in EXPORT_FIELDS} for row in rows]))
         out.write("\n")
         return
     writer = csv.writer(out)
-    writer.writerow(FIELDS)
+    writer.writerow(EXPORT_FIELDS)
     for row in rows:
-        writer.writerow([_csv_value(row[name]) for name in FIELDS])
+        writer.writerow([_csv_value(row[name]) for name in EXPORT_FIELDS])

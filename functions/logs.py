@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from functions.timestamps import format_timestamp
+
 _context: contextvars.ContextVar[tuple[tuple[str, Any], ...]] = contextvars.ContextVar(
     "log_context", default=()
 )
@@ -49,7 +51,7 @@ def log(severity: str, message: str, *, stream: TextIO | None = None, **fields: 
     entry: dict[str, Any] = {
         "severity": severity,
         "message": message,
-        "time": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "time": format_timestamp(datetime.now(UTC)),
     }
     entry.update(dict(_context.get()))
     entry.update({k: v for k, v in fields.items() if v is not None})

@@ -9,18 +9,21 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from functions.attendance import (
-    Participant,
-    Session,
-    participant_doc_id,
-    participant_fingerprint,
+from functions.attendance import Participant, Session
+from functions.fingerprints import (
+    absence_fingerprint,
+    estimate_fingerprint,
+    stored_participant_fingerprint,
 )
-from functions.schedule import Status
+from functions.participant_keys import identity_fields, participant_doc_id
+from functions.schedule import FINAL_STATUSES, Status
+from functions.timestamps import format_timestamp
 
 Source = Literal["webhook", "backfill", "manual"]
 RevisionReason = Literal["poll", "backfill", "neighbour", "manual"]
@@ -47,18 +50,23 @@ def meeting_id_for(
         return "b-" + _short_hash("conference", meeting_code, conference_id)
     if ended_at is None:
         raise ValueError("a meeting id needs ended_at or a conference id with the code")
-    return "c-" + _short_hash("code", meeting_code, _iso(ended_at))
+    return "c-" + _short_hash("code", meeting_code, format_timestamp(ended_at))
+
+
+_MEETING_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
+
+
+def is_meeting_id(value: str) -> bool:
+    """Path-safe meeting ids: letters, digits, ``_`` and ``-``, 1 to 128 of them (what
+    :func:`meeting_id_for` makes, and what a caller may name)."""
+    return _MEETING_ID.fullmatch(value) is not None
 
 
 def _short_hash(*parts: str) -> str:
     return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()[:24]
 
 
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Declared:
     """A declared meeting end, whoever declares it (webhook, CLI sync, backfill)."""
 
@@ -71,16 +79,19 @@ class Declared:
     expected_participants: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class LastError:
     code: str
     message: str
     at: datetime
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class MeetingRecord:
-    """``meetings/{meeting_id}``: CONTRACT fields first, then the chain's own bookkeeping."""
+    """``meetings/{meeting_id}``: CONTRACT fields first, then the chain's own bookkeeping.
+
+    Changes go through ``dataclasses.replace``, which ``mypy --strict`` checks field by field.
+    """
 
     meeting_id: str
     source: Source
@@ -119,14 +130,19 @@ class MeetingRecord:
     sessions_fingerprint: str | None = None
     fingerprint_seen_since: datetime | None = None
     successful_polls: int = 0
-    ever_found_sessions: bool = False
     # participant doc id → fingerprint of what is stored, so unchanged documents are not rewritten.
     participant_fingerprints: Mapping[str, str] = field(default_factory=dict)
     lease_owner: str | None = None
     lease_until: datetime | None = None
 
-    def with_changes(self, **changes: Any) -> MeetingRecord:
-        return replace(self, **changes)
+    @property
+    def found_sessions(self) -> bool:
+        """Whether any poll ever found Reports sessions (the settle rule's memory)."""
+        return self.attendance_source == "reports"
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL_STATUSES
 
     def to_document(self) -> dict[str, Any]:
         document = asdict(self)
@@ -168,7 +184,6 @@ _INTERNAL_MEETING_FIELDS = (
     "sessions_fingerprint",
     "fingerprint_seen_since",
     "successful_polls",
-    "ever_found_sessions",
     "participant_fingerprints",
     "lease_owner",
     "lease_until",
@@ -189,7 +204,7 @@ def _aware(moment: datetime) -> datetime:
     ).astimezone(UTC)
 
 
-def apply_ip_mode(address: str | None, mode: IpMode) -> str | None:
+def apply_ip_mode(address: str | None, *, mode: IpMode) -> str | None:
     """``IP_ADDRESS_MODE``: full, truncated to /24 (IPv4) or /48 (IPv6), or dropped."""
     if address is None or mode == "full":
         return address
@@ -211,14 +226,14 @@ def session_document(session: Session, ip_mode: IpMode) -> dict[str, Any]:
         "leave_time": session.leave_time,
         "duration_seconds": session.duration_seconds,
         "device_type": session.device_type,
-        "ip_address": apply_ip_mode(session.ip_address, ip_mode),
+        "ip_address": apply_ip_mode(session.ip_address, mode=ip_mode),
         "location_country": session.location_country,
         "location_region": session.location_region,
         "event_id": session.event_id,
     }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ParticipantRecord:
     """``meetings/{id}/participants/{doc_id}`` (CONTRACT §3), with the fingerprint stored."""
 
@@ -259,9 +274,14 @@ def participant_record(
         "estimated": False,
         "absent": False,
     }
-    fingerprint = _fingerprint_of(participant_fingerprint(participant), ip_mode, "real")
+    fingerprint = stored_participant_fingerprint(participant, ip_mode)
     return _with_meeting_fields(
-        participant.participant_key, document, fingerprint, meeting, revision, status
+        participant.participant_key,
+        document,
+        fingerprint=fingerprint,
+        meeting=meeting,
+        revision=revision,
+        status=status,
     )
 
 
@@ -270,63 +290,69 @@ def estimated_record(
 ) -> ParticipantRecord:
     """An expected participant before real data: the declared class length (CONTRACT §3)."""
     start = meeting.started_at or meeting.ended_at
-    document: dict[str, Any] = {
-        **_identity_fields(key),
-        "is_external": False,
-        "first_join": start,
-        "last_leave": meeting.ended_at,
-        "session_count": 0,
-        "total_session_seconds": 0,
-        "attended_seconds": round((meeting.ended_at - start).total_seconds()),
-        "sessions": [],
-        "estimated": True,
-        "absent": False,
-    }
-    fingerprint = _fingerprint_of(key, _iso(start), _iso(meeting.ended_at), "estimated")
-    return _with_meeting_fields(key, document, fingerprint, meeting, revision, status)
+    return _sessionless_record(
+        key,
+        first_join=start,
+        last_leave=meeting.ended_at,
+        attended_seconds=round((meeting.ended_at - start).total_seconds()),
+        estimated=True,
+        fingerprint=estimate_fingerprint(key, start, meeting.ended_at),
+        meeting=meeting,
+        revision=revision,
+        status=status,
+    )
 
 
 def absent_record(
     key: str, *, meeting: MeetingRecord, revision: int, status: Status
 ) -> ParticipantRecord:
+    """An expected participant never seen, once the meeting completed (CONTRACT §3)."""
+    return _sessionless_record(
+        key,
+        first_join=None,
+        last_leave=None,
+        attended_seconds=0,
+        estimated=False,
+        fingerprint=absence_fingerprint(key),
+        meeting=meeting,
+        revision=revision,
+        status=status,
+    )
+
+
+def _sessionless_record(
+    key: str,
+    *,
+    first_join: datetime | None,
+    last_leave: datetime | None,
+    attended_seconds: int,
+    estimated: bool,
+    fingerprint: str,
+    meeting: MeetingRecord,
+    revision: int,
+    status: Status,
+) -> ParticipantRecord:
     document: dict[str, Any] = {
-        **_identity_fields(key),
+        **identity_fields(key),
         "is_external": False,
-        "first_join": None,
-        "last_leave": None,
+        "first_join": first_join,
+        "last_leave": last_leave,
         "session_count": 0,
         "total_session_seconds": 0,
-        "attended_seconds": 0,
+        "attended_seconds": attended_seconds,
         "sessions": [],
-        "estimated": False,
-        "absent": True,
+        "estimated": estimated,
+        "absent": not estimated,
     }
-    fingerprint = _fingerprint_of(key, "absent")
-    return _with_meeting_fields(key, document, fingerprint, meeting, revision, status)
-
-
-def _identity_fields(key: str) -> dict[str, Any]:
-    is_email = "@" in key and ":" not in key.split("@", 1)[0]
-    kind, _, rest = key.partition(":")
-    identifier_type = {"phone": "phone_number", "device": "device_id"}.get(kind, kind)
-    return {
-        "participant_key": key,
-        "email": key if is_email else None,
-        "identifier": key if is_email else (rest if kind not in ("anon", "endpoint") else None),
-        "identifier_type": "email_address"
-        if is_email
-        else (identifier_type if kind not in ("anon", "endpoint") else None),
-        "display_name": rest if kind == "anon" else None,
-    }
-
-
-def _fingerprint_of(*parts: str) -> str:
-    return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()[:16]
+    return _with_meeting_fields(
+        key, document, fingerprint=fingerprint, meeting=meeting, revision=revision, status=status
+    )
 
 
 def _with_meeting_fields(
     key: str,
     document: dict[str, Any],
+    *,
     fingerprint: str,
     meeting: MeetingRecord,
     revision: int,
@@ -342,7 +368,9 @@ def _with_meeting_fields(
             "fingerprint": fingerprint,
         }
     )
-    return ParticipantRecord(participant_doc_id(key), document, fingerprint)
+    return ParticipantRecord(
+        doc_id=participant_doc_id(key), document=document, fingerprint=fingerprint
+    )
 
 
 @dataclass(frozen=True, slots=True)

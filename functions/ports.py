@@ -1,18 +1,21 @@
-"""The ports the use cases talk to. Adapters implement them; unit tests use small fakes.
+"""The ports the use cases talk to, and :class:`Deps`, the bundle they are given.
 
-No Google type crosses these interfaces: records, plain dicts of Reports activities and aware
-datetimes only.
+Adapters (``functions/adapters/``) implement the ports; unit tests use the small fakes in
+``tests/fakes.py``. No Google type crosses these interfaces: records, plain dicts of Reports
+activities and aware datetimes only.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
-from functions.errors import AppError
-from functions.model import MeetingRecord, ParticipantRecord, RevisionRecord
+from functions.limits import WINDOW_AFTER_S, WINDOW_BEFORE_S
+from functions.model import IpMode, MeetingRecord, ParticipantRecord, RevisionRecord
+from functions.schedule import Status, Timing
+from functions.selection import MeetingSpec
 
 Clock = Callable[[], datetime]
 CollectReason = Literal["poll", "neighbour", "backfill", "manual", "restart"]
@@ -27,7 +30,7 @@ class CollectTask:
     reason: CollectReason = "poll"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class BackfillSlice:
     """One part of a fanned-out backfill: its own Reports range, and the run's whole range."""
 
@@ -35,30 +38,6 @@ class BackfillSlice:
     until: datetime
     range_since: datetime
     range_until: datetime
-
-
-class StoreContention(AppError):
-    """Concurrent writers kept a meeting's transaction from committing: retry later (503)."""
-
-    def __init__(self, meeting_id: str) -> None:
-        super().__init__(
-            f"meeting {meeting_id} is being changed concurrently",
-            status=503,
-            retryable=True,
-            code="contention",
-        )
-
-
-class ReportsError(AppError):
-    """A Reports poll that failed after the adapter's own retries.
-
-    ``kind`` is ``permission`` (delegation or admin set-up; the message names the missing step),
-    ``quota`` (still over quota after backing off) or ``transient`` (5xx, network).
-    """
-
-    def __init__(self, message: str, *, kind: Literal["permission", "quota", "transient"]) -> None:
-        super().__init__(message, status=502, retryable=kind != "permission", code=kind)
-        self.kind = kind
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +108,7 @@ class MeetingStore(Protocol):
     def participants(self, meeting_id: str) -> list[dict[str, Any]]: ...
 
     def participant_documents(
-        self, meeting_id: str, doc_ids: Iterable[str]
+        self, meeting_id: str, *, doc_ids: Iterable[str]
     ) -> dict[str, dict[str, Any]]: ...
 
     def write_participants(
@@ -139,7 +118,7 @@ class MeetingStore(Protocol):
         upserts: Sequence[ParticipantRecord] = (),
         deletes: Sequence[str] = (),
         status_updates: Sequence[str] = (),
-        status: str | None = None,
+        status: Status | None = None,
     ) -> int:
         """Batched writes (≤ 500 per commit); returns the number of document writes."""
         ...
@@ -151,5 +130,44 @@ class MeetingStore(Protocol):
         ...
 
     def remember_delivery(
-        self, webhook_id: str, meeting_id: str, *, expire_at: datetime
+        self, *, webhook_id: str, meeting_id: str, expire_at: datetime
     ) -> None: ...
+
+
+class IdTokenVerifier(Protocol):
+    def verify(
+        self, *, authorization: str | None, audience: str, allowed_emails: Collection[str]
+    ) -> Mapping[str, Any]:
+        """The claims of a Google-signed ID token in an ``Authorization: Bearer`` header.
+
+        Unauthorized (401) when it proves nothing, Forbidden (403) for another identity,
+        Unavailable (503) when the signing certificates cannot be fetched."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Deps:
+    """What the use cases are given: the ports, the clock and the settings they apply."""
+
+    store: MeetingStore
+    queue: TaskQueue
+    reports: ReportsSource
+    clock: Clock
+    timing: Timing = field(default_factory=Timing)
+    window_before_s: int = WINDOW_BEFORE_S
+    window_after_s: int = WINDOW_AFTER_S
+    ip_mode: IpMode = "full"
+
+    def spec(self, meeting: MeetingRecord) -> MeetingSpec:
+        """The meeting as the selection rules see it, with this deployment's windows."""
+        return MeetingSpec(
+            meeting_id=meeting.meeting_id,
+            meeting_code=meeting.meeting_code,
+            ended_at=meeting.ended_at,
+            started_at=meeting.started_at,
+            merged=meeting.status is Status.MERGED,
+            window_before_s=self.window_before_s,
+            window_after_s=self.window_after_s,
+            calendar_event_id=meeting.calendar_event_id,
+            organizer_email=meeting.organizer_email,
+        )

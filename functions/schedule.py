@@ -16,6 +16,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from functions.limits import (
+    ABSENT_GRACE_S,
+    COLLECT_DEADLINE_S,
+    FIRST_POLL_DELAY_S,
+    MAX_POLL_INTERVAL_S,
+    SETTLE_S,
+)
+
 
 class Status(StrEnum):
     SCHEDULED = "scheduled"
@@ -27,15 +35,17 @@ class Status(StrEnum):
 
 
 FINAL_STATUSES = frozenset({Status.COMPLETE, Status.NO_DATA, Status.FAILED, Status.MERGED})
+#: The statuses of a live chain: the only ones that can be overdue.
+LIVE_STATUSES = frozenset({Status.SCHEDULED, Status.COLLECTING})
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Timing:
-    first_poll_delay_s: int = 900
-    max_poll_interval_s: int = 14400
-    collect_deadline_s: int = 86400
-    settle_s: int = 1800
-    absent_grace_s: int = 21600
+    first_poll_delay_s: int = FIRST_POLL_DELAY_S
+    max_poll_interval_s: int = MAX_POLL_INTERVAL_S
+    collect_deadline_s: int = COLLECT_DEADLINE_S
+    settle_s: int = SETTLE_S
+    absent_grace_s: int = ABSENT_GRACE_S
 
 
 def deadline(ended_at: datetime, timing: Timing) -> datetime:

@@ -26,31 +26,36 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Final
 
-from functions.attendance import (
-    Meeting,
-    Session,
-    Span,
-    build_meeting,
-    canonical_meeting_code,
-    from_ms,
-    to_ms,
+from functions.attendance import Meeting, Session, build_meeting
+from functions.intervals import Span
+from functions.limits import (
+    DEFAULT_DECLARED_LENGTH,
+    REPORTS_RETENTION,
+    WINDOW_AFTER_S,
+    WINDOW_BEFORE_S,
 )
+from functions.meeting_codes import canonical_meeting_code
+from functions.timestamps import from_ms, to_ms
 
 __all__ = [
-    "DEFAULT_DECLARED_LENGTH",
     "MeetingSelection",
     "MeetingSpec",
     "credited_spans",
+    "declared_start",
+    "declared_window",
     "reports_query_start",
     "select_meetings",
+    "selection_span",
+    "selection_spans",
 ]
 
-DEFAULT_DECLARED_LENGTH: Final = timedelta(hours=4)
+#: Reports refuses a startTime older than its retention; a query keeps an hour clear of that edge
+#: so that the clocks of this function and of Google never disagree about it.
+_RETENTION_MARGIN = timedelta(hours=1)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class MeetingSpec:
     """What selection needs to know about one meeting."""
 
@@ -59,8 +64,8 @@ class MeetingSpec:
     ended_at: datetime
     started_at: datetime | None = None
     merged: bool = False
-    window_before_s: int = 900
-    window_after_s: int = 3600
+    window_before_s: int = WINDOW_BEFORE_S
+    window_after_s: int = WINDOW_AFTER_S
     calendar_event_id: str | None = None
     organizer_email: str | None = None
 
@@ -70,9 +75,7 @@ class MeetingSpec:
 
     @property
     def declared_start(self) -> datetime:
-        if self.started_at is not None:
-            return self.started_at
-        return self.ended_at - DEFAULT_DECLARED_LENGTH
+        return declared_start(ended_at=self.ended_at, started_at=self.started_at)
 
     @property
     def window(self) -> Span:
@@ -96,18 +99,39 @@ class MeetingSelection:
 
     @property
     def selection_span(self) -> Span:
-        """``window ∩ credited``: a session belongs when it overlaps this span."""
-        return self.window.intersection(self.credited)
+        return selection_span(self.window, self.credited)
+
+
+def selection_span(window: Span, credited: Span) -> Span:
+    """``window ∩ credited span``: a session belongs to the meeting when it overlaps this."""
+    return window.intersection(credited)
 
 
 def _ordered(meetings: Iterable[MeetingSpec]) -> list[MeetingSpec]:
     return sorted(meetings, key=lambda m: (m.ended_at, m.meeting_id))
 
 
-def _window_bounds(meeting: MeetingSpec) -> tuple[datetime, datetime]:
+def declared_start(*, ended_at: datetime, started_at: datetime | None) -> datetime:
+    """``started_at``, or ``ended_at - 4 h`` for a declaration without one."""
+    return started_at if started_at is not None else ended_at - DEFAULT_DECLARED_LENGTH
+
+
+def declared_window(
+    *, ended_at: datetime, started_at: datetime | None, before_s: int, after_s: int
+) -> tuple[datetime, datetime]:
+    """``[declared start - WINDOW_BEFORE_S, ended_at + WINDOW_AFTER_S]``."""
     return (
-        meeting.declared_start - timedelta(seconds=meeting.window_before_s),
-        meeting.ended_at + timedelta(seconds=meeting.window_after_s),
+        declared_start(ended_at=ended_at, started_at=started_at) - timedelta(seconds=before_s),
+        ended_at + timedelta(seconds=after_s),
+    )
+
+
+def _window_bounds(meeting: MeetingSpec) -> tuple[datetime, datetime]:
+    return declared_window(
+        ended_at=meeting.ended_at,
+        started_at=meeting.started_at,
+        before_s=meeting.window_before_s,
+        after_s=meeting.window_after_s,
     )
 
 
@@ -153,6 +177,17 @@ def credited_spans(meetings: Iterable[MeetingSpec]) -> dict[str, Span]:
     return spans
 
 
+def selection_spans(meetings: Iterable[MeetingSpec]) -> dict[str, Span]:
+    """The selection span of every non-merged meeting (what the backfill tests its facts on)."""
+    specs = list(meetings)
+    spans = credited_spans(specs)
+    return {
+        spec.meeting_id: selection_span(spec.window, spans[spec.meeting_id])
+        for spec in specs
+        if spec.meeting_id in spans
+    }
+
+
 def select_meetings(
     meetings: Iterable[MeetingSpec], sessions: Iterable[Session]
 ) -> dict[str, MeetingSelection]:
@@ -173,13 +208,11 @@ def select_meetings(
             continue
         credited = spans[spec.meeting_id]
         window = spec.window
-        selection_span = window.intersection(credited)
+        selected = selection_span(window, credited)
         chosen = tuple(
-            s
-            for s in by_code.get(spec.code, ())
-            if selection_span.overlaps(s.join_time, s.leave_time)
+            s for s in by_code.get(spec.code, ()) if selected.overlaps(s.join_time, s.leave_time)
         )
-        clip = None if credited == Span() else credited
+        clip = None if credited.is_open() else credited
         meeting = build_meeting(
             chosen,
             clip=clip,
@@ -198,9 +231,12 @@ def select_meetings(
     return selections
 
 
-def reports_query_start(selection: MeetingSelection) -> datetime | None:
-    """The earliest ``id.time`` (leave time) a session of this meeting can have.
+def reports_query_start(selected: Span, *, now: datetime) -> datetime:
+    """The ``startTime`` of a meeting's Reports query: the earliest leave time (``id.time``) a
+    session overlapping its selection span can have, but never in the future and never beyond
+    Reports' retention, which the API refuses.
 
     There is deliberately no matching end: a participant who stays past ``ended_at`` leaves later.
     """
-    return selection.selection_span.start
+    start = selected.start if selected.start is not None else now
+    return max(min(start, now), now - REPORTS_RETENTION + _RETENTION_MARGIN)

@@ -16,7 +16,7 @@ from typing import Any
 
 import requests
 
-from functions.http_edge import sign_webhook
+from functions.signatures import sign_webhook
 
 
 @dataclass(frozen=True)

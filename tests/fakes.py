@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from functions.errors import Forbidden, ReportsError, Unauthorized
 from functions.model import MeetingRecord, ParticipantRecord, RevisionRecord
-from functions.ports import BackfillSlice, CollectTask, FetchStats, ReportsError, ReportsPage
+from functions.ports import BackfillSlice, CollectTask, FetchStats, ReportsPage
 from functions.schedule import Status
 
 
@@ -61,7 +62,7 @@ class MemoryStore:
         return [copy.deepcopy(d) for d in self.participant_docs.get(meeting_id, {}).values()]
 
     def participant_documents(
-        self, meeting_id: str, doc_ids: Iterable[str]
+        self, meeting_id: str, *, doc_ids: Iterable[str]
     ) -> dict[str, dict[str, Any]]:
         stored = self.participant_docs.get(meeting_id, {})
         return {d: copy.deepcopy(stored[d]) for d in doc_ids if d in stored}
@@ -73,7 +74,7 @@ class MemoryStore:
         upserts: Sequence[ParticipantRecord] = (),
         deletes: Sequence[str] = (),
         status_updates: Sequence[str] = (),
-        status: str | None = None,
+        status: Status | None = None,
     ) -> int:
         stored = self.participant_docs.setdefault(meeting_id, {})
         for record in upserts:
@@ -83,7 +84,7 @@ class MemoryStore:
         if status is not None:
             for doc_id in status_updates:
                 if doc_id in stored:
-                    stored[doc_id]["meeting_status"] = status
+                    stored[doc_id]["meeting_status"] = str(status)
         writes = len(upserts) + len(deletes) + (len(status_updates) if status else 0)
         self.participant_writes += writes
         return writes
@@ -94,7 +95,7 @@ class MemoryStore:
     def delivery(self, webhook_id: str) -> str | None:
         return self.deliveries.get(webhook_id)
 
-    def remember_delivery(self, webhook_id: str, meeting_id: str, *, expire_at: datetime) -> None:
+    def remember_delivery(self, *, webhook_id: str, meeting_id: str, expire_at: datetime) -> None:
         self.deliveries[webhook_id] = meeting_id
 
 
@@ -173,3 +174,24 @@ class ManualClock:
 
     def __call__(self) -> datetime:
         return self.now
+
+
+class FakeIdTokens:
+    """ID tokens as ``Bearer <email>``, issued for any of ``audiences``: enough to exercise the
+    handlers' checks without Google's signatures (tests/integration/test_id_tokens.py covers
+    those)."""
+
+    def __init__(self, *audiences: str) -> None:
+        self.audiences = audiences
+
+    def verify(
+        self, *, authorization: str | None, audience: str, allowed_emails: Collection[str]
+    ) -> Mapping[str, Any]:
+        scheme, _, email = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not email:
+            raise Unauthorized("missing Authorization header")
+        if audience not in self.audiences:
+            raise Unauthorized("invalid OIDC token: token audience does not match")
+        if email.lower() not in {allowed.lower() for allowed in allowed_emails}:
+            raise Forbidden("this identity may not call this function")
+        return {"email": email, "aud": audience, "email_verified": True}

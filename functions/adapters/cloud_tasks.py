@@ -11,7 +11,7 @@ from google.cloud.tasks_v2.services.cloud_tasks.transports import CloudTasksGrpc
 
 from functions.config import Settings
 from functions.errors import ConfigError
-from functions.http_edge import backfill_slice_body, collect_task_body
+from functions.payloads import backfill_slice_body, collect_task_body
 from functions.ports import BackfillSlice, CollectTask
 
 

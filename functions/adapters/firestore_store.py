@@ -25,9 +25,9 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 from google.cloud.firestore_v1.document import DocumentReference
 
 from functions.config import Settings
+from functions.errors import StoreContention
 from functions.model import MeetingRecord, ParticipantRecord, RevisionRecord
-from functions.ports import StoreContention
-from functions.schedule import Status
+from functions.schedule import LIVE_STATUSES, Status
 
 MEETINGS = "meetings"
 PARTICIPANTS = "participants"
@@ -114,7 +114,7 @@ class FirestoreStore:
     def overdue(self, before: datetime) -> list[MeetingRecord]:
         # Index: meetings (status, next_poll_at) — infra/firestore.indexes.json.
         query = self._meetings.where(
-            filter=FieldFilter("status", "in", [str(Status.SCHEDULED), str(Status.COLLECTING)])
+            filter=FieldFilter("status", "in", sorted(str(status) for status in LIVE_STATUSES))
         ).where(filter=FieldFilter("next_poll_at", "<", before))
         return [MeetingRecord.from_document(s.to_dict() or {}) for s in query.stream()]
 
@@ -123,7 +123,7 @@ class FirestoreStore:
         return [snapshot.to_dict() or {} for snapshot in collection.stream()]
 
     def participant_documents(
-        self, meeting_id: str, doc_ids: Iterable[str]
+        self, meeting_id: str, *, doc_ids: Iterable[str]
     ) -> dict[str, dict[str, Any]]:
         collection = self._meetings.document(meeting_id).collection(PARTICIPANTS)
         references = [collection.document(doc_id) for doc_id in doc_ids]
@@ -142,7 +142,7 @@ class FirestoreStore:
         upserts: Sequence[ParticipantRecord] = (),
         deletes: Sequence[str] = (),
         status_updates: Sequence[str] = (),
-        status: str | None = None,
+        status: Status | None = None,
     ) -> int:
         collection = self._meetings.document(meeting_id).collection(PARTICIPANTS)
         operations: list[_Write] = [
@@ -151,7 +151,7 @@ class FirestoreStore:
         operations += [("delete", collection.document(doc_id), None) for doc_id in deletes]
         if status is not None:
             operations += [
-                ("update", collection.document(doc_id), {"meeting_status": status})
+                ("update", collection.document(doc_id), {"meeting_status": str(status)})
                 for doc_id in status_updates
             ]
         for start in range(0, len(operations), MAX_WRITES_PER_COMMIT):
@@ -184,11 +184,6 @@ class FirestoreStore:
         )
         reference.set(revision.to_document())
 
-    def revisions(self, meeting_id: str) -> list[dict[str, Any]]:
-        collection = self._meetings.document(meeting_id).collection(REVISIONS)
-        documents = [snapshot.to_dict() or {} for snapshot in collection.stream()]
-        return sorted(documents, key=lambda d: int(d.get("revision", 0)))
-
     def delivery(self, webhook_id: str) -> str | None:
         snapshot = self._client.collection(DELIVERIES).document(_delivery_id(webhook_id)).get()
         if not snapshot.exists:
@@ -196,7 +191,7 @@ class FirestoreStore:
         meeting_id = (snapshot.to_dict() or {}).get("meeting_id")
         return str(meeting_id) if meeting_id else None
 
-    def remember_delivery(self, webhook_id: str, meeting_id: str, *, expire_at: datetime) -> None:
+    def remember_delivery(self, *, webhook_id: str, meeting_id: str, expire_at: datetime) -> None:
         self._client.collection(DELIVERIES).document(_delivery_id(webhook_id)).set(
             {"webhook_id": webhook_id[:256], "meeting_id": meeting_id, "expire_at": expire_at}
         )

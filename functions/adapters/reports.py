@@ -14,7 +14,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
 import google.auth.exceptions
@@ -31,7 +31,9 @@ from functions.adapters.google_credentials import (
     keyless_delegated_credentials,
 )
 from functions.config import Settings
-from functions.ports import FetchStats, ReportsError, ReportsPage
+from functions.errors import ReportsError
+from functions.ports import FetchStats, ReportsPage
+from functions.timestamps import format_timestamp
 
 FIELDS = (
     "nextPageToken,"
@@ -65,10 +67,6 @@ NO_PRIVILEGE_HELP = (
     f"service account's client id for {REPORTS_SCOPE} (domain-wide delegation), and give "
     "REPORTS_ADMIN_SUBJECT an admin role with the Reports privilege"
 )
-
-
-def _rfc3339(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def reports_credentials(settings: Settings) -> Credentials:
@@ -180,14 +178,14 @@ class GoogleReportsSource:
             "userKey": "all",
             "applicationName": "meet",
             "eventName": "call_ended",
-            "startTime": _rfc3339(start),
+            "startTime": format_timestamp(start),
             "maxResults": PAGE_SIZE,
             "fields": FIELDS,
         }
         if meeting_code:
             arguments["filters"] = f"meeting_code=={meeting_code}"
         if end is not None:
-            arguments["endTime"] = _rfc3339(end)
+            arguments["endTime"] = format_timestamp(end)
         request = activities.list(**arguments)
         while request is not None:
             response, attempts = self._execute(request)
@@ -251,6 +249,37 @@ class GoogleReportsSource:
                 raise failure
             self._sleep(delay)
             waited += delay
+
+
+class LazyReportsSource:
+    """The Reports source built on first use (a cold ``ingest`` never needs one); a credential
+    failure while building it becomes a poll error that names it."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._source: GoogleReportsSource | None = None
+        self._lock = threading.Lock()
+
+    def _built(self) -> GoogleReportsSource:
+        with self._lock:
+            if self._source is None:
+                try:
+                    self._source = GoogleReportsSource.from_settings(self._settings)
+                except (ValueError, OSError) as error:
+                    raise ReportsError(
+                        f"Reports credentials unavailable: {error}", kind="permission"
+                    ) from None
+            return self._source
+
+    def call_ended(
+        self, *, meeting_code: str | None, start: datetime, end: datetime | None = None
+    ) -> tuple[list[Mapping[str, Any]], FetchStats]:
+        return self._built().call_ended(meeting_code=meeting_code, start=start, end=end)
+
+    def call_ended_pages(
+        self, *, meeting_code: str | None, start: datetime, end: datetime | None = None
+    ) -> Iterator[ReportsPage]:
+        return self._built().call_ended_pages(meeting_code=meeting_code, start=start, end=end)
 
 
 def _transient_auth_error(error: google.auth.exceptions.GoogleAuthError) -> bool:

@@ -17,6 +17,7 @@ from functions.adapters.firestore_store import FirestoreStore, firestore_client
 from functions.config import Settings
 from local.client import StackClient
 from local.stack import Stack
+from tests.firestore_reads import stored_revisions
 
 E2E_TIMINGS = {
     "FIRST_POLL_DELAY_S": "1",
@@ -51,6 +52,13 @@ def client(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> StackClient:
 @pytest.fixture
 def store(stack: Stack, client: StackClient) -> FirestoreStore:
     return FirestoreStore(firestore_client(Settings.from_env(stack.env)))
+
+
+@pytest.fixture
+def revisions_of(stack: Stack, client: StackClient) -> Callable[[str], list[dict[str, Any]]]:
+    """A meeting's stored revision records, oldest first."""
+    db = firestore_client(Settings.from_env(stack.env))
+    return lambda meeting_id: stored_revisions(db, meeting_id)
 
 
 def wait_for(check: Callable[[], Any], *, timeout_s: float = 60.0, what: str = "condition") -> Any:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -153,7 +155,7 @@ def test_a_webhook_after_the_backfill_absorbs_its_meeting_and_bills_once(
 
 
 def test_late_event_after_completion_is_repolled_and_the_revision_grows(
-    client: StackClient, store: FirestoreStore
+    client: StackClient, store: FirestoreStore, revisions_of: Callable[[str], list[dict[str, Any]]]
 ) -> None:
     end = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
     start = end - 45 * M
@@ -191,7 +193,7 @@ def test_late_event_after_completion_is_repolled_and_the_revision_grows(
         what="revision 2",
     )
     assert meeting.participant_count == 2
-    assert store.revisions(meeting_id)[-1]["reason"] == "backfill"
+    assert revisions_of(meeting_id)[-1]["reason"] == "backfill"
 
 
 def test_a_broken_chain_is_reenqueued(client: StackClient, store: FirestoreStore) -> None:
@@ -204,8 +206,8 @@ def test_a_broken_chain_is_reenqueued(client: StackClient, store: FirestoreStore
     wait_for(lambda: (m := store.get(meeting_id)) and m.status is Status.NO_DATA, what="no_data")
 
     def break_chain(current: MeetingRecord) -> MeetingRecord:
-        return current.with_changes(
-            status=Status.SCHEDULED, next_poll_at=datetime.now(UTC) - timedelta(hours=2)
+        return replace(
+            current, status=Status.SCHEDULED, next_poll_at=datetime.now(UTC) - timedelta(hours=2)
         )
 
     store.update(meeting_id, break_chain)

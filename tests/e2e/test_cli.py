@@ -23,9 +23,9 @@ from click.testing import CliRunner
 
 from functions.adapters.firestore_store import FirestoreStore
 from functions.cli import cli
-from functions.export import FIELDS
 from functions.model import MeetingRecord, estimated_record
 from functions.schedule import Status
+from functions.views import EXPORT_FIELDS as FIELDS
 from local.client import StackClient
 from local.simulate import Stay, activities_for, rfc3339
 from local.stack import Stack

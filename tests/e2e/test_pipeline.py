@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,9 +14,10 @@ import requests
 
 from functions.adapters.firestore_store import FirestoreStore
 from functions.config import Settings
+from functions.declarations import new_meeting_record
 from functions.model import Declared
+from functions.ports import Deps
 from functions.schedule import Timing
-from functions.service import Deps, new_meeting_record
 from local.client import Answer, StackClient
 from local.simulate import Stay, activities_for, call_ended, large_class, rfc3339
 from local.stack import Stack
@@ -113,7 +116,7 @@ def test_happy_path_reaches_complete_with_exact_attendance(client: StackClient) 
 
 
 def test_late_events_move_collecting_to_complete_with_an_audit_trail(
-    client: StackClient, store: FirestoreStore
+    client: StackClient, revisions_of: Callable[[str], list[dict[str, Any]]]
 ) -> None:
     start, end = class_times()
     simple_class(client, start, end)
@@ -135,7 +138,7 @@ def test_late_events_move_collecting_to_complete_with_an_audit_trail(
     view = until_status(client, meeting_id, "complete")
     assert view["meeting"]["revision"] == 2
     assert view["meeting"]["missing_participants"] == []
-    revisions = store.revisions(meeting_id)
+    revisions = revisions_of(meeting_id)
     assert [r["revision"] for r in revisions] == [1, 2]
     assert revisions[1]["changes"] == [
         {"participant_key": "late@school.example", "before": 45 * 60, "after": 30 * 60}
@@ -187,7 +190,7 @@ def test_rate_limit_403_and_quota_503_are_retried_within_the_poll(client: StackC
 
 
 def test_every_task_delivered_twice_ends_in_the_same_state_with_one_chain(
-    client: StackClient, store: FirestoreStore
+    client: StackClient, store: FirestoreStore, revisions_of: Callable[[str], list[dict[str, Any]]]
 ) -> None:
     client.tasks_config(deliver_twice=True)
     start, end = class_times()
@@ -195,7 +198,7 @@ def test_every_task_delivered_twice_ends_in_the_same_state_with_one_chain(
     meeting_id = accepted(client.meeting_ended(payload(start, end, external_id="twice")))
     view = until_status(client, meeting_id, "complete")
     assert view["meeting"]["revision"] == 1
-    assert [r["revision"] for r in store.revisions(meeting_id)] == [1]
+    assert [r["revision"] for r in revisions_of(meeting_id)] == [1]
     dispatched = client.dispatches()
     names = {d["task"] for d in dispatched}
     assert len(dispatched) == 2 * len(names)  # each link delivered twice
@@ -259,7 +262,7 @@ def test_a_chain_that_never_started_is_started_by_the_duplicate_webhook(
     # The document as a crashed ingest left it: written, with no task behind it.
     from functions.model import meeting_id_for
 
-    crashed = crashed.with_changes(meeting_id=meeting_id_for(external_id="crash"))
+    crashed = replace(crashed, meeting_id=meeting_id_for(external_id="crash"))
     assert store.create(crashed)
     assert not store.get(crashed.meeting_id).chain_started  # type: ignore[union-attr]
     answer = client.meeting_ended(payload(start, end, external_id="crash"))

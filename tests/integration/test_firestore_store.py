@@ -4,6 +4,7 @@ Firestore emulator (session fixture; every test starts from an empty database)."
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 
 os.environ.setdefault("NO_GCE_CHECK", "True")
 
@@ -31,6 +32,7 @@ from functions.model import (
 from functions.schedule import Status
 from local.firestore_emulator import FirestoreEmulator
 from tests.conftest import TEST_PROJECT
+from tests.firestore_reads import stored_revisions
 
 ENDED = datetime(2026, 1, 15, 10, 45, 0, 123000, tzinfo=UTC)
 
@@ -72,7 +74,7 @@ def meeting(meeting_id: str = "c-meeting1", **changes: Any) -> MeetingRecord:
         window_end=ENDED + timedelta(hours=1),
         deadline=ENDED + timedelta(days=1),
     )
-    return record.with_changes(**changes)
+    return replace(record, **changes)
 
 
 def full_meeting() -> MeetingRecord:
@@ -107,7 +109,6 @@ def full_meeting() -> MeetingRecord:
         sessions_fingerprint="abcdef0123456789",
         fingerprint_seen_since=ENDED + timedelta(minutes=5, milliseconds=250),
         successful_polls=2,
-        ever_found_sessions=True,
         participant_fingerprints={"teacher_school.example-0011": "f1", "p-2233": "f2"},
         lease_owner="worker-1",
         lease_until=ENDED + timedelta(minutes=20, milliseconds=500),
@@ -161,7 +162,7 @@ def test_get_of_a_missing_meeting_is_none(store: FirestoreStore) -> None:
 def test_update_applies_the_change(store: FirestoreStore) -> None:
     store.create(meeting())
 
-    result = store.update("c-meeting1", lambda m: m.with_changes(attempts=m.attempts + 1))
+    result = store.update("c-meeting1", lambda m: replace(m, attempts=m.attempts + 1))
 
     assert result is not None
     assert result.attempts == 1
@@ -208,7 +209,7 @@ def test_concurrent_updates_both_land(
         try:
             start.wait(timeout=30)
             for _ in range(2):
-                own.update("c-meeting1", lambda m: m.with_changes(attempts=m.attempts + 1))
+                own.update("c-meeting1", lambda m: replace(m, attempts=m.attempts + 1))
         except BaseException as exc:  # reported below, not lost in the thread
             errors.append(exc)
 
@@ -237,7 +238,7 @@ def test_a_write_in_between_makes_the_update_decide_again_on_fresh_data(
         if calls == 1:
             # Another writer lands between this update's read and its write.
             client.collection("meetings").document("c-meeting1").update({"revision": 7})
-        return current.with_changes(attempts=current.attempts + 1)
+        return replace(current, attempts=current.attempts + 1)
 
     updated = store.update("c-meeting1", change)
     assert calls == 2
@@ -317,7 +318,7 @@ def test_status_updates_mirror_meeting_status_and_keep_other_fields(
     store.write_participants("c-meeting1", upserts=[participant("p-a", 10), participant("p-b", 20)])
 
     written = store.write_participants(
-        "c-meeting1", status_updates=["p-a", "p-b"], status="complete"
+        "c-meeting1", status_updates=["p-a", "p-b"], status=Status.COMPLETE
     )
 
     assert written == 2
@@ -339,7 +340,7 @@ def test_status_update_of_a_missing_participant_loses_no_other_write(
         upserts=[participant("p-new", 5)],
         deletes=["p-b"],
         status_updates=["p-a", "p-gone"],
-        status="complete",
+        status=Status.COMPLETE,
     )
 
     stored = {d["participant_key"]: d for d in store.participants("c-meeting1")}
@@ -352,17 +353,19 @@ def test_status_update_of_a_missing_participant_loses_no_other_write(
 def test_participant_documents_returns_only_existing_ones(store: FirestoreStore) -> None:
     store.write_participants("c-meeting1", upserts=[participant("p-a", 10), participant("p-b", 20)])
 
-    found = store.participant_documents("c-meeting1", ["p-a", "p-missing", "p-b"])
+    found = store.participant_documents("c-meeting1", doc_ids=["p-a", "p-missing", "p-b"])
 
     assert set(found) == {"p-a", "p-b"}
     assert found["p-b"]["attended_seconds"] == 20
-    assert store.participant_documents("c-meeting1", []) == {}
+    assert store.participant_documents("c-meeting1", doc_ids=[]) == {}
 
 
 # ----------------------------------------------------------------------------- revisions, replays
 
 
-def test_revisions_are_written_and_read_in_order(store: FirestoreStore) -> None:
+def test_revisions_are_written_and_read_in_order(
+    store: FirestoreStore, client: firestore.Client
+) -> None:
     for number in (10, 2, 1):
         store.write_revision(
             "c-meeting1",
@@ -374,7 +377,7 @@ def test_revisions_are_written_and_read_in_order(store: FirestoreStore) -> None:
             ),
         )
 
-    revisions = store.revisions("c-meeting1")
+    revisions = stored_revisions(client, "c-meeting1")
 
     assert [r["revision"] for r in revisions] == [1, 2, 10]
     assert revisions[0] == {
@@ -395,7 +398,7 @@ def test_deliveries_are_remembered_with_a_timestamp_expiry(
     expire_at = datetime(2026, 1, 22, 10, 45, 0, 500000, tzinfo=UTC)
     assert store.delivery(webhook_id) is None
 
-    store.remember_delivery(webhook_id, "c-meeting1", expire_at=expire_at)
+    store.remember_delivery(webhook_id=webhook_id, meeting_id="c-meeting1", expire_at=expire_at)
 
     assert store.delivery(webhook_id) == "c-meeting1"
     assert store.delivery(webhook_id + "x") is None

@@ -27,7 +27,8 @@ from functions.adapters.google_credentials import (
 )
 from functions.adapters.reports import FIELDS, GoogleReportsSource, reports_service
 from functions.config import Settings
-from functions.ports import FetchStats, ReportsError
+from functions.errors import ReportsError
+from functions.ports import FetchStats
 from local.fake_google_auth import FakeIam, FakeSourceCredentials, FakeTokenServer
 from local.fake_reports import FakeReportsServer
 from local.simulate import call_ended, rfc3339

@@ -24,7 +24,7 @@ from google.oauth2 import id_token
 
 from functions.adapters.cloud_tasks import CloudTasksQueue, tasks_client
 from functions.config import Settings
-from functions.http_edge import collect_task_body
+from functions.payloads import collect_task_body
 from functions.ports import CollectTask
 from local.tasks_emulator import TasksEmulator
 

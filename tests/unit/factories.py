@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from functions.attendance import Session, format_timestamp
+from functions.attendance import Session
+from functions.errors import AppError
+from functions.model import Declared
+from functions.timestamps import format_timestamp
 
 T0 = datetime(2026, 1, 15, 10, 0, tzinfo=UTC)
 CONFERENCE = "conf-A"
@@ -95,3 +99,15 @@ def session(
         identifier_type="email_address",
         display_name=display_name,
     )
+
+
+def outcome(action: Callable[[], object]) -> object:
+    """What ``action`` gives: its result (a dataclass as its type), or an AppError's code.
+
+    Any other exception propagates and fails the test: bad input must never become a 500.
+    """
+    try:
+        result = action()
+    except AppError as error:
+        return error.code
+    return type(result) if isinstance(result, Declared) else result

@@ -6,16 +6,16 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import google.auth.transport.requests
 import pytest
 
 from functions import app
 from functions.config import Settings
-from functions.http_edge import sign_webhook
+from functions.polling import poll_meeting
+from functions.ports import Deps
 from functions.schedule import Timing
-from functions.service import Deps, poll_meeting
+from functions.signatures import sign_webhook
 from local.simulate import Stay, activities_for
-from tests.fakes import ManualClock, MemoryQueue, MemoryStore, ScriptedReports
+from tests.fakes import FakeIdTokens, ManualClock, MemoryQueue, MemoryStore, ScriptedReports
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 NOW = datetime(2026, 11, 20, 11, 0, tzinfo=UTC)
@@ -42,7 +42,7 @@ def rt() -> app.Runtime:
         clock=ManualClock(NOW),
         timing=Timing(),
     )
-    return app.Runtime(SETTINGS, deps, google.auth.transport.requests.Request())
+    return app.Runtime(SETTINGS, deps, FakeIdTokens(SETTINGS.collect_url))
 
 
 def signed(
@@ -113,7 +113,13 @@ def test_get_meeting_shows_the_document_and_estimates(rt: app.Runtime) -> None:
         (signed("GET", "/../etc"), 404, "not_found"),
         (signed("POST", "/", b"{"), 400, "invalid_payload"),
         (
-            app.HttpRequest("POST", "/", {}, meeting_ended_body(), "application/json", None),
+            app.HttpRequest(
+                method="POST",
+                path="/",
+                headers={},
+                body=meeting_ended_body(),
+                content_type="application/json",
+            ),
             401,
             "unauthorized",
         ),
@@ -123,12 +129,26 @@ def test_get_meeting_shows_the_document_and_estimates(rt: app.Runtime) -> None:
             "unauthorized",
         ),
         (
-            app.HttpRequest("POST", "/", {}, b"x" * 70_000, "application/json", 70_000),
+            app.HttpRequest(
+                method="POST",
+                path="/",
+                headers={},
+                body=b"x" * 70_000,
+                content_type="application/json",
+                content_length=70_000,
+            ),
             413,
             "payload_too_large",
         ),
         (
-            app.HttpRequest("POST", "/", {}, b"hello", "text/plain", 5),
+            app.HttpRequest(
+                method="POST",
+                path="/",
+                headers={},
+                body=b"hello",
+                content_type="text/plain",
+                content_length=5,
+            ),
             415,
             "unsupported_media_type",
         ),

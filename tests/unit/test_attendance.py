@@ -15,25 +15,17 @@ import pytest
 from functions.attendance import (
     ParamValue,
     Session,
-    SessionCollector,
-    Span,
-    attended_seconds,
     build_meeting,
     build_participants,
-    canonical_meeting_code,
-    decode_parameter,
-    format_timestamp,
-    meeting_fingerprint,
     meeting_to_json,
     meetings_by_conference,
-    parse_activity,
-    parse_timestamp,
-    participant_doc_id,
-    participant_fingerprint,
-    participant_key,
-    reports_meeting_code,
-    round_ms_to_seconds,
 )
+from functions.fingerprints import meeting_fingerprint, participant_fingerprint
+from functions.intervals import Span, attended_seconds, round_ms_to_seconds
+from functions.meeting_codes import canonical_meeting_code, reports_meeting_code
+from functions.participant_keys import participant_doc_id, participant_key
+from functions.reports_events import SessionCollector, decode_parameter, parse_activity
+from functions.timestamps import format_timestamp, parse_timestamp
 from tests.unit.factories import T0, activity, at
 
 EXAMPLES = Path("/work/shared/examples")
@@ -674,7 +666,7 @@ def test_fingerprint_of_an_untouched_participant_survives_a_neighbour_change() -
 def test_fingerprints_are_stable_across_processes() -> None:
     code = (
         "from tests.unit.test_attendance import _example_meeting;"
-        "from functions.attendance import meeting_fingerprint;"
+        "from functions.fingerprints import meeting_fingerprint;"
         "print(meeting_fingerprint(_example_meeting()))"
     )
     outputs = {

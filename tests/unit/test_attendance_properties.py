@@ -13,22 +13,18 @@ from hypothesis import strategies as st
 from functions.attendance import (
     Participant,
     Session,
-    SessionCollector,
-    Span,
     _one_session_participant,
     _participant,
-    attended_seconds,
     build_participants,
-    canonical_meeting_code,
-    decode_parameter,
-    format_timestamp,
     meeting_to_json,
     meetings_by_conference,
-    parse_activity,
-    parse_timestamp,
-    participant_key,
 )
+from functions.intervals import Span, attended_seconds
+from functions.meeting_codes import canonical_meeting_code
+from functions.participant_keys import participant_key
+from functions.reports_events import SessionCollector, decode_parameter, parse_activity
 from functions.selection import MeetingSpec, credited_spans, select_meetings
+from functions.timestamps import format_timestamp, parse_timestamp
 from tests.unit.factories import activity, at, session
 
 settings.register_profile(

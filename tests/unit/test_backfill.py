@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from functions.attendance import parse_activity
 from functions.backfill import (
     BackfillReport,
     check_range,
@@ -18,10 +17,13 @@ from functions.backfill import (
     slices,
     stored_fact,
 )
+from functions.declarations import accept_meeting_end
 from functions.errors import InvalidInput
 from functions.model import Declared, MeetingRecord
+from functions.polling import handle_collect_task
+from functions.ports import Deps
+from functions.reports_events import parse_activity
 from functions.schedule import Status, Timing
-from functions.service import Deps, accept_meeting_end, handle_collect_task
 from local.simulate import Stay, activities_for, call_ended
 from tests.fakes import ManualClock, MemoryQueue, MemoryStore, ScriptedReports
 

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from functions.attendance import Span, build_meeting, format_timestamp, participant_to_json
+from functions.attendance import build_meeting, participant_to_json
 from functions.cli import cli
 from functions.dumps import (
     DumpShape,
@@ -29,6 +29,8 @@ from functions.dumps import (
     write_summary_json,
 )
 from functions.errors import InvalidInput
+from functions.intervals import Span
+from functions.timestamps import format_timestamp
 from tests.unit.factories import activity, at, session
 
 EXAMPLES = Path("/work/shared/examples")

@@ -13,9 +13,11 @@ from click.testing import CliRunner
 
 from functions.cli import cli
 from functions.errors import InvalidInput
-from functions.export import FIELDS, export_rows, month_bounds, write_rows
+from functions.export import month_bounds, write_rows
 from functions.model import MeetingRecord
 from functions.schedule import Status
+from functions.views import EXPORT_FIELDS as FIELDS
+from functions.views import export_rows
 
 
 def utc(text: str) -> datetime:

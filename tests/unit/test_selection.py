@@ -7,7 +7,8 @@ from datetime import timedelta
 
 import pytest
 
-from functions.attendance import Session, Span, attended_seconds
+from functions.attendance import Session
+from functions.intervals import Span, attended_seconds
 from functions.selection import MeetingSpec, credited_spans, reports_query_start, select_meetings
 from tests.unit.factories import at, session
 
@@ -233,8 +234,9 @@ def test_meeting_code_forms_match() -> None:
 
 def test_reports_query_starts_at_the_selection_span_and_has_no_end() -> None:
     result = select_meetings([spec("a", 0, 60), spec("b", 70, 130)], [])
-    assert reports_query_start(result["a"]) == at(-15)
-    assert reports_query_start(result["b"]) == at(65)
+    later = at(24 * 60)
+    assert reports_query_start(result["a"].selection_span, now=later) == at(-15)
+    assert reports_query_start(result["b"].selection_span, now=later) == at(65)
 
 
 def test_no_second_is_credited_twice_across_many_meetings() -> None:

@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from functions.attendance import participant_doc_id
+from functions.chain import chain_task_id
+from functions.declarations import accept_meeting_end
+from functions.errors import Busy, ReportsError
 from functions.model import Declared, MeetingRecord
-from functions.ports import CollectTask, ReportsError
+from functions.participant_keys import participant_doc_id
+from functions.polling import PollOutcome, Skipped, handle_collect_task, poll_meeting
+from functions.ports import CollectTask, Deps
 from functions.schedule import Status, Timing
-from functions.service import (
-    Busy,
-    Deps,
-    accept_meeting_end,
-    chain_task_id,
-    handle_collect_task,
-    poll_meeting,
-)
 from local.simulate import Stay, activities_for, call_ended
 from tests.fakes import ManualClock, MemoryQueue, MemoryStore, ScriptedReports
 
@@ -30,6 +27,11 @@ STUDENT = "student@school.example"
 
 def minutes(n: float) -> timedelta:
     return timedelta(minutes=n)
+
+
+def polled(outcome: PollOutcome | Skipped) -> PollOutcome:
+    assert isinstance(outcome, PollOutcome)
+    return outcome
 
 
 class World:
@@ -60,7 +62,9 @@ class World:
     def run_next(self) -> MeetingRecord:
         queued = self.queue.pop_next()
         self.clock.now = max(self.clock.now, queued.at)
-        return handle_collect_task(self.deps, queued.task).meeting
+        meeting = handle_collect_task(self.deps, queued.task).meeting
+        assert meeting is not None
+        return meeting
 
     def class_activities(self, conference: str = "conf-1") -> None:
         self.reports.activities += activities_for(
@@ -105,7 +109,7 @@ def test_a_chain_that_never_started_is_started_by_the_duplicate() -> None:
     # Simulate a crash between the document and the task.
     world.queue.tasks.clear()
     world.queue.names.clear()
-    world.store.meetings[meeting.meeting_id] = meeting.with_changes(chain_started=False)
+    world.store.meetings[meeting.meeting_id] = replace(meeting, chain_started=False)
     again = world.declare()
     assert again.chain_started
     assert len(world.queue.tasks) == 1
@@ -226,8 +230,8 @@ def test_a_crash_after_commit_is_healed_by_the_retry() -> None:
 def test_a_held_lease_makes_a_concurrent_delivery_busy() -> None:
     world = World()
     meeting = world.declare()
-    world.store.meetings[meeting.meeting_id] = meeting.with_changes(
-        lease_owner="someone", lease_until=world.clock.now + minutes(1)
+    world.store.meetings[meeting.meeting_id] = replace(
+        meeting, lease_owner="someone", lease_until=world.clock.now + minutes(1)
     )
     with pytest.raises(Busy):
         handle_collect_task(world.deps, CollectTask(meeting.meeting_id, 1, "poll"))
@@ -316,8 +320,8 @@ def test_back_to_back_classes_split_the_tutor_at_the_boundary() -> None:
         conference_id="room",
     )
     world.clock.now = second_end + minutes(20)
-    one = poll_meeting(world.deps, first.meeting_id, reason="manual").selected
-    two = poll_meeting(world.deps, second.meeting_id, reason="manual").selected
+    one = polled(poll_meeting(world.deps, first.meeting_id, reason="manual")).selected
+    two = polled(poll_meeting(world.deps, second.meeting_id, reason="manual")).selected
     assert one is not None
     assert two is not None
     boundary = END + (second_start - END) / 2
