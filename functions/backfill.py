@@ -14,6 +14,7 @@ and a broken chain is restarted in a transaction that only one run wins.
 from __future__ import annotations
 
 import hashlib
+import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -57,7 +58,8 @@ class SessionFact(NamedTuple):
 
 def session_fact(session: Session) -> SessionFact:
     return SessionFact(
-        conference_id=session.conference_id,
+        # One string for all the sessions of a conference: a scan holds a few hundred thousand.
+        conference_id=sys.intern(session.conference_id),
         endpoint_id=session.endpoint_id,
         event_id=session.event_id,
         join_ms=to_ms(session.join_time),

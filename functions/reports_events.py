@@ -202,8 +202,12 @@ def _session_from_event(
 
 def _set_strings(session: Any, get: Callable[[str], Any], intern: Callable[[str], str]) -> bool:
     """Store the string parameters on ``session`` (None unless a non-empty string; repeated
-    values interned); False when there is no ``conference_id``. Unrolled: this runs for every
-    event of a dump."""
+    values interned); False when there is no ``conference_id``.
+
+    Unrolled because it runs for every event of a dump: the same rules as a loop over
+    ``_STRING_PARAMETERS`` with ``setattr`` made parsing 4 % slower (100,000 events). The plain
+    version is the reference in tests/unit/test_attendance_properties.py.
+    """
     param = get("conference_id")
     value = None if param is None else param.get("value")
     if type(value) is not str or not value:
