@@ -41,9 +41,9 @@ from functions.adapters.firestore_store import FirestoreStore, firestore_client
 from functions.adapters.reports import GoogleReportsSource, reports_service
 from functions.config import Settings
 from functions.declarations import accept_meeting_end
-from functions.model import Declared, MeetingRecord, RevisionRecord
+from functions.model import Declared, MeetingRecord
 from functions.polling import PollOutcome, poll_meeting
-from functions.ports import Deps
+from functions.ports import Deps, MeetingCommit, Versioned
 from functions.schedule import Timing
 from local.fake_reports import FakeReportsServer
 from local.firestore_emulator import FirestoreEmulator
@@ -74,9 +74,10 @@ class CountingStore(FirestoreStore):
         self.meeting_writes += int(wrote)
         return result
 
-    def write_revision(self, meeting_id: str, revision: RevisionRecord) -> None:
-        self.revision_writes += 1
-        super().write_revision(meeting_id, revision)
+    def commit(self, change: MeetingCommit) -> Versioned | None:
+        self.meeting_writes += 1
+        self.revision_writes += change.revision is not None
+        return super().commit(change)
 
 
 @dataclass
@@ -105,15 +106,10 @@ class PollMeasure:
 STAGES = {
     "Reports fetch (HTTP + JSON decode)": ("adapters/reports.py", "call_ended"),
     "parse events into sessions": ("reports_events.py", "add_activities"),
-    "select the meeting's sessions": ("selection.py", "select_meetings"),
-    "build participant records": ("polling.py", "_participant_records"),
-    "read stored participants (revision diff)": (
-        "adapters/firestore_store.py",
-        "participant_documents",
-    ),
-    "write participants (batched commits)": ("adapters/firestore_store.py", "write_participants"),
-    "meeting document transactions": ("adapters/firestore_store.py", "update"),
-    "write revision record": ("adapters/firestore_store.py", "write_revision"),
+    "plan the poll (select, decide, build records)": ("poll_plan.py", "plan_poll"),
+    "read stored participants": ("adapters/firestore_store.py", "participants"),
+    "commit (participants, revision, meeting)": ("adapters/firestore_store.py", "commit"),
+    "meeting document updates (lease)": ("adapters/firestore_store.py", "update_versioned"),
     "neighbour query (with_code)": ("adapters/firestore_store.py", "with_code"),
 }
 

@@ -56,12 +56,12 @@ class Runtime:
 def build_runtime(settings: Settings) -> Runtime:
     """The adapters for ``settings``; the adapter modules are imported here, not at start-up."""
     from functions.adapters.cloud_tasks import CloudTasksQueue
-    from functions.adapters.firestore_store import FirestoreStore, firestore_client
+    from functions.adapters.firestore_store import FirestoreStore
     from functions.adapters.id_tokens import GoogleIdTokenVerifier
     from functions.adapters.reports import LazyReportsSource
 
     deps = Deps(
-        store=FirestoreStore(firestore_client(settings)),
+        store=FirestoreStore.from_settings(settings),
         queue=CloudTasksQueue.from_settings(settings),
         reports=LazyReportsSource(settings),
         clock=lambda: datetime.now(UTC),

@@ -28,14 +28,13 @@ from functions.chain import restart_overdue_chains, task_name
 from functions.declarations import accept_meeting_end
 from functions.duplicates import dedupe_key, preferred
 from functions.errors import InvalidInput
-from functions.intervals import Span
 from functions.limits import REPORTS_RETENTION
 from functions.meeting_codes import canonical_meeting_code, reports_meeting_code
-from functions.model import Declared, MeetingRecord
+from functions.model import Declared, MeetingRecord, meeting_id_for
 from functions.ports import BackfillSlice, CollectTask, Deps
 from functions.reports_events import parse_activity
 from functions.schedule import Status
-from functions.selection import selection_spans
+from functions.selection import Partition
 from functions.timestamps import format_timestamp, from_ms, to_ms
 
 DEFAULT_SLICE = timedelta(hours=6)
@@ -81,10 +80,6 @@ def stored_fact(document: Mapping[str, Any]) -> SessionFact | None:
         )
     except (KeyError, TypeError, ValueError):
         return None
-
-
-def _overlaps(span: Span, fact: SessionFact) -> bool:
-    return span.overlaps(from_ms(fact.join_ms), from_ms(fact.leave_ms))
 
 
 #: What decides whether the store holds a scanned session: one session (its duplicate key) with
@@ -306,6 +301,15 @@ def _whole_conference(
     return whole
 
 
+def _unclaimed(partition: Partition, code: str, conference: ConferenceSummary) -> list[SessionFact]:
+    """The conference's sessions that no meeting of the code takes."""
+    return [
+        fact
+        for fact in conference.sessions.values()
+        if not partition.takers(code, from_ms(fact.join_ms), from_ms(fact.leave_ms))
+    ]
+
+
 def _reconcile_code(
     deps: Deps,
     code: str,
@@ -314,24 +318,27 @@ def _reconcile_code(
     *,
     whole_range: tuple[datetime, datetime] | None,
 ) -> None:
+    """Give every unclaimed session of the code's conferences a found meeting (a new one, or its
+    conference's, grown), then re-poll final meetings whose sessions changed."""
     meetings = {m.meeting_id: m for m in deps.store.with_code(code)}
     for conference in sorted(conferences, key=lambda c: (c.first_join_ms, c.conference_id)):
-        if _claimed(deps, meetings.values(), conference):
-            continue
-        if whole_range is not None:
+        partition = Partition(deps.spec(m) for m in meetings.values())
+        rest = _unclaimed(partition, code, conference)
+        if rest and whole_range is not None:
             # Decide on the whole conference: its other sessions may lie in another slice.
             conference = _whole_conference(deps, conference, whole_range)
-            if _claimed(deps, meetings.values(), conference):
-                continue
+            rest = _unclaimed(partition, code, conference)
+        if not rest:
+            continue
         accepted = accept_meeting_end(
             deps,
             Declared(
                 meeting_code=code,
-                started_at=from_ms(conference.first_join_ms),
-                ended_at=from_ms(conference.last_leave_ms),
+                started_at=from_ms(min(f.join_ms for f in rest)),
+                ended_at=from_ms(max(f.leave_ms for f in rest)),
             ),
             source="backfill",
-            conference_id=conference.conference_id,
+            conference_id=_found_identity(meetings, code, conference, rest),
         )
         meetings[accepted.meeting.meeting_id] = accepted.meeting
         if accepted.created:
@@ -345,24 +352,38 @@ def _reconcile_code(
     _repoll_changed(deps, meetings.values(), conferences, report)
 
 
+def _found_identity(
+    meetings: Mapping[str, MeetingRecord],
+    code: str,
+    conference: ConferenceSummary,
+    rest: list[SessionFact],
+) -> str:
+    """The conference's found meeting grows with it; once merged away, what is left of the
+    conference gets a found meeting of its own, named after its first session."""
+    own = meetings.get(meeting_id_for(meeting_code=code, conference_id=conference.conference_id))
+    if own is None or own.status is not Status.MERGED:
+        return conference.conference_id
+    return f"{conference.conference_id}#{min(f.join_ms for f in rest)}"
+
+
 def _repoll_changed(
     deps: Deps,
     meetings: Iterable[MeetingRecord],
     conferences: list[ConferenceSummary],
     report: BackfillReport,
 ) -> None:
-    """Re-poll final meetings whose selection holds scanned sessions the store lacks."""
+    """Re-poll final meetings that take scanned sessions the store lacks."""
     candidates = list(meetings)
-    spans = selection_spans(deps.spec(m) for m in candidates)
+    partition = Partition(deps.spec(m) for m in candidates)
     for meeting in candidates:
-        span = spans.get(meeting.meeting_id)
-        if meeting.status not in REPOLL_STATUSES or span is None:
+        if meeting.status not in REPOLL_STATUSES:
             continue
+        spec = deps.spec(meeting)
         scanned = {
             _comparable(fact)
             for conference in conferences
             for fact in conference.sessions.values()
-            if _overlaps(span, fact)
+            if partition.takes(spec, from_ms(fact.join_ms), from_ms(fact.leave_ms))
         }
         if not scanned:
             continue
@@ -379,14 +400,6 @@ def _repoll_changed(
             report.repolled.append(meeting.meeting_id)
             with logs.bind(meeting_id=meeting.meeting_id, status=str(meeting.status)):
                 logs.info("backfill re-poll requested", new_sessions=len(scanned - stored))
-
-
-def _claimed(deps: Deps, meetings: Iterable[MeetingRecord], conference: ConferenceSummary) -> bool:
-    """Whether any session of the conference falls in some meeting's window ∩ credited span."""
-    spans = selection_spans(deps.spec(m) for m in meetings)
-    return any(
-        _overlaps(span, fact) for span in spans.values() for fact in conference.sessions.values()
-    )
 
 
 def _stored_facts(deps: Deps, meeting: MeetingRecord) -> set[Comparable]:

@@ -8,17 +8,31 @@ of its chain is enqueued, and its neighbours are told (``functions.neighbours``)
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Final
+from typing import Any, Final
 
 from functions import logs
 from functions.chain import ensure_link
-from functions.errors import NotFound
+from functions.errors import Conflict, InvalidInput, NotFound, StoreContention
+from functions.limits import REPORTS_RETENTION
 from functions.meeting_codes import canonical_meeting_code
-from functions.model import Declared, MeetingRecord, Source, estimated_record, meeting_id_for
+from functions.model import (
+    FOUND_SOURCES,
+    AttendanceChange,
+    Declared,
+    MeetingRecord,
+    RevisionRecord,
+    Source,
+    absent_record,
+    committed,
+    estimated_record,
+    meeting_id_for,
+)
 from functions.neighbours import absorb_and_repoll_neighbours
-from functions.ports import Deps
+from functions.participant_keys import participant_doc_id
+from functions.ports import Deps, MeetingCommit
 from functions.schedule import Status, deadline, first_poll_at
 from functions.selection import declared_window
 
@@ -26,6 +40,8 @@ __all__ = ["DELIVERY_MEMORY", "Accepted", "accept_meeting_end", "new_meeting_rec
 
 #: Webhook-id replay records live this long (Firestore TTL deletes them after).
 DELIVERY_MEMORY: Final = timedelta(days=2)
+#: Tries of one fenced estimates commit before answering "retry later".
+_ESTIMATE_ATTEMPTS: Final = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,21 +107,36 @@ def accept_meeting_end(
         record = new_meeting_record(
             declared, meeting_id=meeting_id, source=source, deps=deps, now=now
         )
+        if source not in FOUND_SOURCES:
+            _check_retention(record, now=now)
         created = deps.store.create(record)
         if created:
             meeting = record
-            write_estimates(deps, meeting)
+            write_estimates(deps, meeting, expected=meeting.expected_participants)
             logs.info("meeting created", status=str(meeting.status), source=source)
         else:
-            meeting = _update_declared(deps, record, now=now)
+            meeting = _update_declared(deps, record, source=source, now=now)
+        moved = (meeting.started_at, meeting.ended_at) != (record.started_at, record.ended_at)
         meeting = ensure_link(deps, meeting)
-        if created or meeting.chain_seq != record.chain_seq:
+        if created or meeting.chain_seq != record.chain_seq or (moved and meeting.is_found):
             absorb_and_repoll_neighbours(deps, meeting)
         if webhook_id is not None:
             deps.store.remember_delivery(
                 webhook_id=webhook_id, meeting_id=meeting_id, expire_at=now + DELIVERY_MEMORY
             )
         return Accepted(meeting, created=created)
+
+
+def _check_retention(record: MeetingRecord, *, now: datetime) -> None:
+    """A declared window that starts before Reports' retention could never be collected whole."""
+    if record.window_start < now - REPORTS_RETENTION:
+        field = "started_at" if record.started_at is not None else "ended_at"
+        raise InvalidInput(
+            "the meeting's window starts more than 180 days ago: the Reports API keeps 180 days "
+            "of Meet activity",
+            field=field,
+            code="invalid_payload",
+        )
 
 
 def _replayed(deps: Deps, webhook_id: str) -> Accepted | None:
@@ -119,44 +150,135 @@ def _replayed(deps: Deps, webhook_id: str) -> Accepted | None:
         return Accepted(ensure_link(deps, meeting), created=False)
 
 
-def write_estimates(deps: Deps, meeting: MeetingRecord) -> None:
-    """Expected participants get the declared length until real data replaces it (idempotent)."""
-    if not meeting.expected_participants or meeting.attendance_source != "estimated":
-        return
-    records = [
-        estimated_record(key, meeting=meeting, revision=meeting.revision, status=meeting.status)
-        for key in meeting.expected_participants
+def expected_change(
+    meeting: MeetingRecord,
+    stored: Sequence[Mapping[str, Any]],
+    *,
+    expected: tuple[str, ...],
+    now: datetime,
+) -> MeetingCommit | None:
+    """The commit that makes ``expected`` the meeting's expected participants: estimates (or
+    absences, once complete) for those not seen, the documents of those no longer expected
+    removed; None when nothing changes. Real participants are left as they are."""
+    visible = committed(stored, revision=meeting.revision)
+    before = {participant_doc_id(str(d["participant_key"])): d for d in visible}
+    seen = {
+        str(d["participant_key"]) for d in visible if not d.get("estimated") and not d.get("absent")
+    }
+    unseen = [key for key in expected if key not in seen]
+    complete = meeting.status is Status.COMPLETE
+    make = absent_record if complete else estimated_record
+    # The first estimates of a new meeting are its revision 0; any later change is a revision.
+    revision = meeting.revision + (bool(meeting.participant_fingerprints) or meeting.revision > 0)
+    records = [make(k, meeting=meeting, revision=revision, status=meeting.status) for k in unseen]
+    known = meeting.participant_fingerprints
+    upserts = [r for r in records if known.get(r.doc_id) != r.fingerprint]
+    keep = {r.doc_id for r in records}
+    deletes = sorted(
+        participant_doc_id(str(d["participant_key"]))
+        for d in stored
+        if (d.get("estimated") or d.get("absent"))
+        and participant_doc_id(str(d["participant_key"])) not in keep
+    )
+    if not upserts and not deletes and meeting.expected_participants == expected:
+        return None
+    fingerprints = {d: f for d, f in known.items() if d not in deletes}
+    fingerprints.update({r.doc_id: r.fingerprint for r in records})
+    attendance_changed = bool(upserts or deletes) and revision > meeting.revision
+    changes = [
+        AttendanceChange(
+            participant_key=r.participant_key,
+            before=_attended(before.get(r.doc_id)),
+            after=r.attended_seconds,
+        )
+        for r in upserts
+    ] + [
+        AttendanceChange(
+            participant_key=str(before[d]["participant_key"]),
+            before=_attended(before[d]),
+            after=None,
+        )
+        for d in deletes
+        if d in before
     ]
-    deps.store.write_participants(meeting.meeting_id, upserts=records)
+    return MeetingCommit(
+        meeting=replace(
+            meeting,
+            expected_participants=expected,
+            missing_participants=tuple(unseen),
+            participant_fingerprints=fingerprints,
+            revision=revision if attendance_changed else meeting.revision,
+            updated_at=now,
+        ),
+        expected=None,
+        upserts=upserts,
+        deletes=deletes,
+        revision=(
+            RevisionRecord(
+                revision=revision,
+                at=now,
+                reason="declaration",
+                changes=sorted(changes, key=lambda c: c.participant_key),
+            )
+            if attendance_changed
+            else None
+        ),
+    )
 
-    def remember(current: MeetingRecord) -> MeetingRecord | None:
-        fingerprints = dict(current.participant_fingerprints)
-        fingerprints.update({r.doc_id: r.fingerprint for r in records})
-        if fingerprints == current.participant_fingerprints:
-            return None
-        return replace(current, participant_fingerprints=fingerprints)
 
-    deps.store.update(meeting.meeting_id, remember)
+def _attended(document: Mapping[str, Any] | None) -> int | None:
+    return None if document is None else int(document.get("attended_seconds") or 0)
 
 
-def _update_declared(deps: Deps, declared: MeetingRecord, *, now: datetime) -> MeetingRecord:
-    """The same meeting sent again; an ``external_id`` with new times reschedules its chain."""
+def write_estimates(deps: Deps, meeting: MeetingRecord, *, expected: tuple[str, ...]) -> None:
+    """Make ``expected`` the meeting's expected participants, in one fenced commit with their
+    estimates (idempotent; re-decided when the meeting changed meanwhile)."""
+    for _ in range(_ESTIMATE_ATTEMPTS):
+        current = deps.store.read(meeting.meeting_id)
+        if current is None or current.record.status is Status.MERGED:
+            return
+        # A meeting that stores nothing yet (a new one) needs no read of its participants.
+        known = current.record.participant_fingerprints
+        stored = deps.store.participants(meeting.meeting_id) if known else []
+        change = expected_change(current.record, stored, expected=expected, now=deps.clock())
+        if change is None:
+            return
+        if deps.store.commit(replace(change, expected=current.version)) is not None:
+            return
+    raise StoreContention(meeting.meeting_id)
+
+
+def _update_declared(
+    deps: Deps, declared: MeetingRecord, *, source: Source, now: datetime
+) -> MeetingRecord:
+    """The same meeting declared again: another code is refused; new times from a source allowed
+    to set them reschedule its chain (a found meeting's grow to cover its conference); new
+    expected participants replace the old ones."""
 
     def change(current: MeetingRecord) -> MeetingRecord | None:
-        same_times = (current.ended_at, current.started_at) == (
-            declared.ended_at,
-            declared.started_at,
-        )
-        if same_times or current.external_id is None or current.status is Status.MERGED:
+        if current.meeting_code != declared.meeting_code:
+            raise Conflict(
+                f"meeting {current.meeting_id} has meeting code {current.meeting_code}, not "
+                f"{declared.meeting_code}"
+            )
+        times = _new_times(current, declared, source=source)
+        if times is None or current.status is Status.MERGED:
             return None
+        started_at, ended_at = times
+        window_start, window_end = declared_window(
+            ended_at=ended_at,
+            started_at=started_at,
+            before_s=deps.window_before_s,
+            after_s=deps.window_after_s,
+        )
         return replace(
             current,
-            ended_at=declared.ended_at,
-            started_at=declared.started_at,
-            window_start=declared.window_start,
-            window_end=declared.window_end,
-            deadline=declared.deadline,
-            next_poll_at=declared.next_poll_at,
+            ended_at=ended_at,
+            started_at=started_at,
+            window_start=window_start,
+            window_end=window_end,
+            deadline=deadline(ended_at, deps.timing),
+            next_poll_at=first_poll_at(ended_at=ended_at, now=now, timing=deps.timing),
             # A new link supersedes the old one; the old task finds itself stale.
             chain_seq=current.chain_seq + 1,
             chain_started=False,
@@ -167,6 +289,27 @@ def _update_declared(deps: Deps, declared: MeetingRecord, *, now: datetime) -> M
     updated = deps.store.update(declared.meeting_id, change)
     if updated is None:
         raise NotFound.meeting(declared.meeting_id)
-    if updated.chain_seq != declared.chain_seq and updated.attendance_source == "estimated":
-        write_estimates(deps, updated)
+    expected = declared.expected_participants
+    if expected and expected != updated.expected_participants:
+        write_estimates(deps, updated, expected=expected)
+        updated = deps.store.get(declared.meeting_id) or updated
+    elif updated.chain_seq != declared.chain_seq and updated.attendance_source == "estimated":
+        write_estimates(deps, updated, expected=updated.expected_participants)
     return updated
+
+
+def _new_times(
+    current: MeetingRecord, declared: MeetingRecord, *, source: Source
+) -> tuple[datetime | None, datetime] | None:
+    """The times a repeated declaration sets, or None when they stay."""
+    if current.is_found:
+        # A found meeting grows to cover its conference as more of it is found; it never shrinks
+        # here (a declared meeting taking part of it is the poll's business).
+        start = min(filter(None, (current.started_at, declared.started_at)), default=None)
+        end = max(current.ended_at, declared.ended_at)
+        grown = (start, end)
+        return grown if grown != (current.started_at, current.ended_at) else None
+    if source in FOUND_SOURCES:
+        return None
+    same = (current.started_at, current.ended_at) == (declared.started_at, declared.ended_at)
+    return None if same else (declared.started_at, declared.ended_at)

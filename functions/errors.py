@@ -14,6 +14,7 @@ not an ``AppError`` is a bug: 500 without details, and the queue retries it.
     ├── NotFound                   404   not_found                no    unknown meeting or route
     ├── MethodNotAllowed           405   method_not_allowed       no    (carries ``allowed``)
     ├── Busy                       409   busy                     yes   another delivery polls it
+    ├── Conflict                   409   conflict                 no    contradicts what is stored
     ├── PayloadTooLarge            413   payload_too_large        no
     ├── UnsupportedMediaType       415   unsupported_media_type   no
     ├── ConfigError                500   invalid_configuration    no    names every problem at once
@@ -113,6 +114,14 @@ class Busy(AppError):
             retryable=True,
             code="busy",
         )
+
+
+class Conflict(AppError):
+    """The request contradicts what is stored (another code for a declared meeting, a sync of a
+    merged meeting); nothing was changed. The message names what it conflicts with."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, status=409, retryable=False, code="conflict")
 
 
 class PayloadTooLarge(AppError):

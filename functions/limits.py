@@ -33,6 +33,10 @@ WEBHOOK_TOLERANCE: Final = timedelta(minutes=5)
 #: The sender's clock and ours disagree a little; an ``ended_at`` further ahead is a wrong time.
 MAX_ENDED_IN_FUTURE: Final = timedelta(minutes=5)
 MAX_EXPECTED_PARTICIPANTS: Final = 1000
+#: The largest commit request Firestore takes (Google: 10 MiB; the emulator refuses over 4 MiB),
+#: less a margin for what the size estimate of ``functions.commits`` does not see.
+FIRESTORE_COMMIT_BYTES: Final = 8 * 1024 * 1024
+EMULATOR_COMMIT_BYTES: Final = 3 * 1024 * 1024
 MAX_PARTICIPANT_KEY_LENGTH: Final = 1024
 
 # --- Settings' defaults (CONTRACT §5) ---------------------------------------------------------

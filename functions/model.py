@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -23,10 +23,14 @@ from functions.fingerprints import (
 )
 from functions.participant_keys import identity_fields, participant_doc_id
 from functions.schedule import FINAL_STATUSES, Status
+from functions.selection import MeetingSpec
 from functions.timestamps import format_timestamp
 
 Source = Literal["webhook", "backfill", "manual"]
-RevisionReason = Literal["poll", "backfill", "neighbour", "manual"]
+#: Sources that only found a meeting (from its sessions) rather than declaring a class: their
+#: meetings take what no declared meeting covers (``functions.selection``).
+FOUND_SOURCES: frozenset[str] = frozenset({"backfill"})
+RevisionReason = Literal["poll", "backfill", "neighbour", "manual", "declaration"]
 IpMode = Literal["full", "truncated", "none"]
 
 
@@ -81,9 +85,20 @@ class Declared:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LastError:
+    """``last_error`` and ``last_warning``: ``{code, message, at}``."""
+
     code: str
     message: str
     at: datetime
+
+    def to_document(self) -> dict[str, Any]:
+        return {"code": self.code, "message": self.message, "at": self.at}
+
+    @classmethod
+    def from_document(cls, document: Mapping[str, Any] | None) -> LastError | None:
+        if not document:
+            return None
+        return cls(code=document["code"], message=document["message"], at=_aware(document["at"]))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -111,8 +126,14 @@ class MeetingRecord:
     last_polled_at: datetime | None = None
     completed_at: datetime | None = None
     last_error: LastError | None = None
+    last_warning: LastError | None = None
     attendance_source: Literal["estimated", "reports"] = "estimated"
     revision: int = 0
+    #: Declared meetings that took some of this found meeting's sessions (it keeps the rest).
+    partly_merged_into: tuple[str, ...] = ()
+    #: The last change was written in stages (see README "Commits"): readers ignore participant
+    #: documents whose ``revision`` is above the meeting's.
+    multi_commit: bool = False
     created_at: datetime | None = None
     updated_at: datetime | None = None
     # §1 meeting aggregates.
@@ -132,6 +153,13 @@ class MeetingRecord:
     successful_polls: int = 0
     # participant doc id → fingerprint of what is stored, so unchanged documents are not rewritten.
     participant_fingerprints: Mapping[str, str] = field(default_factory=dict)
+    #: Earliest join and latest leave of the stored sessions, unclipped: which neighbours may hold
+    #: sessions that a changed partition hands to another meeting.
+    sessions_start: datetime | None = None
+    sessions_end: datetime | None = None
+    #: Grows when a neighbour's declaration moves this meeting's credited span: fences a poll in
+    #: flight that planned with the old partition.
+    span_version: int = 0
     lease_owner: str | None = None
     lease_until: datetime | None = None
 
@@ -144,13 +172,37 @@ class MeetingRecord:
     def is_final(self) -> bool:
         return self.status in FINAL_STATUSES
 
+    @property
+    def is_found(self) -> bool:
+        """Found from its sessions (backfill) rather than declared as a class."""
+        return self.source in FOUND_SOURCES
+
+    def spec(self, *, window_before_s: int, window_after_s: int) -> MeetingSpec:
+        """The meeting as the selection rules see it, with the deployment's windows."""
+        return MeetingSpec(
+            meeting_id=self.meeting_id,
+            meeting_code=self.meeting_code,
+            ended_at=self.ended_at,
+            started_at=self.started_at,
+            merged=self.status is Status.MERGED,
+            found=self.is_found,
+            window_before_s=window_before_s,
+            window_after_s=window_after_s,
+            calendar_event_id=self.calendar_event_id,
+            organizer_email=self.organizer_email,
+        )
+
     def to_document(self) -> dict[str, Any]:
         document = asdict(self)
         document["status"] = str(self.status)
         document["expected_participants"] = list(self.expected_participants)
         document["missing_participants"] = list(self.missing_participants)
         document["conference_ids"] = list(self.conference_ids)
+        document["partly_merged_into"] = list(self.partly_merged_into)
         document["participant_fingerprints"] = dict(self.participant_fingerprints)
+        for name in ("last_error", "last_warning"):
+            notice: LastError | None = getattr(self, name)
+            document[name] = None if notice is None else notice.to_document()
         return document
 
     @classmethod
@@ -158,16 +210,19 @@ class MeetingRecord:
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in document.items() if k in known}
         values["status"] = Status(values.get("status", Status.SCHEDULED))
-        for name in ("expected_participants", "missing_participants", "conference_ids"):
+        for name in (
+            "expected_participants",
+            "missing_participants",
+            "conference_ids",
+            "partly_merged_into",
+        ):
             values[name] = tuple(values.get(name) or ())
         values["participant_fingerprints"] = dict(values.get("participant_fingerprints") or {})
-        error = values.get("last_error")
-        values["last_error"] = None if not error else LastError(**error)
+        for name in ("last_error", "last_warning"):
+            values[name] = LastError.from_document(values.get(name))
         for name, value in list(values.items()):
             if isinstance(value, datetime):
                 values[name] = _aware(value)
-        if values["last_error"] is not None:
-            values["last_error"] = replace(values["last_error"], at=_aware(values["last_error"].at))
         return cls(**values)
 
     def public_document(self) -> dict[str, Any]:
@@ -185,6 +240,9 @@ _INTERNAL_MEETING_FIELDS = (
     "fingerprint_seen_since",
     "successful_polls",
     "participant_fingerprints",
+    "sessions_start",
+    "sessions_end",
+    "span_version",
     "lease_owner",
     "lease_until",
 )
@@ -231,6 +289,55 @@ def session_document(session: Session, ip_mode: IpMode) -> dict[str, Any]:
         "location_region": session.location_region,
         "event_id": session.event_id,
     }
+
+
+def committed(documents: Iterable[Mapping[str, Any]], *, revision: int) -> list[Mapping[str, Any]]:
+    """The participant documents a reader counts: none above the meeting's ``revision`` (those
+    belong to a change still being written in stages, or to one that was fenced out)."""
+    return [d for d in documents if int(d.get("revision") or 0) <= revision]
+
+
+def stored_sessions(
+    documents: Iterable[Mapping[str, Any]], *, meeting_code: str, revision: int
+) -> list[Session]:
+    """The sessions a meeting holds, read back from its committed participant documents.
+
+    Per-session identity fields are not stored: each session gets its participant's, which builds
+    the same participant again (same key, same latest values). Addresses are as stored, so the
+    IP mode is already applied (and applying it again changes nothing).
+    """
+    sessions: list[Session] = []
+    for document in committed(documents, revision=revision):
+        if document.get("estimated") or document.get("absent"):
+            continue
+        for raw in document.get("sessions") or ():
+            sessions.append(
+                Session(
+                    event_id=str(raw["event_id"]),
+                    conference_id=str(raw["conference_id"]),
+                    endpoint_id=raw.get("endpoint_id"),
+                    join_time=_aware(raw["join_time"]),
+                    leave_time=_aware(raw["leave_time"]),
+                    duration_seconds=int(raw["duration_seconds"]),
+                    meeting_code=meeting_code,
+                    identifier=document.get("identifier"),
+                    identifier_type=document.get("identifier_type"),
+                    display_name=document.get("display_name"),
+                    is_external=bool(document.get("is_external")),
+                    device_type=raw.get("device_type"),
+                    ip_address=raw.get("ip_address"),
+                    location_country=raw.get("location_country"),
+                    location_region=raw.get("location_region"),
+                )
+            )
+    return sessions
+
+
+def in_stored_form(session: Session, ip_mode: IpMode) -> Session:
+    """A fetched session as it will be stored: its address under ``IP_ADDRESS_MODE``, so a
+    session fetched again and the one read back from the store are equal."""
+    address = apply_ip_mode(session.ip_address, mode=ip_mode)
+    return session if address == session.ip_address else replace(session, ip_address=address)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

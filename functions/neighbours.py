@@ -1,63 +1,72 @@
-"""Use case: a declared meeting arrives beside others of its code (CONTRACT §3).
+"""Use case: a declared meeting arrives or moves beside others of its code (CONTRACT §3).
 
-Meetings of one code partition time (``functions.selection``). A newly declared or moved meeting
-absorbs the backfill meetings its declared interval overlaps (they become ``merged``), and every
-other meeting whose credited span it changed is re-polled at once, under a task named after the
-span it is for, so a repeated declaration asks once.
+Meetings of one code partition time (``functions.selection``). When one is declared or moved,
+every other meeting whose share changed is told at once, in two ways: its document gets a new
+``span_version`` (so a poll of it in flight, which planned with the old partition, stores
+nothing and plans again) and it is re-polled, under a task named after the span it is for, so a
+repeated declaration asks once.
+
+A found (backfill) meeting whose sessions a declared meeting now covers is absorbed: when every
+session it holds falls in the declared meeting's selection it becomes ``merged`` at once (its
+participant documents stay, marked ``merged``, and the declared meeting's poll takes their
+sessions); otherwise it records the declared meeting in ``partly_merged_into`` and its next poll
+hands the covered sessions over and keeps the rest.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
 from datetime import datetime
+from typing import Final
 
 from functions import logs
 from functions.chain import task_name
-from functions.model import MeetingRecord
-from functions.ports import CollectTask, Deps
+from functions.intervals import Span
+from functions.model import MeetingRecord, stored_sessions
+from functions.participant_keys import participant_doc_id
+from functions.ports import CollectTask, Deps, MeetingCommit
 from functions.schedule import Status
-from functions.selection import credited_spans, declared_start
+from functions.selection import selection_spans
 
 __all__ = ["absorb_and_repoll_neighbours"]
 
+#: Tries of one fenced merge before leaving it to the absorbed meeting's own poll.
+_MERGE_ATTEMPTS: Final = 3
 
-def _absorbs(meeting: MeetingRecord, other: MeetingRecord) -> bool:
-    """Whether declared ``meeting`` takes over backfill meeting ``other``: their intervals meet."""
-    start = declared_start(ended_at=meeting.ended_at, started_at=meeting.started_at)
-    return (
-        other.source == "backfill"
-        and meeting.source != "backfill"
-        and other.status is not Status.MERGED
-        and (other.started_at or other.ended_at) < meeting.ended_at
-        and other.ended_at > start
-    )
+
+def _covers(span: Span, meeting: MeetingRecord) -> bool:
+    """Whether ``span`` overlaps the sessions ``meeting`` holds (or, before any, its times)."""
+    start = meeting.sessions_start or meeting.started_at or meeting.ended_at
+    end = meeting.sessions_end or meeting.ended_at
+    return span.overlaps(start, end)
 
 
 def absorb_and_repoll_neighbours(deps: Deps, meeting: MeetingRecord) -> list[str]:
-    """Merge overlapping backfill meetings into ``meeting``; re-poll neighbours whose span moved.
-
-    Returns the ids of the meetings asked to re-poll.
-    """
+    """Tell every meeting of the code whose share ``meeting`` changed; absorb found meetings it
+    covers. Returns the ids of the meetings asked to re-poll."""
     now = deps.clock()
     others = [
-        m for m in deps.store.with_code(meeting.meeting_code) if m.meeting_id != meeting.meeting_id
+        m
+        for m in deps.store.with_code(meeting.meeting_code)
+        if m.meeting_id != meeting.meeting_id and m.status is not Status.MERGED
     ]
-    before = credited_spans(deps.spec(m) for m in others)
-    current = [
-        _merge(deps, other, into=meeting.meeting_id, now=now) if _absorbs(meeting, other) else other
-        for other in others
-    ]
-    after = credited_spans([*(deps.spec(m) for m in current), deps.spec(meeting)])
+    before = selection_spans(deps.spec(m) for m in others)
+    after = selection_spans([*(deps.spec(m) for m in others), deps.spec(meeting)])
+    own = after.get(meeting.meeting_id)
     repolled: list[str] = []
-    for other in current:
-        if other.status is Status.MERGED:
+    for other in others:
+        absorbing = (
+            own is not None and other.is_found and not meeting.is_found and _covers(own, other)
+        )
+        if absorbing and own is not None and _merge_if_covered(deps, other, into=meeting, span=own):
             continue
         span = after.get(other.meeting_id)
-        if span == before.get(other.meeting_id):
+        if not absorbing and span == before.get(other.meeting_id):
             continue
+        _bump(deps, other, absorbed_by=meeting.meeting_id if absorbing else None, now=now)
         deps.queue.enqueue(
             CollectTask(other.meeting_id, other.chain_seq, "neighbour"),
-            task_id=task_name(other.meeting_id, "neighbour", meeting.meeting_id, span),
+            task_id=task_name(other.meeting_id, "neighbour", meeting.meeting_id, span, own),
             at=now,
         )
         repolled.append(other.meeting_id)
@@ -65,24 +74,57 @@ def absorb_and_repoll_neighbours(deps: Deps, meeting: MeetingRecord) -> list[str
     return repolled
 
 
-def _merge(deps: Deps, backfilled: MeetingRecord, *, into: str, now: datetime) -> MeetingRecord:
-    """The backfill meeting, merged into ``into`` (as stored afterwards)."""
+def _bump(deps: Deps, other: MeetingRecord, *, absorbed_by: str | None, now: datetime) -> None:
+    """A new ``span_version`` fences a poll of ``other`` in flight; a found meeting also records
+    the declared meeting that takes part of it."""
 
     def change(current: MeetingRecord) -> MeetingRecord | None:
         if current.status is Status.MERGED:
             return None
+        absorbed = current.partly_merged_into
+        if absorbed_by is not None and absorbed_by not in absorbed:
+            absorbed = (*absorbed, absorbed_by)
         return replace(
-            current, status=Status.MERGED, merged_into=into, next_poll_at=None, updated_at=now
+            current,
+            span_version=current.span_version + 1,
+            partly_merged_into=absorbed,
+            updated_at=now,
         )
 
-    merged = deps.store.update(backfilled.meeting_id, change)
-    if merged is None:
-        return backfilled
-    deps.store.write_participants(
-        merged.meeting_id,
-        status_updates=list(merged.participant_fingerprints),
-        status=Status.MERGED,
-    )
-    with logs.bind(meeting_id=merged.meeting_id):
-        logs.info("backfill meeting merged", merged_into=into, status=str(Status.MERGED))
-    return merged
+    deps.store.update(other.meeting_id, change)
+
+
+def _merge_if_covered(
+    deps: Deps, found: MeetingRecord, *, into: MeetingRecord, span: Span
+) -> bool:
+    """Merge ``found`` into ``into`` in one fenced commit when ``span`` (the declared meeting's
+    selection) covers every session it holds. False when it does not (or it keeps changing)."""
+    for _ in range(_MERGE_ATTEMPTS):
+        current = deps.store.read(found.meeting_id)
+        if current is None or current.record.status is Status.MERGED:
+            return True
+        record = current.record
+        documents = deps.store.participants(record.meeting_id)
+        held = stored_sessions(documents, meeting_code=record.meeting_code, revision=record.revision)
+        if not all(span.overlaps(s.join_time, s.leave_time) for s in held):
+            return False
+        now = deps.clock()
+        merged = replace(
+            record,
+            status=Status.MERGED,
+            merged_into=into.meeting_id,
+            next_poll_at=None,
+            updated_at=now,
+        )
+        commit = MeetingCommit(
+            meeting=merged,
+            expected=current.version,
+            status_updates=tuple(
+                sorted(participant_doc_id(str(d["participant_key"])) for d in documents)
+            ),
+        )
+        if deps.store.commit(commit) is not None:
+            with logs.bind(meeting_id=record.meeting_id):
+                logs.info("backfill meeting merged", merged_into=into.meeting_id)
+            return True
+    return False

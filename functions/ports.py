@@ -7,7 +7,7 @@ activities and aware datetimes only.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol
@@ -77,8 +77,40 @@ class TaskQueue(Protocol):
         ...
 
 
+#: A store's token of one state of a meeting document (Firestore: its update time). Opaque.
+Version = object
+
+
+@dataclass(frozen=True, slots=True)
+class Versioned:
+    """A meeting as stored, with the version a fenced commit must find unchanged."""
+
+    record: MeetingRecord
+    version: Version
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MeetingCommit:
+    """Everything one change of a meeting writes, visible together or not at all.
+
+    ``expected`` fences it: the commit happens only if the meeting document is still at that
+    version. ``status_updates`` are participant documents that keep their content but mirror the
+    meeting's new status. ``functions.commits`` says how a change too large for one request is
+    written in stages.
+    """
+
+    meeting: MeetingRecord
+    expected: Version
+    upserts: Sequence[ParticipantRecord] = ()
+    deletes: Sequence[str] = ()
+    status_updates: Sequence[str] = ()
+    revision: RevisionRecord | None = None
+
+
 class MeetingStore(Protocol):
     def get(self, meeting_id: str) -> MeetingRecord | None: ...
+
+    def read(self, meeting_id: str) -> Versioned | None: ...
 
     def create(self, meeting: MeetingRecord) -> bool:
         """Insert if absent; False when a meeting with that id exists."""
@@ -89,10 +121,24 @@ class MeetingStore(Protocol):
         meeting_id: str,
         change: Callable[[MeetingRecord], MeetingRecord | None],
     ) -> MeetingRecord | None:
-        """Atomic read-modify-write, re-decided on fresh data if the document changed meanwhile.
+        """Atomic read-modify-write of the meeting document alone, re-decided on fresh data if it
+        changed meanwhile (bookkeeping: leases, chain marks, a neighbour's span bump).
 
         ``change`` returns the new record, or None to leave the stored one as it is. Returns what
         is stored afterwards (None if no meeting); raises StoreContention after repeated losses."""
+        ...
+
+    def update_versioned(
+        self,
+        meeting_id: str,
+        change: Callable[[MeetingRecord], MeetingRecord | None],
+    ) -> Versioned | None:
+        """:meth:`update`, returning the version of what is stored afterwards."""
+        ...
+
+    def commit(self, change: MeetingCommit) -> Versioned | None:
+        """Write ``change`` (meeting document last); None, with nothing visible changed, when the
+        meeting is no longer at ``change.expected``."""
         ...
 
     def with_code(self, meeting_code: str) -> list[MeetingRecord]: ...
@@ -106,24 +152,6 @@ class MeetingStore(Protocol):
         ...
 
     def participants(self, meeting_id: str) -> list[dict[str, Any]]: ...
-
-    def participant_documents(
-        self, meeting_id: str, *, doc_ids: Iterable[str]
-    ) -> dict[str, dict[str, Any]]: ...
-
-    def write_participants(
-        self,
-        meeting_id: str,
-        *,
-        upserts: Sequence[ParticipantRecord] = (),
-        deletes: Sequence[str] = (),
-        status_updates: Sequence[str] = (),
-        status: Status | None = None,
-    ) -> int:
-        """Batched writes (≤ 500 per commit); returns the number of document writes."""
-        ...
-
-    def write_revision(self, meeting_id: str, revision: RevisionRecord) -> None: ...
 
     def delivery(self, webhook_id: str) -> str | None:
         """The meeting id a webhook-id was accepted for, if it was seen before."""
@@ -160,14 +188,6 @@ class Deps:
 
     def spec(self, meeting: MeetingRecord) -> MeetingSpec:
         """The meeting as the selection rules see it, with this deployment's windows."""
-        return MeetingSpec(
-            meeting_id=meeting.meeting_id,
-            meeting_code=meeting.meeting_code,
-            ended_at=meeting.ended_at,
-            started_at=meeting.started_at,
-            merged=meeting.status is Status.MERGED,
-            window_before_s=self.window_before_s,
-            window_after_s=self.window_after_s,
-            calendar_event_id=meeting.calendar_event_id,
-            organizer_email=meeting.organizer_email,
+        return meeting.spec(
+            window_before_s=self.window_before_s, window_after_s=self.window_after_s
         )

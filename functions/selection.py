@@ -15,6 +15,11 @@ Timeline of one code, meetings ordered by ``ended_at`` (ties: ``meeting_id``)::
   classes, is credited to neither.
 - No meeting on a side → open on that side: overtime and early arrivals are not clipped.
 - ``merged`` meetings take no part and get no sessions.
+- Meetings *found* from their sessions (backfill) are not declarations of class boundaries: they
+  partition time among themselves the same way, but never take from a declared meeting. A session
+  that overlaps a declared meeting's ``window ∩ credited span`` belongs to the declared meeting
+  only; a found meeting takes the rest. So a declared meeting that arrives later absorbs what it
+  covers of a found one, and the found one keeps what it does not.
 
 Credited spans are half-open ``[lo, hi)`` with ``lo₀ ≤ hi₀ ≤ lo₁ ≤ hi₁ ≤ …`` enforced while they
 are built, so no instant (hence no second of a session) is ever credited twice, whatever the
@@ -41,6 +46,7 @@ from functions.timestamps import from_ms, to_ms
 __all__ = [
     "MeetingSelection",
     "MeetingSpec",
+    "Partition",
     "credited_spans",
     "declared_start",
     "declared_window",
@@ -64,6 +70,7 @@ class MeetingSpec:
     ended_at: datetime
     started_at: datetime | None = None
     merged: bool = False
+    found: bool = False
     window_before_s: int = WINDOW_BEFORE_S
     window_after_s: int = WINDOW_AFTER_S
     calendar_event_id: str | None = None
@@ -167,25 +174,59 @@ def _spans_for_code(meetings: Sequence[MeetingSpec]) -> dict[str, Span]:
 
 
 def credited_spans(meetings: Iterable[MeetingSpec]) -> dict[str, Span]:
-    """The credited span of every non-merged meeting, partitioning time per meeting code."""
-    by_code: dict[str, list[MeetingSpec]] = {}
+    """The credited span of every non-merged meeting, partitioning time per meeting code (declared
+    meetings among themselves, found meetings among themselves)."""
+    by_code: dict[tuple[str, bool], list[MeetingSpec]] = {}
     for meeting in meetings:
-        by_code.setdefault(meeting.code, []).append(meeting)
+        by_code.setdefault((meeting.code, meeting.found), []).append(meeting)
     spans: dict[str, Span] = {}
     for group in by_code.values():
         spans.update(_spans_for_code(group))
     return spans
 
 
+class Partition:
+    """Who takes a session, for the meetings of one or more codes: the rule of the module
+    docstring, decided once per set of meetings (polls, the backfill's scan and declarations ask
+    it many times)."""
+
+    def __init__(self, meetings: Iterable[MeetingSpec]) -> None:
+        self.specs = list(meetings)
+        self.credited = credited_spans(self.specs)
+        self.selection = {
+            spec.meeting_id: selection_span(spec.window, self.credited[spec.meeting_id])
+            for spec in self.specs
+            if spec.meeting_id in self.credited
+        }
+        self._declared: dict[str, list[Span]] = {}
+        self._by_code: dict[str, list[MeetingSpec]] = {}
+        for spec in self.specs:
+            if spec.meeting_id in self.selection:
+                self._by_code.setdefault(spec.code, []).append(spec)
+                if not spec.found:
+                    self._declared.setdefault(spec.code, []).append(self.selection[spec.meeting_id])
+
+    def takes(self, spec: MeetingSpec, join: datetime, leave: datetime) -> bool:
+        """Whether ``spec``'s meeting takes the session ``[join, leave)`` of its code."""
+        span = self.selection.get(spec.meeting_id)
+        if span is None or not span.overlaps(join, leave):
+            return False
+        return not spec.found or not any(
+            declared.overlaps(join, leave) for declared in self._declared.get(spec.code, ())
+        )
+
+    def takers(self, code: str, join: datetime, leave: datetime) -> list[str]:
+        """The meetings of ``code`` that take the session (none: it belongs to no meeting)."""
+        return [
+            spec.meeting_id
+            for spec in self._by_code.get(canonical_meeting_code(code), ())
+            if self.takes(spec, join, leave)
+        ]
+
+
 def selection_spans(meetings: Iterable[MeetingSpec]) -> dict[str, Span]:
-    """The selection span of every non-merged meeting (what the backfill tests its facts on)."""
-    specs = list(meetings)
-    spans = credited_spans(specs)
-    return {
-        spec.meeting_id: selection_span(spec.window, spans[spec.meeting_id])
-        for spec in specs
-        if spec.meeting_id in spans
-    }
+    """The selection span (``window ∩ credited span``) of every non-merged meeting."""
+    return Partition(meetings).selection
 
 
 def select_meetings(
@@ -196,21 +237,20 @@ def select_meetings(
     ``meetings`` should hold every meeting of the codes involved (neighbours decide the spans);
     ``sessions`` are de-duplicated sessions (any codes; each meeting takes those of its own code).
     """
-    specs = list(meetings)
-    spans = credited_spans(specs)
+    partition = Partition(meetings)
     by_code: dict[str, list[Session]] = {}
     for session in sessions:
         if session.meeting_code is not None:
             by_code.setdefault(canonical_meeting_code(session.meeting_code), []).append(session)
     selections: dict[str, MeetingSelection] = {}
-    for spec in specs:
-        if spec.meeting_id not in spans:
+    for spec in partition.specs:
+        if spec.meeting_id not in partition.selection:
             continue
-        credited = spans[spec.meeting_id]
-        window = spec.window
-        selected = selection_span(window, credited)
+        credited = partition.credited[spec.meeting_id]
         chosen = tuple(
-            s for s in by_code.get(spec.code, ()) if selected.overlaps(s.join_time, s.leave_time)
+            s
+            for s in by_code.get(spec.code, ())
+            if partition.takes(spec, s.join_time, s.leave_time)
         )
         clip = None if credited.is_open() else credited
         meeting = build_meeting(
@@ -222,7 +262,7 @@ def select_meetings(
         )
         selections[spec.meeting_id] = MeetingSelection(
             meeting_id=spec.meeting_id,
-            window=window,
+            window=spec.window,
             credited=credited,
             clip=clip,
             sessions=chosen,

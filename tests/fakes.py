@@ -3,45 +3,131 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from functions.commits import Write, stages
 from functions.errors import Forbidden, ReportsError, Unauthorized
-from functions.model import MeetingRecord, ParticipantRecord, RevisionRecord
-from functions.ports import BackfillSlice, CollectTask, FetchStats, ReportsPage
+from functions.model import MeetingRecord
+from functions.ports import (
+    BackfillSlice,
+    CollectTask,
+    FetchStats,
+    MeetingCommit,
+    ReportsPage,
+    Versioned,
+)
 from functions.schedule import Status
 
 
 class MemoryStore:
-    def __init__(self) -> None:
+    """The MeetingStore port in memory, enforcing what the Firestore adapter relies on: versions
+    and fenced writes, one-request size limits (``max_commit_bytes``: a change larger than that is
+    written in the stages ``functions.commits`` plans), and a whole stage failing when one of its
+    writes cannot be applied. ``between_stages`` is called between two stages of one commit (the
+    simulation switches or crashes there)."""
+
+    def __init__(self, *, max_commit_bytes: int = 1 << 40) -> None:
         self.meetings: dict[str, MeetingRecord] = {}
+        self.versions: dict[str, int] = {}
         self.participant_docs: dict[str, dict[str, dict[str, Any]]] = {}
         self.revision_docs: dict[str, dict[int, dict[str, Any]]] = {}
         self.deliveries: dict[str, str] = {}
         self.participant_writes = 0
+        self.max_commit_bytes = max_commit_bytes
+        self.between_stages: Callable[[], None] = lambda: None
+        self._clock = 0
+
+    def _stamp(self, meeting_id: str) -> int:
+        self._clock += 1
+        self.versions[meeting_id] = self._clock
+        return self._clock
 
     def get(self, meeting_id: str) -> MeetingRecord | None:
         return self.meetings.get(meeting_id)
+
+    def read(self, meeting_id: str) -> Versioned | None:
+        meeting = self.meetings.get(meeting_id)
+        return None if meeting is None else Versioned(meeting, self.versions[meeting_id])
 
     def create(self, meeting: MeetingRecord) -> bool:
         if meeting.meeting_id in self.meetings:
             return False
         self.meetings[meeting.meeting_id] = meeting
+        self._stamp(meeting.meeting_id)
         return True
 
     def update(
         self, meeting_id: str, change: Callable[[MeetingRecord], MeetingRecord | None]
     ) -> MeetingRecord | None:
-        current = self.meetings.get(meeting_id)
+        stored = self.update_versioned(meeting_id, change)
+        return None if stored is None else stored.record
+
+    def update_versioned(
+        self, meeting_id: str, change: Callable[[MeetingRecord], MeetingRecord | None]
+    ) -> Versioned | None:
+        current = self.read(meeting_id)
         if current is None:
             return None
-        updated = change(current)
+        updated = change(current.record)
         if updated is None:
             return current
         self.meetings[meeting_id] = updated
-        return updated
+        return Versioned(updated, self._stamp(meeting_id))
+
+    def commit(self, change: MeetingCommit) -> Versioned | None:
+        meeting_id = change.meeting.meeting_id
+        version = change.expected
+        landed = False
+        planned = stages(change, max_bytes=self.max_commit_bytes)
+        for index, stage in enumerate(planned):
+            if index:
+                self.between_stages()
+            applied = self._apply(meeting_id, stage.writes, version, skip_missing=landed)
+            if applied is None:
+                return None
+            version = applied
+            landed = landed or stage.lands
+        return Versioned(self.meetings[meeting_id], version)
+
+    def _apply(
+        self, meeting_id: str, writes: Sequence[Write], version: object, *, skip_missing: bool
+    ) -> object | None:
+        """One request, all or nothing: None (and nothing applied) when a fenced write finds
+        another version or, before the change landed, an update finds no document."""
+        docs = self.participant_docs.get(meeting_id, {})
+        for write in writes:
+            if write.fenced and (
+                meeting_id not in self.meetings or self.versions[meeting_id] != version
+            ):
+                return None
+            missing = write.target == "participant" and write.doc_id not in docs
+            if write.kind == "update" and missing and not skip_missing:
+                return None
+        for write in writes:
+            version = self._write(meeting_id, write, version)
+        return version
+
+    def _write(self, meeting_id: str, write: Write, version: object) -> object:
+        if write.target == "meeting":
+            document = {**self.meetings[meeting_id].to_document(), **(write.data or {})}
+            self.meetings[meeting_id] = MeetingRecord.from_document(document)
+            return self._stamp(meeting_id)
+        if write.target == "revision":
+            revisions = self.revision_docs.setdefault(meeting_id, {})
+            revisions[int(write.doc_id)] = copy.deepcopy(dict(write.data or {}))
+            return version
+        docs = self.participant_docs.setdefault(meeting_id, {})
+        self.participant_writes += 1
+        if write.kind == "delete":
+            docs.pop(write.doc_id, None)
+        elif write.kind == "set":
+            docs[write.doc_id] = copy.deepcopy(dict(write.data or {}))
+        elif write.doc_id in docs:
+            docs[write.doc_id].update(copy.deepcopy(dict(write.data or {})))
+        return version
 
     def with_code(self, meeting_code: str) -> list[MeetingRecord]:
         return [m for m in self.meetings.values() if m.meeting_code == meeting_code]
@@ -60,37 +146,6 @@ class MemoryStore:
 
     def participants(self, meeting_id: str) -> list[dict[str, Any]]:
         return [copy.deepcopy(d) for d in self.participant_docs.get(meeting_id, {}).values()]
-
-    def participant_documents(
-        self, meeting_id: str, *, doc_ids: Iterable[str]
-    ) -> dict[str, dict[str, Any]]:
-        stored = self.participant_docs.get(meeting_id, {})
-        return {d: copy.deepcopy(stored[d]) for d in doc_ids if d in stored}
-
-    def write_participants(
-        self,
-        meeting_id: str,
-        *,
-        upserts: Sequence[ParticipantRecord] = (),
-        deletes: Sequence[str] = (),
-        status_updates: Sequence[str] = (),
-        status: Status | None = None,
-    ) -> int:
-        stored = self.participant_docs.setdefault(meeting_id, {})
-        for record in upserts:
-            stored[record.doc_id] = dict(record.document)
-        for doc_id in deletes:
-            stored.pop(doc_id, None)
-        if status is not None:
-            for doc_id in status_updates:
-                if doc_id in stored:
-                    stored[doc_id]["meeting_status"] = str(status)
-        writes = len(upserts) + len(deletes) + (len(status_updates) if status else 0)
-        self.participant_writes += writes
-        return writes
-
-    def write_revision(self, meeting_id: str, revision: RevisionRecord) -> None:
-        self.revision_docs.setdefault(meeting_id, {})[revision.revision] = revision.to_document()
 
     def delivery(self, webhook_id: str) -> str | None:
         return self.deliveries.get(webhook_id)

@@ -14,9 +14,9 @@ import contextlib
 import hashlib
 import random
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Literal, TypeAlias
+from typing import Any
 
 from google.api_core.exceptions import Aborted, AlreadyExists, FailedPrecondition, NotFound
 from google.auth.credentials import AnonymousCredentials
@@ -24,23 +24,20 @@ from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 from google.cloud.firestore_v1.document import DocumentReference
 
+from functions.commits import Write, stages
 from functions.config import Settings
 from functions.errors import StoreContention
-from functions.model import MeetingRecord, ParticipantRecord, RevisionRecord
-from functions.schedule import LIVE_STATUSES, Status
+from functions.limits import EMULATOR_COMMIT_BYTES, FIRESTORE_COMMIT_BYTES
+from functions.model import MeetingRecord
+from functions.ports import MeetingCommit, Version, Versioned
+from functions.schedule import LIVE_STATUSES
 
 MEETINGS = "meetings"
 PARTICIPANTS = "participants"
 REVISIONS = "revisions"
 DELIVERIES = "webhook_deliveries"
-#: Keep commits at ≤ 500 writes: the emulator and older clients expect it.
-MAX_WRITES_PER_COMMIT = 500
 #: Tries of one optimistic update before it answers "retry later" (503).
 MAX_UPDATE_ATTEMPTS = 10
-
-_Write: TypeAlias = tuple[
-    Literal["set", "update", "delete"], DocumentReference, dict[str, Any] | None
-]
 
 
 def firestore_client(settings: Settings) -> firestore.Client:
@@ -55,15 +52,32 @@ def firestore_client(settings: Settings) -> firestore.Client:
 
 
 class FirestoreStore:
-    def __init__(self, client: firestore.Client) -> None:
+    def __init__(
+        self, client: firestore.Client, *, max_commit_bytes: int = EMULATOR_COMMIT_BYTES
+    ) -> None:
+        """``max_commit_bytes``: the largest request this store writes in one commit (Google
+        takes 10 MiB, the emulator 4 MiB); larger changes go in stages (``functions.commits``).
+        The default fits both."""
         self._client = client
         self._meetings = client.collection(MEETINGS)
+        self._max_commit_bytes = max_commit_bytes
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> FirestoreStore:
+        limit = EMULATOR_COMMIT_BYTES if settings.firestore_emulator_host else FIRESTORE_COMMIT_BYTES
+        return cls(firestore_client(settings), max_commit_bytes=limit)
 
     def get(self, meeting_id: str) -> MeetingRecord | None:
+        stored = self.read(meeting_id)
+        return None if stored is None else stored.record
+
+    def read(self, meeting_id: str) -> Versioned | None:
         snapshot = self._meetings.document(meeting_id).get()
         if not snapshot.exists:
             return None
-        return MeetingRecord.from_document(snapshot.to_dict() or {})
+        return Versioned(
+            MeetingRecord.from_document(snapshot.to_dict() or {}), snapshot.update_time
+        )
 
     def create(self, meeting: MeetingRecord) -> bool:
         try:
@@ -77,6 +91,14 @@ class FirestoreStore:
         meeting_id: str,
         change: Callable[[MeetingRecord], MeetingRecord | None],
     ) -> MeetingRecord | None:
+        stored = self.update_versioned(meeting_id, change)
+        return None if stored is None else stored.record
+
+    def update_versioned(
+        self,
+        meeting_id: str,
+        change: Callable[[MeetingRecord], MeetingRecord | None],
+    ) -> Versioned | None:
         """Optimistic read-modify-write: the write carries the read's ``update_time`` as a
         precondition, and a concurrent change makes it fail, re-read and decide again.
 
@@ -85,21 +107,66 @@ class FirestoreStore:
         """
         reference = self._meetings.document(meeting_id)
         for attempt in range(MAX_UPDATE_ATTEMPTS):
-            snapshot = reference.get()
-            if not snapshot.exists:
+            current = self.read(meeting_id)
+            if current is None:
                 return None
-            current = MeetingRecord.from_document(snapshot.to_dict() or {})
-            updated = change(current)
+            updated = change(current.record)
             if updated is None:
                 return current
-            precondition = self._client.write_option(last_update_time=snapshot.update_time)
+            precondition = self._client.write_option(last_update_time=current.version)
             try:
-                reference.update(updated.to_document(), option=precondition)
+                result = reference.update(updated.to_document(), option=precondition)
             except (FailedPrecondition, Aborted):
                 time.sleep(min(1.0, 0.02 * 2**attempt) * (0.5 + random.random()))  # noqa: S311
                 continue
-            return updated
+            return Versioned(updated, result.update_time)
         raise StoreContention(meeting_id)
+
+    def commit(self, change: MeetingCommit) -> Versioned | None:
+        """Each stage is one batch; the fenced meeting write carries the version last seen as its
+        precondition, so a stage finding the meeting changed fails whole and stops the rest."""
+        version = change.expected
+        landed = False
+        for stage in stages(change, max_bytes=self._max_commit_bytes):
+            try:
+                version = self._commit_writes(change.meeting.meeting_id, stage.writes, version)
+            except (FailedPrecondition, Aborted, NotFound):
+                if not landed:
+                    return None
+                # After the change landed: a participant a later change deleted keeps no mirror
+                # (nor a delete); write the others one by one.
+                for write in stage.writes:
+                    with contextlib.suppress(NotFound):
+                        self._commit_writes(change.meeting.meeting_id, [write], version)
+            landed = landed or stage.lands
+        return Versioned(change.meeting, version)
+
+    def _commit_writes(self, meeting_id: str, writes: list[Write], version: Version) -> Version:
+        batch = self._client.batch()
+        for write in writes:
+            reference = self._reference(meeting_id, write)
+            if write.kind == "delete":
+                batch.delete(reference)
+            elif write.kind == "set":
+                batch.set(reference, dict(write.data or {}))
+            elif write.fenced:
+                option = self._client.write_option(last_update_time=version)
+                batch.update(reference, dict(write.data or {}), option=option)
+            else:
+                batch.update(reference, dict(write.data or {}))
+        results = batch.commit()
+        for write, result in zip(writes, results, strict=True):
+            if write.fenced:
+                version = result.update_time
+        return version
+
+    def _reference(self, meeting_id: str, write: Write) -> DocumentReference:
+        meeting = self._meetings.document(meeting_id)
+        if write.target == "meeting":
+            return meeting
+        collection = REVISIONS if write.target == "revision" else PARTICIPANTS
+        reference: DocumentReference = meeting.collection(collection).document(write.doc_id)
+        return reference
 
     def with_code(self, meeting_code: str) -> list[MeetingRecord]:
         query = self._meetings.where(filter=FieldFilter("meeting_code", "==", meeting_code))
@@ -121,68 +188,6 @@ class FirestoreStore:
     def participants(self, meeting_id: str) -> list[dict[str, Any]]:
         collection = self._meetings.document(meeting_id).collection(PARTICIPANTS)
         return [snapshot.to_dict() or {} for snapshot in collection.stream()]
-
-    def participant_documents(
-        self, meeting_id: str, *, doc_ids: Iterable[str]
-    ) -> dict[str, dict[str, Any]]:
-        collection = self._meetings.document(meeting_id).collection(PARTICIPANTS)
-        references = [collection.document(doc_id) for doc_id in doc_ids]
-        if not references:
-            return {}
-        return {
-            snapshot.id: snapshot.to_dict() or {}
-            for snapshot in self._client.get_all(references)
-            if snapshot.exists
-        }
-
-    def write_participants(
-        self,
-        meeting_id: str,
-        *,
-        upserts: Sequence[ParticipantRecord] = (),
-        deletes: Sequence[str] = (),
-        status_updates: Sequence[str] = (),
-        status: Status | None = None,
-    ) -> int:
-        collection = self._meetings.document(meeting_id).collection(PARTICIPANTS)
-        operations: list[_Write] = [
-            ("set", collection.document(r.doc_id), dict(r.document)) for r in upserts
-        ]
-        operations += [("delete", collection.document(doc_id), None) for doc_id in deletes]
-        if status is not None:
-            operations += [
-                ("update", collection.document(doc_id), {"meeting_status": str(status)})
-                for doc_id in status_updates
-            ]
-        for start in range(0, len(operations), MAX_WRITES_PER_COMMIT):
-            chunk = operations[start : start + MAX_WRITES_PER_COMMIT]
-            try:
-                self._commit(chunk)
-            except NotFound:
-                # A status mirror on a participant deleted meanwhile: write the rest one by one.
-                for operation in chunk:
-                    with contextlib.suppress(NotFound):
-                        self._commit([operation])
-        return len(operations)
-
-    def _commit(self, operations: Sequence[_Write]) -> None:
-        batch = self._client.batch()
-        for kind, reference, data in operations:
-            if kind == "delete" or data is None:
-                batch.delete(reference)
-            elif kind == "set":
-                batch.set(reference, data)
-            else:
-                batch.update(reference, data)
-        batch.commit()
-
-    def write_revision(self, meeting_id: str, revision: RevisionRecord) -> None:
-        reference = (
-            self._meetings.document(meeting_id)
-            .collection(REVISIONS)
-            .document(str(revision.revision))
-        )
-        reference.set(revision.to_document())
 
     def delivery(self, webhook_id: str) -> str | None:
         snapshot = self._client.collection(DELIVERIES).document(_delivery_id(webhook_id)).get()

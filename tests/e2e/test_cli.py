@@ -24,6 +24,7 @@ from click.testing import CliRunner
 from functions.adapters.firestore_store import FirestoreStore
 from functions.cli import cli
 from functions.model import MeetingRecord, estimated_record
+from functions.ports import MeetingCommit
 from functions.schedule import Status
 from functions.views import EXPORT_FIELDS as FIELDS
 from local.client import StackClient
@@ -388,8 +389,13 @@ def merged_meeting(store: FirestoreStore, end: datetime) -> str:
         merged_into="somewhere",
     )
     assert store.create(record)
+    stored = store.read(record.meeting_id)
+    assert stored is not None
     participant = estimated_record(TEACHER, meeting=record, revision=0, status=Status.MERGED)
-    store.write_participants(record.meeting_id, upserts=[participant])
+    landed = store.commit(
+        MeetingCommit(meeting=record, expected=stored.version, upserts=[participant])
+    )
+    assert landed is not None
     return record.meeting_id
 
 

@@ -15,24 +15,16 @@ from typing import Any
 import pytest
 from google.cloud import firestore
 
-from functions.adapters.firestore_store import (
-    DELIVERIES,
-    MAX_WRITES_PER_COMMIT,
-    FirestoreStore,
-    firestore_client,
-)
+from functions.adapters.firestore_store import DELIVERIES, FirestoreStore, firestore_client
 from functions.config import Settings
 from functions.model import (
-    AttendanceChange,
     LastError,
     MeetingRecord,
     ParticipantRecord,
-    RevisionRecord,
 )
 from functions.schedule import Status
 from local.firestore_emulator import FirestoreEmulator
 from tests.conftest import TEST_PROJECT
-from tests.firestore_reads import stored_revisions
 
 ENDED = datetime(2026, 1, 15, 10, 45, 0, 123000, tzinfo=UTC)
 
@@ -93,8 +85,13 @@ def full_meeting() -> MeetingRecord:
         last_error=LastError(
             code="quota", message="Reports API 503", at=ENDED + timedelta(milliseconds=999)
         ),
+        last_warning=LastError(
+            code="incomplete_answer", message="fewer", at=ENDED + timedelta(milliseconds=998)
+        ),
         attendance_source="reports",
         revision=3,
+        partly_merged_into=("x-declared",),
+        multi_commit=True,
         created_at=ENDED - timedelta(seconds=1, milliseconds=5),
         updated_at=ENDED + timedelta(seconds=2, milliseconds=7),
         conference_ids=("conf-a", "conf-b"),
@@ -110,6 +107,9 @@ def full_meeting() -> MeetingRecord:
         fingerprint_seen_since=ENDED + timedelta(minutes=5, milliseconds=250),
         successful_polls=2,
         participant_fingerprints={"teacher_school.example-0011": "f1", "p-2233": "f2"},
+        sessions_start=ENDED - timedelta(minutes=50, milliseconds=1),
+        sessions_end=ENDED + timedelta(minutes=3, milliseconds=2),
+        span_version=7,
         lease_owner="worker-1",
         lease_until=ENDED + timedelta(minutes=20, milliseconds=500),
     )
@@ -259,133 +259,7 @@ def test_with_code_finds_only_that_code(store: FirestoreStore) -> None:
     assert store.with_code("nope-nope-nop") == []
 
 
-# ----------------------------------------------------------------------------- participants
-
-
-def test_write_participants_commits_at_most_500_writes_at_a_time(
-    store: FirestoreStore, client: firestore.Client, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    store.create(meeting())
-    commits: list[int] = []
-    real_batch = client.batch
-
-    def counting_batch() -> Any:
-        batch = real_batch()
-        real_commit = batch.commit
-
-        def commit(*args: Any, **kwargs: Any) -> Any:
-            commits.append(len(batch))
-            return real_commit(*args, **kwargs)
-
-        batch.commit = commit  # type: ignore[method-assign]
-        return batch
-
-    monkeypatch.setattr(client, "batch", counting_batch)
-    upserts = [participant(f"p-{i:05d}", attended=i) for i in range(1203)]
-
-    written = store.write_participants("c-meeting1", upserts=upserts)
-
-    assert written == 1203
-    assert commits == [MAX_WRITES_PER_COMMIT, MAX_WRITES_PER_COMMIT, 203]
-    stored = store.participants("c-meeting1")
-    assert len(stored) == 1203
-    assert {d["participant_key"]: d["attended_seconds"] for d in stored} == {
-        f"p-{i:05d}": i for i in range(1203)
-    }
-
-
-def test_upsert_replaces_and_delete_removes(store: FirestoreStore) -> None:
-    store.write_participants(
-        "c-meeting1", upserts=[participant("p-a", 10, stale=True), participant("p-b", 20)]
-    )
-
-    written = store.write_participants(
-        "c-meeting1", upserts=[participant("p-a", 30)], deletes=["p-b"]
-    )
-
-    assert written == 2
-    (only,) = store.participants("c-meeting1")
-    assert only == {
-        "participant_key": "p-a",
-        "attended_seconds": 30,
-        "meeting_status": "collecting",
-    }
-
-
-def test_status_updates_mirror_meeting_status_and_keep_other_fields(
-    store: FirestoreStore,
-) -> None:
-    store.write_participants("c-meeting1", upserts=[participant("p-a", 10), participant("p-b", 20)])
-
-    written = store.write_participants(
-        "c-meeting1", status_updates=["p-a", "p-b"], status=Status.COMPLETE
-    )
-
-    assert written == 2
-    stored = {d["participant_key"]: d for d in store.participants("c-meeting1")}
-    assert {k: d["meeting_status"] for k, d in stored.items()} == {
-        "p-a": "complete",
-        "p-b": "complete",
-    }
-    assert stored["p-a"]["attended_seconds"] == 10
-
-
-def test_status_update_of_a_missing_participant_loses_no_other_write(
-    store: FirestoreStore,
-) -> None:
-    store.write_participants("c-meeting1", upserts=[participant("p-a", 10), participant("p-b", 20)])
-
-    store.write_participants(
-        "c-meeting1",
-        upserts=[participant("p-new", 5)],
-        deletes=["p-b"],
-        status_updates=["p-a", "p-gone"],
-        status=Status.COMPLETE,
-    )
-
-    stored = {d["participant_key"]: d for d in store.participants("c-meeting1")}
-    assert set(stored) == {"p-a", "p-new"}
-    assert stored["p-a"]["meeting_status"] == "complete"
-    # The missing participant is not created by its status mirror.
-    assert "p-gone" not in stored
-
-
-def test_participant_documents_returns_only_existing_ones(store: FirestoreStore) -> None:
-    store.write_participants("c-meeting1", upserts=[participant("p-a", 10), participant("p-b", 20)])
-
-    found = store.participant_documents("c-meeting1", doc_ids=["p-a", "p-missing", "p-b"])
-
-    assert set(found) == {"p-a", "p-b"}
-    assert found["p-b"]["attended_seconds"] == 20
-    assert store.participant_documents("c-meeting1", doc_ids=[]) == {}
-
-
-# ----------------------------------------------------------------------------- revisions, replays
-
-
-def test_revisions_are_written_and_read_in_order(
-    store: FirestoreStore, client: firestore.Client
-) -> None:
-    for number in (10, 2, 1):
-        store.write_revision(
-            "c-meeting1",
-            RevisionRecord(
-                revision=number,
-                at=ENDED + timedelta(minutes=number, milliseconds=250),
-                reason="poll",
-                changes=[AttendanceChange("a@school.example", None if number == 1 else 5, 60)],
-            ),
-        )
-
-    revisions = stored_revisions(client, "c-meeting1")
-
-    assert [r["revision"] for r in revisions] == [1, 2, 10]
-    assert revisions[0] == {
-        "revision": 1,
-        "at": ENDED + timedelta(minutes=1, milliseconds=250),
-        "reason": "poll",
-        "changes": [{"participant_key": "a@school.example", "before": None, "after": 60}],
-    }
+# ----------------------------------------------------------------------------- replays
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,485 @@
+"""A poll as a pure plan (CONTRACT §3 "Polls never forget, and change a meeting all at once").
+
+:func:`plan_poll` takes everything a poll read — the meeting, its neighbours, the participant
+documents it and they hold, and the Reports answer (or its failure) — and returns the whole
+outcome: the participant documents to write and delete, the revision record, the meeting
+document after the poll, and the next link of its chain. ``functions.polling`` gathers the inputs
+and commits the plan in one fenced write; nothing here does I/O.
+
+The session set is monotone: the sessions stored, plus those fetched, plus those
+neighbours hold that now fall in this meeting's selection, restricted to that selection. A
+session that leaves (the partition changed) is held until the meeting that gains it stores it,
+so it never depends on Reports still returning it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any, Final
+
+from functions.attendance import Meeting, Session, build_meeting
+from functions.duplicates import dedupe_key, preferred
+from functions.fingerprints import meeting_fingerprint
+from functions.model import (
+    AttendanceChange,
+    IpMode,
+    LastError,
+    MeetingRecord,
+    ParticipantRecord,
+    RevisionReason,
+    RevisionRecord,
+    absent_record,
+    committed,
+    estimated_record,
+    in_stored_form,
+    participant_record,
+    stored_sessions,
+)
+from functions.participant_keys import participant_doc_id
+from functions.schedule import Decision, PollHistory, PollResult, Status, Timing, decide
+from functions.schedule import next_poll_at as scheduled_after
+from functions.selection import MeetingSpec, Partition, credited_spans, select_meetings
+
+__all__ = ["INCOMPLETE_ANSWER", "PollInputs", "PollPlan", "plan_poll"]
+
+#: ``last_warning.code`` when Reports returned fewer of the selection's sessions than are stored.
+INCOMPLETE_ANSWER: Final = "incomplete_answer"
+
+Documents = Sequence[Mapping[str, Any]]
+Key = tuple[str, str]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PollInputs:
+    """What one poll read. ``fetched`` is None when the Reports poll failed (``error`` says how);
+    ``donors`` holds the participant documents of neighbours whose sessions may belong here."""
+
+    meeting: MeetingRecord
+    neighbours: Sequence[MeetingRecord]
+    stored: Documents
+    donors: Mapping[str, Documents]
+    fetched: Sequence[Session] | None
+    error: LastError | None
+    polled_at: datetime
+    revision_reason: RevisionReason
+    in_chain: bool
+    timing: Timing
+    window_before_s: int
+    window_after_s: int
+    ip_mode: IpMode
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PollPlan:
+    """Everything the poll changes. ``meeting`` is the document after it (lease released)."""
+
+    meeting: MeetingRecord
+    upserts: tuple[ParticipantRecord, ...]
+    deletes: tuple[str, ...]
+    status_updates: tuple[str, ...]
+    revision: RevisionRecord | None
+    selected: Meeting
+    decision: Decision
+    created: tuple[str, ...]
+    updated: tuple[str, ...]
+    #: Neighbours to re-poll now: they hold sessions this meeting took and no longer select
+    #: them (so they let them go), or a found meeting's shrunken times moved their spans.
+    repolls: tuple[str, ...]
+
+
+def _spec(meeting: MeetingRecord, inputs: PollInputs) -> MeetingSpec:
+    return meeting.spec(
+        window_before_s=inputs.window_before_s, window_after_s=inputs.window_after_s
+    )
+
+
+def _union(*groups: Iterable[Session], fresh: Iterable[Session]) -> dict[Key, Session]:
+    """One copy of each session: duplicates resolved by the rule, a fresh copy winning a tie."""
+    sessions: dict[Key, Session] = {}
+    for group in groups:
+        for session in group:
+            key = dedupe_key(session)
+            known = sessions.get(key)
+            sessions[key] = session if known is None else preferred(known, session)
+    for session in fresh:
+        key = dedupe_key(session)
+        known = sessions.get(key)
+        same = known is not None and known.event_id == session.event_id
+        sessions[key] = session if known is None or same else preferred(known, session)
+    return sessions
+
+
+@dataclass(frozen=True, slots=True)
+class _Selection:
+    meeting: Meeting
+    kept: dict[Key, Session]  # selected, plus held ones that have not been handed over yet
+    handed_to: tuple[str, ...]  # meetings that gained (and store) sessions this one held
+    releases: tuple[str, ...]  # neighbours holding sessions this one took, outside their span
+    warning: LastError | None
+
+
+def _select(inputs: PollInputs) -> _Selection:
+    meeting = inputs.meeting
+    code = meeting.meeting_code
+    own = stored_sessions(inputs.stored, meeting_code=code, revision=meeting.revision)
+    by_id = {n.meeting_id: n for n in inputs.neighbours}
+    theirs = {
+        neighbour_id: {
+            dedupe_key(s): s
+            for s in stored_sessions(docs, meeting_code=code, revision=by_id[neighbour_id].revision)
+        }
+        for neighbour_id, docs in inputs.donors.items()
+        if neighbour_id in by_id
+    }
+    fetched = [in_stored_form(s, inputs.ip_mode) for s in inputs.fetched or ()]
+    union = _union(own, *(d.values() for d in theirs.values()), fresh=fetched)
+    specs = [_spec(n, inputs) for n in inputs.neighbours] + [_spec(meeting, inputs)]
+    selection = select_meetings(specs, union.values())[meeting.meeting_id]
+    chosen = {dedupe_key(s): s for s in selection.sessions}
+    partition = Partition(specs)
+    spec_of = {spec.meeting_id: spec for spec in specs}
+    kept = dict(chosen)
+    handed_to: set[str] = set()
+    for session in own:
+        key = dedupe_key(session)
+        if key in chosen:
+            continue
+        gainers = [
+            m
+            for m in partition.takers(code, session.join_time, session.leave_time)
+            if m != meeting.meeting_id
+        ]
+        if any(key not in theirs.get(g, {}) for g in gainers):
+            kept[key] = union[key]  # held until the meeting that gains it stores it
+        handed_to.update(g for g in gainers if key in theirs.get(g, {}))
+    releases = {
+        neighbour_id
+        for neighbour_id, held in theirs.items()
+        if any(
+            key in held
+            and not partition.takes(spec_of[neighbour_id], session.join_time, session.leave_time)
+            for key, session in chosen.items()
+        )
+    }
+    selected = selection.meeting
+    if len(kept) != len(chosen):
+        selected = _rebuilt(selection.meeting, kept.values(), inputs, specs)
+    return _Selection(
+        meeting=selected,
+        kept=kept,
+        handed_to=tuple(sorted(handed_to)),
+        releases=tuple(sorted(releases)),
+        warning=_incompleteness(inputs, own, chosen, fetched),
+    )
+
+
+def _rebuilt(
+    selected: Meeting, sessions: Iterable[Session], inputs: PollInputs, specs: list[MeetingSpec]
+) -> Meeting:
+    """The meeting's aggregates over the selected sessions and the held ones (clipped alike)."""
+    credited = credited_spans(specs)[inputs.meeting.meeting_id]
+    return build_meeting(
+        sessions,
+        clip=None if credited.is_open() else credited,
+        meeting_code=selected.meeting_code,
+        calendar_event_id=inputs.meeting.calendar_event_id,
+        organizer_email=inputs.meeting.organizer_email,
+    )
+
+
+def _incompleteness(
+    inputs: PollInputs,
+    own: Sequence[Session],
+    chosen: Mapping[Key, Session],
+    fetched: list[Session],
+) -> LastError | None:
+    """``last_warning`` when Reports lacked sessions the meeting holds inside its selection."""
+    if inputs.fetched is None:
+        return inputs.meeting.last_warning
+    fetched_keys = {dedupe_key(s) for s in fetched}
+    lacking = sum(1 for s in own if dedupe_key(s) in chosen and dedupe_key(s) not in fetched_keys)
+    if not lacking:
+        return None
+    return LastError(
+        code=INCOMPLETE_ANSWER,
+        message=(
+            f"the Reports API returned {lacking} fewer session(s) than the meeting holds; "
+            "the stored sessions are kept"
+        ),
+        at=inputs.polled_at,
+    )
+
+
+def _missing_expected(meeting: MeetingRecord, selected: Meeting) -> list[str]:
+    seen = {p.participant_key for p in selected.participants}
+    return [key for key in meeting.expected_participants if key not in seen]
+
+
+def _decide(inputs: PollInputs, selected: Meeting) -> Decision:
+    meeting = inputs.meeting
+    succeeded = inputs.fetched is not None
+    result = PollResult(
+        succeeded=succeeded,
+        sessions_fingerprint=meeting_fingerprint(selected) if succeeded else None,
+        session_count=sum(p.session_count for p in selected.participants),
+        missing_expected=len(_missing_expected(meeting, selected)),
+    )
+    history = PollHistory(
+        status=meeting.status,
+        sessions_fingerprint=meeting.sessions_fingerprint,
+        fingerprint_seen_since=meeting.fingerprint_seen_since,
+        successful_polls=meeting.successful_polls,
+        ever_found_sessions=meeting.found_sessions,
+    )
+    return decide(
+        history=history,
+        result=result,
+        polled_at=inputs.polled_at,
+        ended_at=meeting.ended_at,
+        timing=inputs.timing,
+    )
+
+
+def _records(
+    inputs: PollInputs, selected: Meeting, *, status: Status, revision: int
+) -> dict[str, ParticipantRecord]:
+    """What the participant documents should hold after this poll."""
+    meeting = inputs.meeting
+    records: dict[str, ParticipantRecord] = {}
+    for participant in selected.participants:
+        record = participant_record(
+            participant, meeting=meeting, revision=revision, status=status, ip_mode=inputs.ip_mode
+        )
+        records[record.doc_id] = record
+    unseen = absent_record if status is Status.COMPLETE else estimated_record
+    if selected.participants or inputs.fetched is not None or status is Status.COMPLETE:
+        for key in _missing_expected(meeting, selected):
+            record = unseen(key, meeting=meeting, revision=revision, status=status)
+            records[record.doc_id] = record
+    else:
+        # Nothing known yet and nothing fetched: the estimates stay as they are.
+        for key in meeting.expected_participants:
+            record = estimated_record(key, meeting=meeting, revision=revision, status=status)
+            records[record.doc_id] = record
+    return records
+
+
+@dataclass(frozen=True, slots=True)
+class _Attendance:
+    records: dict[str, ParticipantRecord]
+    changed: dict[str, ParticipantRecord]
+    removed: tuple[str, ...]
+    revision: int
+
+
+def _attendance(inputs: PollInputs, selected: Meeting, status: Status) -> _Attendance:
+    meeting = inputs.meeting
+    stored_ids = {participant_doc_id(str(d["participant_key"])) for d in inputs.stored}
+    # A document above the meeting's revision was written by a change that never landed.
+    dirty = {
+        participant_doc_id(str(d["participant_key"]))
+        for d in inputs.stored
+        if int(d.get("revision") or 0) > meeting.revision
+    }
+    known = meeting.participant_fingerprints
+    records = _records(inputs, selected, status=status, revision=meeting.revision)
+    changed = {d for d, r in records.items() if d in dirty or known.get(d) != r.fingerprint}
+    removed = tuple(sorted(d for d in {*known, *stored_ids} if d not in records))
+    if not changed and not removed:
+        return _Attendance(records, {}, (), meeting.revision)
+    revision = meeting.revision + 1
+    records = _records(inputs, selected, status=status, revision=revision)
+    return _Attendance(records, {d: records[d] for d in sorted(changed)}, removed, revision)
+
+
+def _changes(
+    stored: Documents,
+    changed: Mapping[str, ParticipantRecord],
+    removed: Sequence[str],
+    *,
+    revision: int,
+) -> list[AttendanceChange]:
+    before = {
+        participant_doc_id(str(d["participant_key"])): d
+        for d in committed(stored, revision=revision)
+    }
+    changes = [
+        AttendanceChange(
+            participant_key=record.participant_key,
+            before=None
+            if doc_id not in before
+            else int(before[doc_id].get("attended_seconds") or 0),
+            after=record.attended_seconds,
+        )
+        for doc_id, record in changed.items()
+    ]
+    changes += [
+        AttendanceChange(
+            participant_key=str(before[doc_id].get("participant_key")),
+            before=int(before[doc_id].get("attended_seconds") or 0),
+            after=None,
+        )
+        for doc_id in removed
+        if doc_id in before
+    ]
+    return sorted(changes, key=lambda c: c.participant_key)
+
+
+def _following(inputs: PollInputs, decision: Decision) -> tuple[datetime | None, int]:
+    """The next link's time (None: no more polls) and the chain's sequence number after this."""
+    meeting = inputs.meeting
+    if not inputs.in_chain:
+        return (None if decision.final else meeting.next_poll_at), meeting.chain_seq
+    following = (
+        None
+        if decision.final
+        else scheduled_after(
+            polled_at=inputs.polled_at,
+            polls_done=meeting.attempts + 1,
+            ended_at=meeting.ended_at,
+            timing=inputs.timing,
+        )
+    )
+    return following, meeting.chain_seq + 1
+
+
+def _absorbed(inputs: PollInputs, selection: _Selection) -> str | None:
+    """The declared meeting a found meeting merges into: it kept nothing, and what it held is
+    stored by the meetings that gained it."""
+    meeting = inputs.meeting
+    if not meeting.is_found or selection.kept or not meeting.found_sessions:
+        return None
+    return selection.handed_to[0] if selection.handed_to else None
+
+
+def _after(
+    inputs: PollInputs, selection: _Selection, decision: Decision, attendance: _Attendance
+) -> MeetingRecord:
+    """The meeting document after the poll."""
+    meeting, selected, polled_at = inputs.meeting, selection.meeting, inputs.polled_at
+    following, chain_seq = _following(inputs, decision)
+    kept = selection.kept.values()
+    declared = {n.meeting_id for n in inputs.neighbours if not n.is_found}
+    declared_gainers = tuple(
+        g for g in selection.handed_to if g in declared and g not in meeting.partly_merged_into
+    )
+    return replace(
+        meeting,
+        status=decision.status,
+        attempts=meeting.attempts + 1,
+        last_polled_at=polled_at,
+        next_poll_at=following,
+        chain_seq=chain_seq,
+        chain_started=not inputs.in_chain or following is None,
+        revision=attendance.revision,
+        participant_fingerprints={d: r.fingerprint for d, r in attendance.records.items()},
+        sessions_fingerprint=decision.sessions_fingerprint,
+        fingerprint_seen_since=decision.fingerprint_seen_since,
+        successful_polls=meeting.successful_polls + (inputs.fetched is not None),
+        last_error=inputs.error or (None if inputs.fetched is not None else meeting.last_error),
+        last_warning=selection.warning,
+        completed_at=(
+            polled_at
+            if decision.status is Status.COMPLETE and meeting.status is not Status.COMPLETE
+            else meeting.completed_at
+        ),
+        conference_ids=selected.conference_ids or meeting.conference_ids,
+        calendar_event_id=selected.calendar_event_id or meeting.calendar_event_id,
+        organizer_email=selected.organizer_email or meeting.organizer_email,
+        actual_start=selected.actual_start,
+        actual_end=selected.actual_end,
+        participant_count=selected.participant_count,
+        total_attended_seconds=selected.total_attended_seconds,
+        missing_participants=tuple(_missing_expected(meeting, selected)),
+        attendance_source="reports" if selected.participants else meeting.attendance_source,
+        sessions_start=min((s.join_time for s in kept), default=None),
+        sessions_end=max((s.leave_time for s in kept), default=None),
+        partly_merged_into=(
+            (*meeting.partly_merged_into, *declared_gainers)
+            if meeting.is_found
+            else meeting.partly_merged_into
+        ),
+        lease_owner=None,
+        lease_until=None,
+        updated_at=polled_at,
+    )
+
+
+def plan_poll(inputs: PollInputs) -> PollPlan:
+    """Everything one poll changes, decided from what it read (see the module docstring)."""
+    selection = _select(inputs)
+    decision = _decide(inputs, selection.meeting)
+    merged_into = _absorbed(inputs, selection)
+    if merged_into is not None:
+        return _merged_plan(inputs, selection, decision, merged_into)
+    attendance = _attendance(inputs, selection.meeting, decision.status)
+    meeting = _after(inputs, selection, decision, attendance)
+    status_moved = decision.status is not inputs.meeting.status
+    stored_ids = {participant_doc_id(str(d["participant_key"])) for d in inputs.stored}
+    revision = None
+    if attendance.changed or attendance.removed:
+        revision = RevisionRecord(
+            revision=attendance.revision,
+            at=inputs.polled_at,
+            reason=inputs.revision_reason,
+            changes=_changes(
+                inputs.stored,
+                attendance.changed,
+                attendance.removed,
+                revision=inputs.meeting.revision,
+            ),
+        )
+    real = {participant_doc_id(p.participant_key) for p in selection.meeting.participants}
+    previous = set(inputs.meeting.participant_fingerprints)
+    return PollPlan(
+        meeting=meeting,
+        upserts=tuple(attendance.changed.values()),
+        deletes=attendance.removed,
+        status_updates=tuple(
+            d
+            for d in sorted(attendance.records)
+            if status_moved and d not in attendance.changed and d in stored_ids
+        ),
+        revision=revision,
+        selected=selection.meeting,
+        decision=decision,
+        created=tuple(d for d in attendance.changed if d in real and d not in previous),
+        updated=tuple(d for d in attendance.changed if d in real and d in previous),
+        repolls=selection.releases,
+    )
+
+
+def _merged_plan(
+    inputs: PollInputs, selection: _Selection, decision: Decision, merged_into: str
+) -> PollPlan:
+    """A found meeting whose sessions all went to declared meetings: ``merged``, its documents
+    kept (the audit trail) with their status mirrored."""
+    meeting = inputs.meeting
+    merged = replace(
+        meeting,
+        status=Status.MERGED,
+        merged_into=merged_into,
+        next_poll_at=None,
+        chain_started=True,
+        attempts=meeting.attempts + 1,
+        last_polled_at=inputs.polled_at,
+        lease_owner=None,
+        lease_until=None,
+        updated_at=inputs.polled_at,
+    )
+    return PollPlan(
+        meeting=merged,
+        upserts=(),
+        deletes=(),
+        status_updates=tuple(
+            sorted(participant_doc_id(str(d["participant_key"])) for d in inputs.stored)
+        ),
+        revision=None,
+        selected=selection.meeting,
+        decision=replace(decision, status=Status.MERGED, final=True),
+        created=(),
+        updated=(),
+        repolls=selection.releases,
+    )

@@ -1,0 +1,351 @@
+"""One contract for both MeetingStore implementations: the Firestore adapter on Google's emulator
+and the in-memory store the unit tests and the simulation run on. What the use cases rely on —
+versions, fenced commits that land whole or not at all, staged commits of large changes, status
+mirrors — is checked here on both, so the two cannot drift."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from google.cloud import firestore
+
+os.environ.setdefault("NO_GCE_CHECK", "True")
+
+from functions.adapters.firestore_store import FirestoreStore, firestore_client
+from functions.commits import STAGED
+from functions.model import AttendanceChange, MeetingRecord, ParticipantRecord, RevisionRecord
+from functions.ports import MeetingCommit, MeetingStore, Versioned
+from functions.schedule import Status
+from local.firestore_emulator import FirestoreEmulator
+from tests.fakes import MemoryStore
+from tests.firestore_reads import stored_revisions
+from tests.integration.test_firestore_store import meeting, settings_for
+
+ENDED = datetime(2026, 1, 15, 10, 45, 0, 123000, tzinfo=UTC)
+#: Small enough that a few hundred participant documents need stages.
+SMALL_REQUEST = 64 * 1024
+
+
+@dataclass
+class Subject:
+    """A store under test, with the reads only tests make."""
+
+    store: MeetingStore
+    revisions: Callable[[str], list[dict[str, Any]]]
+
+
+def _memory(max_commit_bytes: int) -> Subject:
+    store = MemoryStore(max_commit_bytes=max_commit_bytes)
+
+    def revisions(meeting_id: str) -> list[dict[str, Any]]:
+        documents = store.revision_docs.get(meeting_id, {})
+        return [documents[number] for number in sorted(documents)]
+
+    return Subject(store, revisions)
+
+
+def _firestore(emulator: FirestoreEmulator, max_commit_bytes: int) -> Subject:
+    client: firestore.Client = firestore_client(settings_for(emulator))
+    store = FirestoreStore(client, max_commit_bytes=max_commit_bytes)
+    return Subject(store, lambda meeting_id: stored_revisions(client, meeting_id))
+
+
+@pytest.fixture(params=["memory", "firestore"])
+def make(request: pytest.FixtureRequest) -> Iterator[Callable[[int], Subject]]:
+    if request.param == "memory":
+        yield _memory
+        return
+    emulator: FirestoreEmulator = request.getfixturevalue("firestore_db")
+    yield lambda max_commit_bytes: _firestore(emulator, max_commit_bytes)
+
+
+@pytest.fixture
+def subject(make: Callable[[int], Subject]) -> Subject:
+    return make(1 << 30)
+
+
+def participant(
+    doc_id: str, attended: int = 60, *, revision: int = 1, **extra: Any
+) -> ParticipantRecord:
+    document = {
+        "participant_key": doc_id,
+        "attended_seconds": attended,
+        "meeting_status": "collecting",
+        "revision": revision,
+        **extra,
+    }
+    return ParticipantRecord(doc_id=doc_id, document=document, fingerprint=f"fp-{attended}")
+
+
+def created(store: MeetingStore, record: MeetingRecord | None = None) -> Versioned:
+    record = record or meeting()
+    assert store.create(record)
+    stored = store.read(record.meeting_id)
+    assert stored is not None
+    return stored
+
+
+def commit(store: MeetingStore, base: Versioned, **parts: Any) -> Versioned | None:
+    record = parts.pop("meeting", None) or replace(base.record, revision=base.record.revision + 1)
+    return store.commit(MeetingCommit(meeting=record, expected=base.version, **parts))
+
+
+def by_key(store: MeetingStore, meeting_id: str = "c-meeting1") -> dict[str, dict[str, Any]]:
+    return {d["participant_key"]: d for d in store.participants(meeting_id)}
+
+
+# ----------------------------------------------------------------------------- versions
+
+
+def test_every_write_gives_the_meeting_a_new_version(subject: Subject) -> None:
+    store = subject.store
+    first = created(store)
+    updated = store.update_versioned("c-meeting1", lambda m: replace(m, attempts=1))
+    assert updated is not None
+    assert updated.version != first.version
+    assert store.read("c-meeting1") == updated
+    unchanged = store.update_versioned("c-meeting1", lambda m: None)
+    assert unchanged == updated
+    assert store.read("missing") is None
+    assert store.update_versioned("missing", lambda m: m) is None
+
+
+# ----------------------------------------------------------------------------- commits
+
+
+def test_upsert_replaces_and_delete_removes(subject: Subject) -> None:
+    store = subject.store
+    base = created(store)
+    first = commit(
+        store, base, upserts=[participant("p-a", 10, stale=True), participant("p-b", 20)]
+    )
+    assert first is not None
+
+    second = commit(store, first, upserts=[participant("p-a", 30, revision=2)], deletes=["p-b"])
+
+    assert second is not None
+    (only,) = store.participants("c-meeting1")
+    assert only == {
+        "participant_key": "p-a",
+        "attended_seconds": 30,
+        "meeting_status": "collecting",
+        "revision": 2,
+    }
+    assert store.get("c-meeting1") == second.record
+
+
+def test_status_updates_mirror_meeting_status_and_keep_other_fields(subject: Subject) -> None:
+    store = subject.store
+    base = commit(
+        subject.store,
+        created(store),
+        upserts=[participant("p-a", 10), participant("p-b", 20)],
+    )
+    assert base is not None
+    done = replace(base.record, status=Status.COMPLETE)
+
+    assert commit(store, base, meeting=done, status_updates=["p-a", "p-b"]) is not None
+
+    stored = by_key(store)
+    assert {k: d["meeting_status"] for k, d in stored.items()} == {
+        "p-a": "complete",
+        "p-b": "complete",
+    }
+    assert stored["p-a"]["attended_seconds"] == 10
+
+
+def test_a_status_mirror_of_a_missing_participant_fails_the_commit_whole(
+    subject: Subject,
+) -> None:
+    store = subject.store
+    base = commit(store, created(store), upserts=[participant("p-a", 10)])
+    assert base is not None
+    done = replace(base.record, status=Status.COMPLETE, revision=2)
+
+    result = commit(
+        store,
+        base,
+        meeting=done,
+        upserts=[participant("p-new", 5, revision=2)],
+        status_updates=["p-a", "p-gone"],
+    )
+
+    assert result is None
+    assert set(by_key(store)) == {"p-a"}  # nothing of it landed
+    assert store.get("c-meeting1") == base.record
+
+
+def test_a_commit_on_a_changed_meeting_stores_nothing(subject: Subject) -> None:
+    store = subject.store
+    base = created(store)
+    assert store.update("c-meeting1", lambda m: replace(m, span_version=1)) is not None
+    revision = RevisionRecord(revision=1, at=ENDED, reason="poll", changes=[])
+
+    result = commit(store, base, upserts=[participant("p-a")], revision=revision)
+
+    assert result is None
+    assert store.participants("c-meeting1") == []
+    assert subject.revisions("c-meeting1") == []
+    stored = store.get("c-meeting1")
+    assert stored is not None
+    assert (stored.revision, stored.span_version) == (0, 1)
+
+
+def test_a_commit_of_a_meeting_that_is_gone_stores_nothing(subject: Subject) -> None:
+    store = subject.store
+    base = created(store)
+    ghost = replace(base, record=replace(base.record, meeting_id="c-ghost"))
+    assert commit(store, ghost, upserts=[participant("p-a")]) is None
+    assert store.get("c-ghost") is None
+    assert store.participants("c-ghost") == []
+
+
+def test_revisions_are_written_and_read_in_order(subject: Subject) -> None:
+    store = subject.store
+    current = created(store)
+    for number in (10, 2, 1):
+        landed = commit(
+            store,
+            current,
+            revision=RevisionRecord(
+                revision=number,
+                at=ENDED + timedelta(minutes=number, milliseconds=250),
+                reason="poll",
+                changes=[AttendanceChange("a@school.example", None if number == 1 else 5, 60)],
+            ),
+        )
+        assert landed is not None
+        current = landed
+
+    revisions = subject.revisions("c-meeting1")
+
+    assert [r["revision"] for r in revisions] == [1, 2, 10]
+    assert revisions[0] == {
+        "revision": 1,
+        "at": ENDED + timedelta(minutes=1, milliseconds=250),
+        "reason": "poll",
+        "changes": [{"participant_key": "a@school.example", "before": None, "after": 60}],
+    }
+
+
+# ----------------------------------------------------------------------------- stages
+
+
+def _large(count: int, *, revision: int = 1) -> list[ParticipantRecord]:
+    return [
+        participant(f"p-{i:04d}", attended=i, revision=revision, padding="x" * 400)
+        for i in range(count)
+    ]
+
+
+def test_a_change_too_large_for_one_request_is_written_in_stages(
+    make: Callable[[int], Subject],
+) -> None:
+    subject = make(SMALL_REQUEST)
+    store = subject.store
+    base = created(store)
+    done = replace(base.record, status=Status.COMPLETE, revision=1, participant_count=600)
+    revision = RevisionRecord(revision=1, at=ENDED, reason="poll", changes=[])
+
+    result = commit(store, base, meeting=done, upserts=_large(600), revision=revision)
+
+    assert result is not None
+    stored = store.get("c-meeting1")
+    assert stored is not None
+    assert (stored.revision, stored.status, stored.multi_commit) == (1, Status.COMPLETE, True)
+    documents = by_key(store)
+    assert len(documents) == 600
+    assert {d["meeting_status"] for d in documents.values()} == {"complete"}
+    assert [r["revision"] for r in subject.revisions("c-meeting1")] == [1]
+
+
+def test_a_staged_change_fenced_out_midway_stays_invisible(
+    make: Callable[[int], Subject],
+) -> None:
+    subject = make(SMALL_REQUEST)
+    store = subject.store
+    base = commit(store, created(store), upserts=[participant("p-0000", 7, revision=1)])
+    assert base is not None
+    interleaved = False
+
+    def another_writer() -> None:
+        nonlocal interleaved
+        if not interleaved:
+            interleaved = True
+            assert store.update("c-meeting1", lambda m: replace(m, span_version=5)) is not None
+
+    _after_each_stage(store, another_writer)
+    change = replace(base.record, revision=2)
+
+    result = commit(store, base, meeting=change, upserts=_large(300, revision=2))
+
+    assert result is None
+    stored = store.get("c-meeting1")
+    assert stored is not None
+    assert (stored.revision, stored.span_version) == (1, 5)
+    documents = store.participants("c-meeting1")
+    # What was staged is above the meeting's revision (readers ignore it) and never complete.
+    assert documents
+    assert all(d["revision"] > stored.revision for d in documents)
+    assert {d["meeting_status"] for d in documents} == {STAGED}
+
+
+def _after_each_stage(store: MeetingStore, action: Callable[[], None]) -> None:
+    """Run ``action`` between the stages of the next commit."""
+    if isinstance(store, MemoryStore):
+        store.between_stages = action
+        return
+    assert isinstance(store, FirestoreStore)
+    real = store._commit_writes
+
+    def commit_writes(*args: Any, **kwargs: Any) -> Any:
+        result = real(*args, **kwargs)
+        action()
+        return result
+
+    store._commit_writes = commit_writes  # type: ignore[method-assign]
+
+
+def test_after_a_staged_change_lands_its_mirrors_skip_deleted_participants(
+    make: Callable[[int], Subject],
+) -> None:
+    subject = make(SMALL_REQUEST)
+    store = subject.store
+    base = commit(store, created(store), upserts=_large(200))
+    assert base is not None
+    done = replace(base.record, status=Status.COMPLETE, revision=2)
+    gone = False
+
+    def a_later_change_deletes_one() -> None:
+        nonlocal gone
+        landed = store.get("c-meeting1")
+        if not gone and landed is not None and landed.revision == 2:
+            gone = True
+            _delete_participant(store, "p-0007")
+
+    _after_each_stage(store, a_later_change_deletes_one)
+    ids = [f"p-{i:04d}" for i in range(200)]
+
+    result = commit(
+        store, base, meeting=done, upserts=_large(200, revision=2)[:50], status_updates=ids[50:]
+    )
+
+    assert result is not None
+    assert gone
+    documents = by_key(store)
+    assert "p-0007" not in documents
+    assert len(documents) == 199
+    assert {d["meeting_status"] for d in documents.values()} == {"complete"}
+
+
+def _delete_participant(store: MeetingStore, doc_id: str) -> None:
+    if isinstance(store, MemoryStore):
+        store.participant_docs["c-meeting1"].pop(doc_id)
+        return
+    assert isinstance(store, FirestoreStore)
+    store._meetings.document("c-meeting1").collection("participants").document(doc_id).delete()
