@@ -35,6 +35,7 @@ import click
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
+from rich.text import Text
 
 from functions.attendance import Meeting
 from functions.dumps import Summary, paused_gc, summarize_dumps, write_summary_json
@@ -189,11 +190,12 @@ def _table(
     rows: Sequence[Sequence[str]], *, title: str | None = None, note: bool = False, **options: Any
 ) -> Table:
     """A participant table: the summary's columns, and a note column for stored participants."""
-    table = Table(title=title, title_justify="left", **options)
+    # Cells are data (names, keys), never markup: a display name "[/]" is shown as it is.
+    table = Table(title=None if title is None else Text(title), title_justify="left", **options)
     for name, settings in (*_PARTICIPANT_COLUMNS, *((("Note", {}),) if note else ())):
         table.add_column(name, **settings)
     for row in rows:
-        table.add_row(*row)
+        table.add_row(*(Text(cell) for cell in row))
     return table
 
 
@@ -318,11 +320,11 @@ def _stdout_console() -> Console:
 
 
 def _fields_table(title: str, rows: Sequence[tuple[str, str]]) -> Table:
-    table = Table(title=title, title_justify="left", show_header=False)
+    table = Table(title=Text(title), title_justify="left", show_header=False)
     table.add_column("Field", style="bold")
     table.add_column("Value", overflow="fold")
     for name, value in rows:
-        table.add_row(name, value)
+        table.add_row(name, Text(value))
     return table
 
 
@@ -422,7 +424,7 @@ def sync(
         raise CommandFailed(f"meeting {meeting_id} was not polled ({outcome.skipped_reason})")
     console = _stdout_console()
     console.print(_fields_table(f"Synced {meeting_id}", sync_fields(outcome, before=before)))
-    console.print(participants_table(sorted_participants(rt.deps.store, meeting_id)))
+    console.print(participants_table(sorted_participants(rt.deps.store, outcome.meeting)))
     sys.stdout.flush()
     if outcome.error is not None:
         raise CommandFailed(f"the Reports poll of {meeting_id} failed: {outcome.error}")
@@ -445,7 +447,7 @@ def show(meeting_id: str, as_json: bool) -> None:
         raise NotFound.meeting(meeting_id)
     console = _stdout_console()
     console.print(_fields_table(f"Meeting {meeting_id}", meeting_fields(meeting)))
-    console.print(participants_table(sorted_participants(store, meeting_id)))
+    console.print(participants_table(sorted_participants(store, meeting)))
     sys.stdout.flush()
 
 

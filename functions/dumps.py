@@ -1,13 +1,21 @@
 """Reading Reports dumps, streaming: activities come out one by one, the file is never held whole.
 
-Accepted shapes (CONTRACT §2), told apart by the first value's first keys:
+Accepted shapes (CONTRACT §2), told apart by the first value's first keys: one ``activities.list``
+response ``{"items": [...], ...}`` (several concatenated ones too); a JSON array of such responses
+(pages); a JSON array of activity items; JSON Lines of activity items (one object with ``id`` and
+``events`` is JSON Lines of one line).
 
-- one ``activities.list`` response ``{"items": [...], ...}`` (several concatenated ones too);
-- a JSON array of such responses (pages);
-- a JSON array of activity items;
-- JSON Lines of activity items.
+A page (CONTRACT v2 §2) is an object with ``items`` (an array, or null) or with ``"kind":
+"admin#reports#activities"``. Where a file holds pages (the values of a response file, the elements
+of an array of pages, the first line of JSON Lines), each must be a page or an activity item (an
+object with ``id`` and ``events``), or the file is refused: a wrong file never reads as "no
+attendance". Decided here: the elements of an array of activities and the lines of JSON Lines after
+the first are not checked (what is not an activity there is an item without events, or, not an
+object, an item ignored with a warning), so that one odd line of a log never hides the rest.
 
-Every problem with the input raises :class:`InvalidInput` with one line naming the file.
+Every problem with the input raises :class:`InvalidInput` with one line naming the file, however
+deep, long or odd the input. The shape is sniffed with the stdlib's decoder: ijson's C backend
+crashed the process on integers of over 4,300 digits.
 """
 
 from __future__ import annotations
@@ -26,8 +34,6 @@ from datetime import UTC, datetime, timedelta
 from enum import Enum
 from json.encoder import encode_basestring_ascii as _encode
 from typing import IO, Any, Final
-
-import ijson
 
 from functions.attendance import (
     Meeting,
@@ -52,17 +58,14 @@ __all__ = [
     "write_summary_json",
 ]
 
-try:
-    _IJSON: Any = ijson.get_backend("yajl2_c")
-except (ImportError, ValueError):  # pragma: no cover - depends on the wheel installed
-    _IJSON = ijson
-
 STDIN_NAME: Final = "<stdin>"
 _PREFIX_BYTES: Final = 64 * 1024
 _READ_BYTES: Final = 256 * 1024
 _LOCATE_LIMIT_BYTES: Final = 256 * 1024 * 1024
 _BOM: Final = b"\xef\xbb\xbf"
 _ACTIVITY_KEYS: Final = frozenset({"events", "id", "actor"})
+_PAGE_KIND: Final = "admin#reports#activities"
+_ACTIVITY_KIND: Final = "admin#reports#activity"
 
 
 class DumpShape(Enum):
@@ -102,22 +105,17 @@ def _read_prefix(stream: IO[bytes]) -> bytes:
     return prefix
 
 
-_SCALAR_NAMES: Final = {
-    ord('"'): "a JSON string",
-    ord("t"): "a JSON boolean",
-    ord("f"): "a JSON boolean",
-    ord("n"): "JSON null",
+#: What a JSON value is, by its first character.
+_KINDS: Final = {
+    "{": "a JSON object",
+    "[": "a JSON array",
+    '"': "a JSON string",
+    "t": "a JSON boolean",
+    "f": "a JSON boolean",
+    "n": "JSON null",
+    **dict.fromkeys("-0123456789", "a JSON number"),
 }
-
-
-def _value_kind(event: str) -> str:
-    return {
-        "start_array": "arrays",
-        "string": "strings",
-        "number": "numbers",
-        "boolean": "booleans",
-        "null": "nulls",
-    }.get(event, event)
+_ELEMENTS: Final = {"[": "arrays", '"': "strings", "t": "booleans", "f": "booleans", "n": "nulls"}
 
 
 def detect_shape(prefix: bytes) -> DumpShape | str:
@@ -127,46 +125,55 @@ def detect_shape(prefix: bytes) -> DumpShape | str:
         return "empty input (no JSON value)"
     first = text[0]
     if first == ord("{"):
-        return _object_shape(text, "", DumpShape.RESPONSE, DumpShape.JSON_LINES)
+        return _object_shape(text.decode("utf-8", "ignore"), 0, DumpShape.RESPONSE)
     if first == ord("["):
-        return _object_shape(text, "item", DumpShape.PAGES, DumpShape.ACTIVITIES)
-    if first in _SCALAR_NAMES:
-        return f"unexpected shape: {_SCALAR_NAMES[first]}"
-    if first == ord("-") or ord("0") <= first <= ord("9"):
-        return "unexpected shape: a JSON number"
+        sniff = text.decode("utf-8", "ignore")
+        at = _skip(sniff, 1)
+        char = sniff[at : at + 1]
+        if char == "{":
+            return _object_shape(sniff, at, DumpShape.PAGES)
+        if char in _ELEMENTS or (char and char in "-0123456789"):
+            return f"unexpected shape: an array of {_ELEMENTS.get(char, 'numbers')}"
+        return DumpShape.ACTIVITIES  # empty, truncated or not JSON: the reader says which
+    if chr(first) in _KINDS:
+        return f"unexpected shape: {_KINDS[chr(first)]}"
     return f"not JSON at byte {len(prefix) - len(text)} (starts with {text[:12]!r})"
 
 
-def _object_shape(
-    text: bytes, path: str, response: DumpShape, activities: DumpShape
-) -> DumpShape | str:
-    """Decide between responses and activities from the first object's top-level keys."""
-    kind_path = f"{path}.kind" if path else "kind"
+def _skip(text: str, at: int) -> int:
+    match = _WHITESPACE.match(text, at)
+    return match.end() if match else at
+
+
+def _object_shape(text: str, at: int, pages: DumpShape) -> DumpShape:
+    """Pages (``pages``) or activities, from the top-level keys of the object at ``text[at]``.
+
+    ``items`` or the page kind: pages; ``id``, ``events``, ``actor`` or the activity kind:
+    activities. Neither, or a prefix too short to tell: a response object stays ``pages`` (the
+    reader then checks it is one), an array stays activities."""
+    activities = DumpShape.JSON_LINES if pages is DumpShape.RESPONSE else DumpShape.ACTIVITIES
+    undecided = DumpShape.RESPONSE if pages is DumpShape.RESPONSE else DumpShape.ACTIVITIES
     try:
-        for prefix, event, value in _IJSON.parse(io.BytesIO(text), multiple_values=True):
-            if prefix == path:
-                if event == "map_key":
-                    if value == "items":
-                        return response
-                    if value in _ACTIVITY_KEYS:
-                        return activities
-                elif event == "end_map":
-                    # Neither items nor events. Alone, it is an empty page (the API leaves
-                    # "items" out when there are none); in an array, either reading is harmless.
-                    return response if not path else activities
-                elif event != "start_map":
-                    return f"unexpected shape: an array of {_value_kind(event)}"
-            elif prefix == kind_path and event == "string":
-                if value == "admin#reports#activities":
-                    return response
-                if value == "admin#reports#activity":
-                    return activities
-            elif path and prefix == "" and event == "end_array":
+        at = _skip(text, at + 1)
+        while text[at] == '"':
+            key, at = _DECODE(text, at)
+            at = _skip(text, at)
+            if text[at] != ":":
+                break
+            if key == "items":
+                return pages
+            if key in _ACTIVITY_KEYS:
                 return activities
-    except ijson.JSONError:
-        # A truncated prefix, or bad JSON: the streaming parse reports the latter with its place.
+            value, at = _DECODE(text, _skip(text, at + 1))
+            if key == "kind" and value in (_PAGE_KIND, _ACTIVITY_KIND):
+                return pages if value == _PAGE_KIND else activities
+            at = _skip(text, at)
+            if text[at] != ",":
+                break
+            at = _skip(text, at + 1)
+    except (ValueError, IndexError, RecursionError, _NotJson):  # cut short, or not JSON
         pass
-    return response if not path else activities
+    return undecided
 
 
 def _locate(stream: IO[bytes], multiple: bool) -> str | None:
@@ -193,10 +200,16 @@ def _locate(stream: IO[bytes], multiple: bool) -> str | None:
                 return None
     except json.JSONDecodeError as error:
         return f"line {error.lineno}, column {error.colno}: {error.msg}"
+    except (ValueError, RecursionError):  # a 4,300-digit integer, absurd nesting: no place
+        return None
 
 
 class _NotJson(Exception):
     """Invalid JSON, with the stdlib's reason."""
+
+
+class _NotPage(Exception):
+    """JSON, but not a Reports page where one belongs (CONTRACT §2), with what it is instead."""
 
 
 def _reject_constant(name: str) -> object:
@@ -291,43 +304,85 @@ class _JsonStream:
             if self.take(",]", "',' or ']'") == "]":
                 return
 
-    def response_items(self) -> Iterator[object]:
-        """The ``items`` of the response object here; any other value is skipped."""
-        if self.peek() != "{":
-            self.value()
-            return
+    def page_items(self, where: str) -> Iterator[object]:
+        """The ``items`` of the Reports page here, one by one; an activity item here is yielded
+        whole; any other value is not a page (``where`` names it in the error)."""
+        char = self.peek()
+        if char != "{":
+            if char in _KINDS:
+                raise _NotPage(f"{where} is {_KINDS[char]}")
+            self.value()  # not JSON: raises
         self._pos += 1
+        page = False
+        fields: dict[str, object] = {}  # kept while it may be an activity
         if self.peek() == "}":
             self._pos += 1
+            yield _activity(fields, where)  # {}: neither a page nor an activity, refused
             return
         while True:
             if self.peek() != '"':
                 raise _NotJson("expecting a property name in double quotes")
-            key = self.value()
+            key = str(self.value())
             self.take(":", "':'")
-            if key == "items" and self.peek() == "[":
-                yield from self.array_values()
+            if key == "items":
+                page = True
+                fields.clear()
+                if self.peek() == "[":
+                    yield from self.array_values()
+                elif self.value() is not None:
+                    raise _NotPage(f'"items" of {where} is not an array')
             else:
-                self.value()
+                value = self.value()
+                page = page or (key == "kind" and value == _PAGE_KIND)
+                if not page:
+                    fields[key] = value
             if self.take(",}", "',' or '}'") == "}":
-                return
+                break
+        if not page:
+            yield _activity(fields, where)
 
     def end(self) -> None:
         if self.peek():
             raise _NotJson("extra data after the JSON value")
 
 
+def _activity(fields: dict[str, object], where: str) -> dict[str, object]:
+    if "id" in fields and "events" in fields:
+        return fields
+    raise _NotPage(
+        f'{where} has neither "items" nor "kind": "{_PAGE_KIND}"'
+        ' (nor the "id" and "events" of an activity)'
+    )
+
+
+def _first_line(value: object) -> Iterator[object]:
+    """The first value of JSON Lines: an activity item, or a page (its items); else refused."""
+    if not isinstance(value, dict):
+        raise _NotPage("the first line is not a JSON object")
+    if "items" not in value and value.get("kind") != _PAGE_KIND:
+        yield _activity(value, "the object")
+        return
+    items = value.get("items")
+    if items is not None and not isinstance(items, list):
+        raise _NotPage('"items" of the object is not an array')
+    yield from items or ()
+
+
 def _activities(stream: _JsonStream, shape: DumpShape) -> Iterator[object]:
     if shape is DumpShape.RESPONSE:
+        count = 0
         while stream.peek():
-            yield from stream.response_items()
+            count += 1
+            yield from stream.page_items("the object" if count == 1 else f"JSON value {count}")
     elif shape is DumpShape.PAGES:
         stream.take("[", "an array")
         if stream.peek() == "]":
             stream.take("]", "']'")
         else:
+            count = 0
             while True:
-                yield from stream.response_items()
+                count += 1
+                yield from stream.page_items(f"element {count} of the array of pages")
                 if stream.take(",]", "',' or ']'") == "]":
                     break
         stream.end()
@@ -335,6 +390,8 @@ def _activities(stream: _JsonStream, shape: DumpShape) -> Iterator[object]:
         yield from stream.array_values()
         stream.end()
     else:
+        if stream.peek():
+            yield from _first_line(stream.value())
         while stream.peek():
             yield stream.value()
 
@@ -360,6 +417,8 @@ def iter_activities(stream: IO[bytes], *, name: str) -> Iterator[object]:
             else f"in its first {reader.served} bytes (parse error: {error})"
         )
         raise InvalidInput(f"{name}: not JSON {where}") from None
+    except _NotPage as error:
+        raise InvalidInput(f"{name}: not a Reports page: {error}") from None
     except OSError as error:
         raise InvalidInput(f"{name}: cannot read ({error.strerror or error})") from None
 

@@ -196,6 +196,25 @@ def test_non_utc_id_time_keeps_the_instant() -> None:
         (activity(duration="12.5"), "call_ended without an integer duration_seconds"),
         (activity(duration="soon"), "call_ended without an integer duration_seconds"),
         (activity(duration=-1), "call_ended with a negative duration_seconds"),
+        (activity(duration=2_592_001), "call_ended with duration_seconds outside 0…2592000"),
+        (activity(duration="99999999999"), "call_ended with duration_seconds outside 0…2592000"),
+        (activity(duration=str(2**63 - 1)), "call_ended with duration_seconds outside 0…2592000"),
+        (
+            activity(leave="0001-01-01T00:00:00.000Z", duration=0),
+            "call_ended with an id.time outside 2000-2100",
+        ),
+        (
+            activity(leave="9999-12-31T23:59:59.999Z"),
+            "call_ended with an id.time outside 2000-2100",
+        ),
+        (
+            activity(leave="2000-01-01T00:00:59.000Z", duration=60),
+            "call_ended with a join time (id.time - duration_seconds) before 2000",
+        ),
+        (
+            json.loads(json.dumps(activity(conference_id="c\ud800"))),
+            "call_ended with a conference_id that is not valid Unicode",
+        ),
         (
             activity(leave="2026-01-15T10:45:00"),
             "call_ended with an unparseable or offset-less id.time",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import random
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -22,7 +22,12 @@ from functions.attendance import (
 from functions.intervals import Span, attended_seconds
 from functions.meeting_codes import canonical_meeting_code
 from functions.participant_keys import participant_key
-from functions.reports_events import SessionCollector, decode_parameter, parse_activity
+from functions.reports_events import (
+    SessionCollector,
+    TextRepairs,
+    decode_parameter,
+    parse_activity,
+)
 from functions.selection import MeetingSpec, credited_spans, select_meetings
 from functions.timestamps import format_timestamp, parse_timestamp
 from tests.unit.factories import activity, at, session
@@ -170,15 +175,50 @@ _STRING_PARAMETERS = (
 )
 
 
-def _reference_session(id_block: object, event: dict[str, Any], keep_extra: bool) -> Any:
+#: Rejected when not valid Unicode; the other string parameters are repaired (CONTRACT §1).
+_IDENTITIES = ("conference_id", "meeting_code", "identifier", "endpoint_id")
+_MAX_DURATION = 30 * 24 * 3600
+
+
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _plain_repair(text: str) -> str:
+    return "".join("\ufffd" if 0xD800 <= ord(c) <= 0xDFFF else c for c in text)
+
+
+def _escaped(text: str) -> str:
+    return "".join(f"\\u{ord(c):04x}" if 0xD800 <= ord(c) <= 0xDFFF else c for c in text)
+
+
+def _reference_session(
+    id_block: object, event: dict[str, Any], keep_extra: bool, repairs: list[int] | None = None
+) -> Any:
     """``call_ended`` event → Session or skip reason, written the plain way: one loop over the
-    parameters, the dataclass constructor."""
+    parameters, the dataclass constructor. The descriptive texts it repaired are appended to
+    ``repairs`` when the event yields a session."""
+    try:
+        return _plain_rules(id_block, event, keep_extra, repairs)
+    except Exception as error:
+        return f"call_ended that could not be decoded ({type(error).__name__})"
+
+
+def _plain_rules(
+    id_block: object, event: dict[str, Any], keep_extra: bool, repairs: list[int] | None
+) -> Any:
     if not isinstance(id_block, dict):
         return "call_ended without id"
     raw_time = id_block.get("time")
     leave_time = parse_timestamp(raw_time)
     if leave_time is None:
         return "call_ended with an unparseable or offset-less id.time"
+    if not 2000 <= leave_time.year <= 2100:
+        return "call_ended with an id.time outside 2000-2100"
     qualifier = id_block.get("uniqueQualifier")
     time_text = format_timestamp(leave_time)
     if isinstance(raw_time, str) and len(raw_time) == 24 and raw_time[19] + raw_time[23] == ".Z":
@@ -196,6 +236,15 @@ def _reference_session(id_block: object, event: dict[str, Any], keep_extra: bool
         strings[name] = value if isinstance(value, str) and value else None
     if strings["conference_id"] is None:
         return "call_ended without conference_id"
+    repaired = 0
+    for name in _STRING_PARAMETERS:
+        value = strings[name]
+        if value is None or _is_unicode(value):
+            continue
+        if name in _IDENTITIES:
+            return f"call_ended with a{'n' if name[0] in 'aeiou' else ''} {name} that is not valid Unicode"
+        strings[name] = _plain_repair(value)
+        repaired += 1
     duration = (
         decode_parameter(by_name["duration_seconds"]) if "duration_seconds" in by_name else None
     )
@@ -203,6 +252,11 @@ def _reference_session(id_block: object, event: dict[str, Any], keep_extra: bool
         return "call_ended without an integer duration_seconds"
     if duration < 0:
         return "call_ended with a negative duration_seconds"
+    if duration > _MAX_DURATION:
+        return "call_ended with duration_seconds outside 0…2592000"
+    join_time = leave_time - timedelta(seconds=duration)
+    if join_time.year < 2000:
+        return "call_ended with a join time (id.time - duration_seconds) before 2000"
     known = {*_STRING_PARAMETERS, "duration_seconds", "is_external"}
     extra = (
         {name: decode_parameter(p) for name, p in by_name.items() if name not in known}
@@ -210,9 +264,11 @@ def _reference_session(id_block: object, event: dict[str, Any], keep_extra: bool
         else None
     )
     code = strings.pop("meeting_code")
+    if repairs is not None:
+        repairs.append(repaired)
     return Session(
-        event_id=f"{time_text}/{'' if qualifier is None else qualifier}",
-        join_time=leave_time - timedelta(seconds=duration),
+        event_id=_escaped(f"{time_text}/{'' if qualifier is None else qualifier}"),
+        join_time=join_time,
         leave_time=leave_time,
         duration_seconds=duration,
         meeting_code=None if code is None else canonical_meeting_code(code) or None,
@@ -225,6 +281,8 @@ def _reference_session(id_block: object, event: dict[str, Any], keep_extra: bool
 _NAMES = st.sampled_from([*_STRING_PARAMETERS, "duration_seconds", "is_external", "product_type"])
 _VALUES = st.one_of(
     st.sampled_from(["", " ", "x", "ABCDEFGHIJ", "abc-defg-hij", "a@b.example", "Zoë"]),
+    # Not valid Unicode (what json.loads makes of "\\ud800"), and control characters.
+    st.sampled_from(["\ud800", "a\udfffb", "Zoë\udbff", "\udc00\ud800", "\x00", "\x1b[0m"]),
     st.integers(-5, 5),
     st.booleans(),
     st.none(),
@@ -234,7 +292,13 @@ _PARAMETER = st.one_of(
     st.builds(
         lambda n, v: {"name": n, "intValue": v},
         _NAMES,
-        st.one_of(st.sampled_from(["0", "60", " 7 ", "-3", "1.5", "x"]), st.integers(-3, 9)),
+        st.one_of(
+            st.sampled_from(["0", "60", " 7 ", "-3", "1.5", "x", "2592000", "2592001"]),
+            st.sampled_from(["99999999999", str(2**63 - 1), "9" * 5000, "1_000", "٣"]),
+            st.integers(-3, 9),
+            st.integers(-(2**70), 2**70),
+            st.floats(allow_nan=False),
+        ),
     ),
     st.builds(
         lambda n, v: {"name": n, "boolValue": v},
@@ -259,10 +323,31 @@ _TIMES = st.one_of(
             "2026-01-15T10:00:00",
             "not a time",
             "",
+            # The years 2000-2100, their edges, and years 1 and 9999 moved by offsets.
+            "0001-01-01T00:00:00.000Z",
+            "0001-01-01T00:30:00+01:00",
+            "9999-12-31T23:59:59.999Z",
+            "9999-12-31T23:30:00-01:00",
+            "1999-12-31T23:59:59.999Z",
+            "2000-01-01T00:00:00.000Z",
+            "2000-01-01T00:30:00+01:00",
+            "2000-01-01T01:00:00.000Z",
+            "2100-12-31T23:59:59.999Z",
+            "2101-01-01T00:00:00.000Z",
+            "2101-01-01T00:30:00+01:00",
         ]
+    ),
+    st.builds(
+        lambda moment, offset: moment.isoformat(timespec="milliseconds") + offset,
+        st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31)),  # noqa: DTZ001
+        st.sampled_from(["Z", "+01:00", "-01:00", "+14:00"]),
     ),
     st.none(),
     st.integers(),
+)
+_TEXT = st.text(
+    alphabet=st.one_of(st.characters(), st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF)),
+    max_size=3,
 )
 
 
@@ -272,9 +357,10 @@ def raw_parameters(draw: st.DrawFn) -> list[Any]:
     params: list[Any] = []
     for name in draw(st.permutations(_STRING_PARAMETERS)):
         if draw(st.integers(0, 5)):
-            params.append({"name": name, "value": draw(st.text(max_size=3))})
+            params.append({"name": name, "value": draw(st.text(max_size=3) | _TEXT)})
     if draw(st.integers(0, 5)):
-        params.append({"name": "duration_seconds", "intValue": str(draw(st.integers(0, 9999)))})
+        duration = st.integers(0, 9999) | st.integers(-(2**64), 2**64) | st.just(2_592_000)
+        params.append({"name": "duration_seconds", "intValue": str(draw(duration))})
     if draw(st.booleans()):
         params.append({"name": "is_external", "boolValue": draw(st.booleans())})
     params += draw(st.lists(_PARAMETER, max_size=6))
@@ -283,26 +369,25 @@ def raw_parameters(draw: st.DrawFn) -> list[Any]:
 
 @st.composite
 def raw_activities(draw: st.DrawFn) -> Any:
-    events = draw(
-        st.lists(
-            st.one_of(
-                st.builds(
-                    lambda params, name: {"name": name, "parameters": params},
-                    raw_parameters(),
-                    st.sampled_from(["call_ended", "call_ended", "call_ended", "other"]),
-                ),
-                st.just({"name": "call_ended", "parameters": "none"}),
-                st.just("not an event"),
-            ),
-            max_size=3,
-        )
+    event = st.one_of(
+        st.builds(
+            lambda params, name: {"name": name, "parameters": params},
+            raw_parameters(),
+            st.sampled_from(["call_ended", "call_ended", "call_ended", "other"]),
+        ),
+        st.just({"name": "call_ended", "parameters": "none"}),
+        st.just("not an event"),
     )
+    # events: a list, or (as log pipelines store them) one event object.
+    events = draw(st.lists(event, max_size=3) | event.filter(lambda e: isinstance(e, dict)))
     id_block = draw(
         st.one_of(
             st.builds(
                 lambda t, q: {"time": t, "uniqueQualifier": q},
                 _TIMES,
-                st.one_of(st.none(), st.sampled_from(["1", "-9"]), st.integers()),
+                st.one_of(
+                    st.none(), st.sampled_from(["1", "-9", "\ud800", "q\udfff"]), st.integers()
+                ),
             ),
             st.just("no id"),
         )
@@ -315,15 +400,19 @@ def raw_activities(draw: st.DrawFn) -> Any:
 def test_parse_activity_equals_the_plain_rules(
     item: dict[str, Any], keep_extra: bool, share_strings: bool
 ) -> None:
+    counted = TextRepairs()
     sessions, reasons, seen = parse_activity(
-        item, keep_extra=keep_extra, share_strings=share_strings
+        item, keep_extra=keep_extra, share_strings=share_strings, repairs=counted
     )
+    events = item["events"] if isinstance(item["events"], list) else [item["events"]]
+    repaired: list[int] = []
     expected = [
-        _reference_session(item["id"], event, keep_extra)
-        for event in item["events"]
+        _reference_session(item["id"], event, keep_extra, repaired)
+        for event in events
         if isinstance(event, dict) and event.get("name") == "call_ended"
     ]
-    assert seen == len(item["events"])
+    assert seen == len(events)
+    assert counted.count == sum(repaired)
     assert reasons == [e for e in expected if isinstance(e, str)]
     wanted = [e for e in expected if not isinstance(e, str)]
     assert sessions == wanted

@@ -90,6 +90,12 @@ def run(args: list[str], stdin: str | bytes | None = None) -> Any:
         ("[1, 2]", "unexpected shape: an array of numbers"),
         ('["a"]', "unexpected shape: an array of strings"),
         ("[[1]]", "unexpected shape: an array of arrays"),
+        ('{"kind": "admin#reports#activities", "id": {}, "events": []}', DumpShape.RESPONSE),
+        ('{"etag": ' + "9" * 5000 + ', "items": []}', DumpShape.RESPONSE),  # no crash
+        ("[" + '{"a": ' * 3000 + "1" + "}" * 3000 + "]", DumpShape.ACTIVITIES),  # the reader says
+        ("[" + "9" * 5000 + "]", "unexpected shape: an array of numbers"),
+        ("[true]", "unexpected shape: an array of booleans"),
+        ("[null]", "unexpected shape: an array of nulls"),
         ("   \n", "empty input (no JSON value)"),
         ("", "empty input (no JSON value)"),
     ],
@@ -151,6 +157,22 @@ def test_floats_are_floats_not_decimals() -> None:
         (b"42", "f.json: unexpected shape: a JSON number"),
         (b"hello", "f.json: not JSON at byte 0 (starts with b'hello')"),
         (b"", "f.json: empty input (no JSON value)"),
+        (
+            b'{"foo": 1}',
+            'f.json: not a Reports page: the object has neither "items" nor "kind":'
+            ' "admin#reports#activities" (nor the "id" and "events" of an activity)',
+        ),
+        (
+            b'[{"items": []}, {"foo": 1}]',
+            'f.json: not a Reports page: element 2 of the array of pages has neither "items" nor'
+            ' "kind": "admin#reports#activities" (nor the "id" and "events" of an activity)',
+        ),
+        (
+            b'{"a": ' + b"9" * 5000 + b"}",
+            "f.json: not JSON in its first 5007 bytes (parse error: Exceeds the limit (4300 digits)"
+            " for integer string conversion: value has 5000 digits; use"
+            " sys.set_int_max_str_digits() to increase the limit)",
+        ),
     ],
 )
 def test_unreadable_dumps_raise_one_line_naming_the_file(
@@ -253,6 +275,8 @@ def test_cli_table_warns_on_stderr() -> None:
         (["summarize", "-"], "12", "summarize: <stdin>: unexpected shape: a JSON number"),
         (["summarize", "-"], "[1, 2]", "unexpected shape: an array of numbers"),
         (["summarize", "-"], "", "summarize: <stdin>: empty input"),
+        (["summarize", "--json", "-"], '{"foo": 1}', "summarize: <stdin>: not a Reports page"),
+        (["summarize", "-"], "{}", "summarize: <stdin>: not a Reports page"),
     ],
 )
 def test_cli_unreadable_input_exits_2_with_one_line(
