@@ -8,15 +8,21 @@ One request (the usual case)::
 Stages, when that is larger than a request may be (Google: 10 MiB, the emulator: 4 MiB)::
 
     1. meetings/{id} fenced: multi_commit = true       readers now know a change is being written
-    2. participant sets, a request at a time           revision n, meeting_status "staged"
-    3. meetings/{id} fenced, revisions/{n}, deletes    the change becomes the meeting's
+    2. participant sets, a request at a time           revision n, meeting_status "staged",
+       (each with meetings/{id} fenced again)          staged_commit: the change's token;
+                                                       documents still naming the change
+                                                       landed before lose that name (settle)
+    3. revisions/{n}, meetings/{id} fenced, deletes    the change becomes the meeting's: the
+                                                       meeting names the token (staged_commit)
     4. status mirrors, a request at a time             meeting_status of every document follows
 
-Readers ignore participant documents whose ``revision`` is above the meeting's, so until stage 3
-lands they see the meeting as it was (minus the participants being rewritten, which is why the
-meeting says ``multi_commit``); billing, which counts ``meeting_status == "complete"``, never
-counts a ``staged`` document. A stage that is fenced out stops the rest: documents already
-staged stay invisible (their revision is above the meeting's) until the next poll rewrites them.
+Readers count a participant document only when its ``revision`` is not above the meeting's and
+its ``staged_commit``, if any, is the one the meeting names (``functions.model.is_committed``);
+until stage 3 lands they see the meeting as it was (minus the participants being rewritten, which
+is why the meeting says ``multi_commit``). Billing, which counts ``meeting_status ==
+"complete"``, never counts a ``staged`` document. A stage that is fenced out stops the rest: what
+it staged is never counted, whatever revision a later change brings the meeting to, and the next
+change rewrites or removes it.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Final, Literal
 
 from functions.ports import MeetingCommit
+from functions.stored_state import STAGED_COMMIT
 
 __all__ = ["STAGED", "Stage", "Write", "stages"]
 
@@ -98,25 +105,45 @@ def stages(change: MeetingCommit, *, max_bytes: int) -> list[Stage]:
     single = [*sets, *deletes, *mirrors, *revision, _meeting_write(change, multi_commit=False)]
     if sum(map(_size, single)) <= max_bytes:
         return [Stage(single, lands=True)]
-    announce = Write(
-        "update", "meeting", change.meeting.meeting_id, {"multi_commit": True}, fenced=True
-    )
+    meeting_id = change.meeting.meeting_id
+
+    def progress(written: int) -> Write:
+        # Every staged request changes the meeting (Firestore keeps the update time of a write
+        # that changes nothing), so a change read before that request is fenced out instead of
+        # landing over documents it did not see.
+        data = {"multi_commit": True, "staging_progress": f"{change.token}/{written}"}
+        return Write("update", "meeting", meeting_id, data, fenced=True)
+
     staged = [
-        replace(write, data={**(write.data or {}), "meeting_status": STAGED}) for write in sets
+        replace(
+            write,
+            data={**(write.data or {}), "meeting_status": STAGED, STAGED_COMMIT: change.token},
+        )
+        for write in sets
+    ]
+    rewritten = {write.doc_id for write in [*sets, *deletes]}
+    settle = [
+        Write("update", "participant", doc_id, {STAGED_COMMIT: None})
+        for doc_id in change.settle
+        if doc_id not in rewritten
     ]
     # The revision record just before the meeting: revisions/{n} exists once it shows revision n.
-    landing = [*revision, _meeting_write(change, multi_commit=True)]
-    followers = [Write("update", "participant", w.doc_id, {"meeting_status": status}) for w in sets]
+    landing = [*revision, _meeting_write(change, multi_commit=True), *deletes]
+    followers = [
+        Write("update", "participant", w.doc_id, {"meeting_status": status, STAGED_COMMIT: None})
+        for w in sets
+    ]
+    chunks = _chunks([*staged, *settle], max_bytes - _size(progress(0)))
     return [
-        Stage([announce]),
-        *(Stage(chunk) for chunk in _chunks(staged, max_bytes)),
+        Stage([progress(0)]),
+        *(Stage([*chunk, progress(n)]) for n, chunk in enumerate(chunks, start=1)),
         Stage(landing, lands=True),
-        *(Stage(chunk) for chunk in _chunks([*deletes, *followers, *mirrors], max_bytes)),
+        *(Stage(chunk) for chunk in _chunks([*followers, *mirrors], max_bytes)),
     ]
 
 
 def _meeting_write(change: MeetingCommit, *, multi_commit: bool) -> Write:
     meeting = change.meeting
     if multi_commit:
-        meeting = replace(meeting, multi_commit=True)
+        meeting = replace(meeting, multi_commit=True, staged_commit=change.token)
     return Write("update", "meeting", meeting.meeting_id, meeting.to_document(), fenced=True)

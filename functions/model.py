@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -98,7 +98,9 @@ class LastError:
     def from_document(cls, document: Mapping[str, Any] | None) -> LastError | None:
         if not document:
             return None
-        return cls(code=document["code"], message=document["message"], at=_aware(document["at"]))
+        return cls(
+            code=document["code"], message=document["message"], at=stored_datetime(document["at"])
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -134,6 +136,11 @@ class MeetingRecord:
     #: The last change was written in stages (see README "Commits"): readers ignore participant
     #: documents whose ``revision`` is above the meeting's.
     multi_commit: bool = False
+    #: The staged change that landed last (``functions.commits``): its documents are the meeting's.
+    staged_commit: str | None = None
+    #: The change being staged and how many of its requests are written ("token/n"): every
+    #: staged request changes it, so a change read before that request is fenced out.
+    staging_progress: str | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
     # §1 meeting aggregates.
@@ -160,6 +167,12 @@ class MeetingRecord:
     #: Grows when a neighbour's declaration moves this meeting's credited span: fences a poll in
     #: flight that planned with the old partition.
     span_version: int = 0
+    #: The times (``started_at``/``ended_at``) the meeting's neighbours were last told of: a
+    #: declaration retried after a crash tells them again if they were not.
+    neighbours_told_of: str | None = None
+    #: Neighbours this meeting's last commit re-polls (functions.polling): cleared once their
+    #: tasks are asked for, so a delivery that died in between has the next one ask again.
+    repolls_due: tuple[str, ...] = ()
     lease_owner: str | None = None
     lease_until: datetime | None = None
 
@@ -171,6 +184,12 @@ class MeetingRecord:
     @property
     def is_final(self) -> bool:
         return self.status in FINAL_STATUSES
+
+    @property
+    def times(self) -> str:
+        """``started_at``/``ended_at`` as one string (what ``neighbours_told_of`` remembers)."""
+        start = "" if self.started_at is None else format_timestamp(self.started_at)
+        return f"{start}/{format_timestamp(self.ended_at)}"
 
     @property
     def is_found(self) -> bool:
@@ -193,12 +212,14 @@ class MeetingRecord:
         )
 
     def to_document(self) -> dict[str, Any]:
-        document = asdict(self)
+        # Field by field, not dataclasses.asdict: that deep-copies every value, on every write.
+        document = {name: getattr(self, name) for name in _MEETING_FIELDS}
         document["status"] = str(self.status)
         document["expected_participants"] = list(self.expected_participants)
         document["missing_participants"] = list(self.missing_participants)
         document["conference_ids"] = list(self.conference_ids)
         document["partly_merged_into"] = list(self.partly_merged_into)
+        document["repolls_due"] = list(self.repolls_due)
         document["participant_fingerprints"] = dict(self.participant_fingerprints)
         for name in ("last_error", "last_warning"):
             notice: LastError | None = getattr(self, name)
@@ -215,6 +236,7 @@ class MeetingRecord:
             "missing_participants",
             "conference_ids",
             "partly_merged_into",
+            "repolls_due",
         ):
             values[name] = tuple(values.get(name) or ())
         values["participant_fingerprints"] = dict(values.get("participant_fingerprints") or {})
@@ -222,7 +244,7 @@ class MeetingRecord:
             values[name] = LastError.from_document(values.get(name))
         for name, value in list(values.items()):
             if isinstance(value, datetime):
-                values[name] = _aware(value)
+                values[name] = stored_datetime(value)
         return cls(**values)
 
     def public_document(self) -> dict[str, Any]:
@@ -232,6 +254,8 @@ class MeetingRecord:
             document.pop(name, None)
         return document
 
+
+_MEETING_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(MeetingRecord))
 
 _INTERNAL_MEETING_FIELDS = (
     "chain_seq",
@@ -243,12 +267,17 @@ _INTERNAL_MEETING_FIELDS = (
     "sessions_start",
     "sessions_end",
     "span_version",
+    "neighbours_told_of",
+    "repolls_due",
+    "staged_commit",
+    "staging_progress",
     "lease_owner",
     "lease_until",
 )
 
 
-def _aware(moment: datetime) -> datetime:
+def stored_datetime(moment: datetime) -> datetime:
+    """A datetime as read back from a document: a plain aware UTC ``datetime``."""
     # The Firestore client returns aware UTC datetimes (with nanoseconds); normalise to datetime.
     return datetime(
         moment.year,
@@ -289,48 +318,6 @@ def session_document(session: Session, ip_mode: IpMode) -> dict[str, Any]:
         "location_region": session.location_region,
         "event_id": session.event_id,
     }
-
-
-def committed(documents: Iterable[Mapping[str, Any]], *, revision: int) -> list[Mapping[str, Any]]:
-    """The participant documents a reader counts: none above the meeting's ``revision`` (those
-    belong to a change still being written in stages, or to one that was fenced out)."""
-    return [d for d in documents if int(d.get("revision") or 0) <= revision]
-
-
-def stored_sessions(
-    documents: Iterable[Mapping[str, Any]], *, meeting_code: str, revision: int
-) -> list[Session]:
-    """The sessions a meeting holds, read back from its committed participant documents.
-
-    Per-session identity fields are not stored: each session gets its participant's, which builds
-    the same participant again (same key, same latest values). Addresses are as stored, so the
-    IP mode is already applied (and applying it again changes nothing).
-    """
-    sessions: list[Session] = []
-    for document in committed(documents, revision=revision):
-        if document.get("estimated") or document.get("absent"):
-            continue
-        for raw in document.get("sessions") or ():
-            sessions.append(
-                Session(
-                    event_id=str(raw["event_id"]),
-                    conference_id=str(raw["conference_id"]),
-                    endpoint_id=raw.get("endpoint_id"),
-                    join_time=_aware(raw["join_time"]),
-                    leave_time=_aware(raw["leave_time"]),
-                    duration_seconds=int(raw["duration_seconds"]),
-                    meeting_code=meeting_code,
-                    identifier=document.get("identifier"),
-                    identifier_type=document.get("identifier_type"),
-                    display_name=document.get("display_name"),
-                    is_external=bool(document.get("is_external")),
-                    device_type=raw.get("device_type"),
-                    ip_address=raw.get("ip_address"),
-                    location_country=raw.get("location_country"),
-                    location_region=raw.get("location_region"),
-                )
-            )
-    return sessions
 
 
 def in_stored_form(session: Session, ip_mode: IpMode) -> Session:

@@ -7,6 +7,7 @@ activities and aware datetimes only.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -14,7 +15,7 @@ from typing import Any, Literal, Protocol
 
 from functions.limits import WINDOW_AFTER_S, WINDOW_BEFORE_S
 from functions.model import IpMode, MeetingRecord, ParticipantRecord, RevisionRecord
-from functions.schedule import Status, Timing
+from functions.schedule import Timing
 from functions.selection import MeetingSpec
 
 Clock = Callable[[], datetime]
@@ -105,6 +106,12 @@ class MeetingCommit:
     deletes: Sequence[str] = ()
     status_updates: Sequence[str] = ()
     revision: RevisionRecord | None = None
+    #: Documents naming the staged change the meeting landed before
+    #: (``functions.model.carrying_landed_token``): if this change is written in stages, their
+    #: token is cleared before it lands, so that they stay counted once it names its own.
+    settle: Sequence[str] = ()
+    #: Names this change's documents if it is written in stages (unique per attempt).
+    token: str = field(default_factory=lambda: uuid.uuid4().hex)
 
 
 class MeetingStore(Protocol):

@@ -25,6 +25,7 @@ from functions.model import IpMode, MeetingRecord, apply_ip_mode
 from functions.polling import PollOutcome, Skipped
 from functions.ports import MeetingStore
 from functions.schedule import Status
+from functions.stored_state import PREVIOUS_ATTENDED, STAGED_COMMIT, committed
 from functions.timestamps import format_timestamp
 
 __all__ = [
@@ -47,7 +48,7 @@ __all__ = [
 
 _NEVER: Final = datetime.max.replace(tzinfo=UTC)
 #: Bookkeeping of a participant document that readers do not see.
-_INTERNAL_PARTICIPANT_FIELDS: Final = ("fingerprint",)
+_INTERNAL_PARTICIPANT_FIELDS: Final = ("fingerprint", PREVIOUS_ATTENDED, STAGED_COMMIT)
 
 
 def to_json(value: Any) -> Any:
@@ -61,9 +62,10 @@ def to_json(value: Any) -> Any:
     return value
 
 
-def sorted_participants(store: MeetingStore, meeting_id: str) -> list[dict[str, Any]]:
-    """A meeting's participant documents in reading order, bookkeeping left out."""
-    documents = store.participants(meeting_id)
+def sorted_participants(store: MeetingStore, meeting: MeetingRecord) -> list[dict[str, Any]]:
+    """A meeting's participant documents in reading order, bookkeeping left out; a document of
+    a change still being written (or one that never landed) is not the meeting's yet."""
+    documents = [dict(d) for d in committed(store.participants(meeting.meeting_id), meeting)]
     for document in documents:
         for name in _INTERNAL_PARTICIPANT_FIELDS:
             document.pop(name, None)
@@ -82,7 +84,7 @@ def meeting_view(store: MeetingStore, meeting_id: str) -> dict[str, Any]:
     meeting = store.get(meeting_id)
     if meeting is None:
         raise NotFound.meeting(meeting_id)
-    participants = sorted_participants(store, meeting_id)
+    participants = sorted_participants(store, meeting)
     return {"meeting": to_json(meeting.public_document()), "participants": to_json(participants)}
 
 
@@ -193,7 +195,7 @@ def export_rows(
     for meeting in meetings:
         if not is_billed(meeting):
             continue
-        for document in participants.get(meeting.meeting_id, ()):
+        for document in committed(participants.get(meeting.meeting_id, ()), meeting):
             row = _export_row(meeting, document)
             keyed.append((meeting.ended_at, meeting.meeting_id, row["participant_key"], row))
     keyed.sort(key=lambda item: item[:3])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -22,6 +21,17 @@ from functions.ports import (
 from functions.schedule import Status
 
 
+def _copied(document: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy no caller's change can reach back through: documents hold scalars, and lists of
+    flat dicts (sessions, revision changes)."""
+    return {
+        name: [dict(item) if isinstance(item, Mapping) else item for item in value]
+        if isinstance(value, list)
+        else value
+        for name, value in document.items()
+    }
+
+
 class MemoryStore:
     """The MeetingStore port in memory, enforcing what the Firestore adapter relies on: versions
     and fenced writes, one-request size limits (``max_commit_bytes``: a change larger than that is
@@ -38,9 +48,18 @@ class MemoryStore:
         self.participant_writes = 0
         self.max_commit_bytes = max_commit_bytes
         self.between_stages: Callable[[], None] = lambda: None
+        #: Meetings with a staged change between its announcement and its landing.
+        self.staging: set[str] = set()
+        #: Grows with every write of any kind: a reader that saw this value has seen it all.
+        self.writes = 0
         self._clock = 0
 
-    def _stamp(self, meeting_id: str) -> int:
+    def _stamp(self, meeting_id: str, *, changed: bool = True) -> int:
+        """The meeting's version after a write. As in Firestore, a write that changes nothing
+        keeps the update time it had (and so does not fence anyone out)."""
+        self.writes += 1
+        if not changed:
+            return self.versions[meeting_id]
         self._clock += 1
         self.versions[meeting_id] = self._clock
         return self._clock
@@ -75,21 +94,28 @@ class MemoryStore:
         if updated is None:
             return current
         self.meetings[meeting_id] = updated
-        return Versioned(updated, self._stamp(meeting_id))
+        return Versioned(updated, self._stamp(meeting_id, changed=updated != current.record))
 
     def commit(self, change: MeetingCommit) -> Versioned | None:
         meeting_id = change.meeting.meeting_id
         version = change.expected
         landed = False
         planned = stages(change, max_bytes=self.max_commit_bytes)
-        for index, stage in enumerate(planned):
-            if index:
-                self.between_stages()
-            applied = self._apply(meeting_id, stage.writes, version, skip_missing=landed)
-            if applied is None:
-                return None
-            version = applied
-            landed = landed or stage.lands
+        try:
+            for index, stage in enumerate(planned):
+                if index:
+                    self.staging.add(meeting_id)
+                    self.between_stages()
+                applied = self._apply(meeting_id, stage.writes, version, skip_missing=landed)
+                if applied is None:
+                    return None
+                version = applied
+                if stage.lands:
+                    landed = True
+                    self.staging.discard(meeting_id)
+        finally:
+            if not landed:
+                self.staging.discard(meeting_id)
         return Versioned(self.meetings[meeting_id], version)
 
     def _apply(
@@ -111,22 +137,24 @@ class MemoryStore:
         return version
 
     def _write(self, meeting_id: str, write: Write, version: object) -> object:
+        self.writes += 1
         if write.target == "meeting":
-            document = {**self.meetings[meeting_id].to_document(), **(write.data or {})}
+            before = self.meetings[meeting_id]
+            document = {**before.to_document(), **(write.data or {})}
             self.meetings[meeting_id] = MeetingRecord.from_document(document)
-            return self._stamp(meeting_id)
+            return self._stamp(meeting_id, changed=self.meetings[meeting_id] != before)
         if write.target == "revision":
             revisions = self.revision_docs.setdefault(meeting_id, {})
-            revisions[int(write.doc_id)] = copy.deepcopy(dict(write.data or {}))
+            revisions[int(write.doc_id)] = _copied(write.data or {})
             return version
         docs = self.participant_docs.setdefault(meeting_id, {})
         self.participant_writes += 1
         if write.kind == "delete":
             docs.pop(write.doc_id, None)
         elif write.kind == "set":
-            docs[write.doc_id] = copy.deepcopy(dict(write.data or {}))
+            docs[write.doc_id] = _copied(write.data or {})
         elif write.doc_id in docs:
-            docs[write.doc_id].update(copy.deepcopy(dict(write.data or {})))
+            docs[write.doc_id].update(_copied(write.data or {}))
         return version
 
     def with_code(self, meeting_code: str) -> list[MeetingRecord]:
@@ -145,7 +173,7 @@ class MemoryStore:
         ]
 
     def participants(self, meeting_id: str) -> list[dict[str, Any]]:
-        return [copy.deepcopy(d) for d in self.participant_docs.get(meeting_id, {}).values()]
+        return [_copied(d) for d in self.participant_docs.get(meeting_id, {}).values()]
 
     def delivery(self, webhook_id: str) -> str | None:
         return self.deliveries.get(webhook_id)
@@ -189,16 +217,21 @@ class MemoryQueue:
 
 @dataclass
 class ScriptedReports:
-    """Serves whatever activities are visible; ``failures`` are raised first, one per call."""
+    """Serves whatever activities are visible; ``failures`` are raised first, one per call.
+    ``meanwhile`` are what happens elsewhere while a call is slow: one runs (and is dropped)
+    before each call answers."""
 
     activities: list[Mapping[str, Any]] = field(default_factory=list)
     failures: list[ReportsError] = field(default_factory=list)
     calls: list[dict[str, Any]] = field(default_factory=list)
+    meanwhile: list[Callable[[], object]] = field(default_factory=list)
 
     def call_ended(
         self, *, meeting_code: str | None, start: datetime, end: datetime | None = None
     ) -> tuple[list[Mapping[str, Any]], FetchStats]:
         self.calls.append({"meeting_code": meeting_code, "start": start, "end": end})
+        if self.meanwhile:
+            self.meanwhile.pop(0)()
         if self.failures:
             raise self.failures.pop(0)
         selected = []

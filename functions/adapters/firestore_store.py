@@ -64,7 +64,9 @@ class FirestoreStore:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> FirestoreStore:
-        limit = EMULATOR_COMMIT_BYTES if settings.firestore_emulator_host else FIRESTORE_COMMIT_BYTES
+        limit = (
+            EMULATOR_COMMIT_BYTES if settings.firestore_emulator_host else FIRESTORE_COMMIT_BYTES
+        )
         return cls(firestore_client(settings), max_commit_bytes=limit)
 
     def get(self, meeting_id: str) -> MeetingRecord | None:

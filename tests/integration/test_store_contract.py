@@ -21,6 +21,7 @@ from functions.commits import STAGED
 from functions.model import AttendanceChange, MeetingRecord, ParticipantRecord, RevisionRecord
 from functions.ports import MeetingCommit, MeetingStore, Versioned
 from functions.schedule import Status
+from functions.stored_state import is_committed
 from local.firestore_emulator import FirestoreEmulator
 from tests.fakes import MemoryStore
 from tests.firestore_reads import stored_revisions
@@ -271,12 +272,12 @@ def test_a_staged_change_fenced_out_midway_stays_invisible(
     store = subject.store
     base = commit(store, created(store), upserts=[participant("p-0000", 7, revision=1)])
     assert base is not None
-    interleaved = False
+    stages_done = 0
 
     def another_writer() -> None:
-        nonlocal interleaved
-        if not interleaved:
-            interleaved = True
+        nonlocal stages_done
+        stages_done += 1
+        if stages_done == 2:  # after the first staged request
             assert store.update("c-meeting1", lambda m: replace(m, span_version=5)) is not None
 
     _after_each_stage(store, another_writer)
@@ -293,6 +294,67 @@ def test_a_staged_change_fenced_out_midway_stays_invisible(
     assert documents
     assert all(d["revision"] > stored.revision for d in documents)
     assert {d["meeting_status"] for d in documents} == {STAGED}
+
+
+def test_a_change_read_before_a_stage_cannot_land_over_it(
+    make: Callable[[int], Subject],
+) -> None:
+    # The staged documents are written while the meeting still reads as before; a change that
+    # read the meeting before they were there must not land on top of them as if they were not.
+    subject = make(SMALL_REQUEST)
+    store = subject.store
+    base = commit(store, created(store), upserts=[participant("p-0000", 7, revision=1)])
+    assert base is not None
+    reads: list[Versioned] = []
+    results: list[Versioned | None] = []
+    tried = False
+
+    def a_declaration_in_between() -> None:
+        nonlocal tried
+        if not reads:
+            seen = store.read("c-meeting1")
+            assert seen is not None
+            assert seen.record.multi_commit
+            reads.append(seen)
+        elif not tried:
+            tried = True
+            seen = reads[0]
+            estimate = participant("p-0001", 3000, revision=seen.record.revision, estimated=True)
+            results.append(commit(store, seen, meeting=seen.record, upserts=[estimate]))
+
+    _after_each_stage(store, a_declaration_in_between)
+
+    landed = commit(
+        store, base, meeting=replace(base.record, revision=2), upserts=_large(300, revision=2)
+    )
+
+    assert results == [None]
+    assert landed is not None
+    assert by_key(store)["p-0001"].get("estimated") is not True
+
+
+def test_documents_of_an_earlier_staged_change_stay_counted_after_a_later_one(
+    make: Callable[[int], Subject],
+) -> None:
+    # A staged change whose status mirrors never ran leaves documents naming it; the next staged
+    # change names its own, so it settles them first (else the meeting would lose them).
+    subject = make(SMALL_REQUEST)
+    store = subject.store
+    base = created(store)
+    earlier = replace(base.record, revision=1, staged_commit="earlier")
+    kept = participant("p-kept", 42, revision=1, staged_commit="earlier")
+    first = commit(store, base, meeting=earlier, upserts=[kept])
+    assert first is not None
+    later = replace(first.record, revision=2)
+
+    landed = commit(store, first, meeting=later, upserts=_large(300, revision=2), settle=["p-kept"])
+
+    assert landed is not None
+    stored = store.get("c-meeting1")
+    assert stored is not None
+    assert stored.staged_commit not in (None, "earlier")
+    assert is_committed(by_key(store)["p-kept"], stored)
+    assert sum(is_committed(d, stored) for d in store.participants("c-meeting1")) == 301
 
 
 def _after_each_stage(store: MeetingStore, action: Callable[[], None]) -> None:

@@ -33,6 +33,7 @@ LAYERS = {
         "selection",
         "schedule",
         "model",
+        "stored_state",
         "signatures",
         "poll_plan",
     },
