@@ -24,8 +24,8 @@ from typing import Any, NamedTuple
 
 from functions import logs
 from functions.attendance import Session
-from functions.chain import restart_overdue_chains, task_name
-from functions.declarations import accept_meeting_end
+from functions.chain import ensure_link, restart_overdue_chains, task_name
+from functions.declarations import Accepted, accept_meeting_end
 from functions.duplicates import dedupe_key, preferred
 from functions.errors import InvalidInput
 from functions.limits import REPORTS_RETENTION
@@ -35,6 +35,7 @@ from functions.ports import BackfillSlice, CollectTask, Deps
 from functions.reports_events import parse_activity
 from functions.schedule import Status
 from functions.selection import Partition
+from functions.stored_state import committed
 from functions.timestamps import format_timestamp, from_ms, to_ms
 
 DEFAULT_SLICE = timedelta(hours=6)
@@ -258,6 +259,9 @@ def run_backfill_slice(deps: Deps, part: BackfillSlice) -> BackfillReport:
     scan = Scan()
     _scan_range(deps, scan, (part.since, part.until))
     _reconcile(deps, scan, report, whole_range=(part.range_since, part.range_until))
+    # A retried slice may not see again what it created before it died (Reports answers
+    # differently): the first task of any chain never started is asked for here.
+    report.reenqueued = restart_overdue_chains(deps, now=deps.clock())
     logs.info("backfill slice finished", **report.to_json())
     return report
 
@@ -321,6 +325,11 @@ def _reconcile_code(
     """Give every unclaimed session of the code's conferences a found meeting (a new one, or its
     conference's, grown), then re-poll final meetings whose sessions changed."""
     meetings = {m.meeting_id: m for m in deps.store.with_code(code)}
+    for meeting in list(meetings.values()):
+        if meeting.is_found and not meeting.chain_started:
+            # A run that crashed between creating a found meeting and enqueueing its first poll
+            # is retried; that retry finds the meeting and must not leave it unpolled.
+            meetings[meeting.meeting_id] = ensure_link(deps, meeting)
     for conference in sorted(conferences, key=lambda c: (c.first_join_ms, c.conference_id)):
         partition = Partition(deps.spec(m) for m in meetings.values())
         rest = _unclaimed(partition, code, conference)
@@ -330,17 +339,14 @@ def _reconcile_code(
             rest = _unclaimed(partition, code, conference)
         if not rest:
             continue
-        accepted = accept_meeting_end(
+        accepted = give_found_meeting(
             deps,
-            Declared(
-                meeting_code=code,
-                started_at=from_ms(min(f.join_ms for f in rest)),
-                ended_at=from_ms(max(f.leave_ms for f in rest)),
-            ),
-            source="backfill",
-            conference_id=_found_identity(meetings, code, conference, rest),
+            meetings,
+            code=code,
+            conference_id=conference.conference_id,
+            first_join=from_ms(min(f.join_ms for f in rest)),
+            last_leave=from_ms(max(f.leave_ms for f in rest)),
         )
-        meetings[accepted.meeting.meeting_id] = accepted.meeting
         if accepted.created:
             report.meetings_created.append(accepted.meeting.meeting_id)
             with logs.bind(meeting_id=accepted.meeting.meeting_id):
@@ -352,18 +358,51 @@ def _reconcile_code(
     _repoll_changed(deps, meetings.values(), conferences, report)
 
 
-def _found_identity(
-    meetings: Mapping[str, MeetingRecord],
+def give_found_meeting(
+    deps: Deps,
+    meetings: dict[str, MeetingRecord],
+    *,
     code: str,
-    conference: ConferenceSummary,
-    rest: list[SessionFact],
-) -> str:
-    """The conference's found meeting grows with it; once merged away, what is left of the
-    conference gets a found meeting of its own, named after its first session."""
-    own = meetings.get(meeting_id_for(meeting_code=code, conference_id=conference.conference_id))
-    if own is None or own.status is not Status.MERGED:
-        return conference.conference_id
-    return f"{conference.conference_id}#{min(f.join_ms for f in rest)}"
+    conference_id: str,
+    first_join: datetime,
+    last_leave: datetime,
+) -> Accepted:
+    """Sessions of a conference that no meeting takes go to its found meeting, created or grown
+    to cover them ("never to none", CONTRACT §3); ``meetings`` (the code's) is kept up to date.
+
+    Once the conference's found meeting is merged away, what is left of the conference gets a
+    found meeting of its own, named after its first session."""
+    own = meetings.get(meeting_id_for(meeting_code=code, conference_id=conference_id))
+    identity = conference_id
+    if own is not None and own.status is Status.MERGED:
+        identity = f"{conference_id}#{to_ms(first_join)}"
+    accepted = accept_meeting_end(
+        deps,
+        Declared(meeting_code=code, started_at=first_join, ended_at=last_leave),
+        source="backfill",
+        conference_id=identity,
+    )
+    meetings[accepted.meeting.meeting_id] = accepted.meeting
+    return accepted
+
+
+def give_found_meetings(deps: Deps, code: str, sessions: Iterable[Session]) -> None:
+    """:func:`give_found_meeting` for the sessions a poll let go that no meeting takes."""
+    by_conference: dict[str, list[Session]] = {}
+    for session in sessions:
+        by_conference.setdefault(session.conference_id, []).append(session)
+    meetings = {m.meeting_id: m for m in deps.store.with_code(code)}
+    for conference_id, group in sorted(by_conference.items()):
+        accepted = give_found_meeting(
+            deps,
+            meetings,
+            code=code,
+            conference_id=conference_id,
+            first_join=min(s.join_time for s in group),
+            last_leave=max(s.leave_time for s in group),
+        )
+        with logs.bind(meeting_id=accepted.meeting.meeting_id):
+            logs.info("found meeting given sessions nobody takes", sessions=len(group))
 
 
 def _repoll_changed(
@@ -404,7 +443,7 @@ def _repoll_changed(
 
 def _stored_facts(deps: Deps, meeting: MeetingRecord) -> set[Comparable]:
     facts: set[Comparable] = set()
-    for document in deps.store.participants(meeting.meeting_id):
+    for document in committed(deps.store.participants(meeting.meeting_id), meeting):
         for session in document.get("sessions") or []:
             fact = stored_fact(session)
             if fact is not None:

@@ -65,12 +65,19 @@ def ensure_link(deps: Deps, meeting: MeetingRecord, *, trust_started: bool = Tru
 
 
 def restart_overdue_chains(deps: Deps, *, now: datetime) -> list[str]:
-    """A chain whose next poll is more than an hour late broke: start a new link now.
+    """A chain whose next poll is more than an hour late broke: start a new link now. A chain
+    whose first task was never asked for (its creator died between the meeting and the task,
+    and its retry did not come back to it) gets that task as soon as it is due.
 
     Two runs at once restart it once: the new link is taken by a conditional update.
     """
     restarted: list[str] = []
-    for meeting in deps.store.overdue(now - OVERDUE_AFTER):
+    for meeting in deps.store.overdue(now):
+        if not meeting.chain_started:
+            ensure_link(deps, meeting)  # the named task: asking twice creates one
+            continue
+        if meeting.next_poll_at is None or meeting.next_poll_at >= now - OVERDUE_AFTER:
+            continue  # due, and its task on the way
         seq = meeting.chain_seq
 
         def restart(current: MeetingRecord, seq: int = seq) -> MeetingRecord | None:

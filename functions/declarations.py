@@ -26,7 +26,6 @@ from functions.model import (
     RevisionRecord,
     Source,
     absent_record,
-    committed,
     estimated_record,
     meeting_id_for,
 )
@@ -35,6 +34,7 @@ from functions.participant_keys import participant_doc_id
 from functions.ports import Deps, MeetingCommit
 from functions.schedule import Status, deadline, first_poll_at
 from functions.selection import declared_window
+from functions.stored_state import StoredState, carrying_landed_token, with_previous
 
 __all__ = ["DELIVERY_MEMORY", "Accepted", "accept_meeting_end", "new_meeting_record"]
 
@@ -116,15 +116,28 @@ def accept_meeting_end(
             logs.info("meeting created", status=str(meeting.status), source=source)
         else:
             meeting = _update_declared(deps, record, source=source, now=now)
-        moved = (meeting.started_at, meeting.ended_at) != (record.started_at, record.ended_at)
         meeting = ensure_link(deps, meeting)
-        if created or meeting.chain_seq != record.chain_seq or (moved and meeting.is_found):
+        if meeting.neighbours_told_of != meeting.times and meeting.status is not Status.MERGED:
+            # New times (a new meeting, a reschedule, a found meeting that grew) change the
+            # neighbours' shares. Told before it is marked: a crash in between tells them twice.
             absorb_and_repoll_neighbours(deps, meeting)
+            meeting = _mark_told(deps, meeting)
         if webhook_id is not None:
             deps.store.remember_delivery(
                 webhook_id=webhook_id, meeting_id=meeting_id, expire_at=now + DELIVERY_MEMORY
             )
         return Accepted(meeting, created=created)
+
+
+def _mark_told(deps: Deps, meeting: MeetingRecord) -> MeetingRecord:
+    told = meeting.times
+
+    def mark(current: MeetingRecord) -> MeetingRecord | None:
+        if current.times != told or current.neighbours_told_of == told:
+            return None
+        return replace(current, neighbours_told_of=told)
+
+    return deps.store.update(meeting.meeting_id, mark) or meeting
 
 
 def _check_retention(record: MeetingRecord, *, now: datetime) -> None:
@@ -160,11 +173,8 @@ def expected_change(
     """The commit that makes ``expected`` the meeting's expected participants: estimates (or
     absences, once complete) for those not seen, the documents of those no longer expected
     removed; None when nothing changes. Real participants are left as they are."""
-    visible = committed(stored, revision=meeting.revision)
-    before = {participant_doc_id(str(d["participant_key"])): d for d in visible}
-    seen = {
-        str(d["participant_key"]) for d in visible if not d.get("estimated") and not d.get("absent")
-    }
+    state = StoredState.of(stored, meeting)
+    before, dirty, seen = state.before, state.dirty, state.seen
     unseen = [key for key in expected if key not in seen]
     complete = meeting.status is Status.COMPLETE
     make = absent_record if complete else estimated_record
@@ -172,7 +182,11 @@ def expected_change(
     revision = meeting.revision + (bool(meeting.participant_fingerprints) or meeting.revision > 0)
     records = [make(k, meeting=meeting, revision=revision, status=meeting.status) for k in unseen]
     known = meeting.participant_fingerprints
-    upserts = [r for r in records if known.get(r.doc_id) != r.fingerprint]
+    upserts = [
+        with_previous(r, before.get(r.doc_id, ("", None))[1])
+        for r in records
+        if r.doc_id in dirty or known.get(r.doc_id) != r.fingerprint
+    ]
     keep = {r.doc_id for r in records}
     deletes = sorted(
         participant_doc_id(str(d["participant_key"]))
@@ -188,18 +202,14 @@ def expected_change(
     changes = [
         AttendanceChange(
             participant_key=r.participant_key,
-            before=_attended(before.get(r.doc_id)),
+            before=before.get(r.doc_id, ("", None))[1],
             after=r.attended_seconds,
         )
         for r in upserts
     ] + [
-        AttendanceChange(
-            participant_key=str(before[d]["participant_key"]),
-            before=_attended(before[d]),
-            after=None,
-        )
+        AttendanceChange(participant_key=before[d][0], before=before[d][1], after=None)
         for d in deletes
-        if d in before
+        if before.get(d, ("", None))[1] is not None
     ]
     return MeetingCommit(
         meeting=replace(
@@ -213,6 +223,7 @@ def expected_change(
         expected=None,
         upserts=upserts,
         deletes=deletes,
+        settle=carrying_landed_token(stored, meeting),
         revision=(
             RevisionRecord(
                 revision=revision,
@@ -226,10 +237,6 @@ def expected_change(
     )
 
 
-def _attended(document: Mapping[str, Any] | None) -> int | None:
-    return None if document is None else int(document.get("attended_seconds") or 0)
-
-
 def write_estimates(deps: Deps, meeting: MeetingRecord, *, expected: tuple[str, ...]) -> None:
     """Make ``expected`` the meeting's expected participants, in one fenced commit with their
     estimates (idempotent; re-decided when the meeting changed meanwhile)."""
@@ -237,9 +244,11 @@ def write_estimates(deps: Deps, meeting: MeetingRecord, *, expected: tuple[str, 
         current = deps.store.read(meeting.meeting_id)
         if current is None or current.record.status is Status.MERGED:
             return
-        # A meeting that stores nothing yet (a new one) needs no read of its participants.
-        known = current.record.participant_fingerprints
-        stored = deps.store.participants(meeting.meeting_id) if known else []
+        # A meeting that stores nothing yet (a new one, no change being staged into it) needs no
+        # read of its participants.
+        record = current.record
+        unread = not record.participant_fingerprints and not record.multi_commit
+        stored = [] if unread else deps.store.participants(meeting.meeting_id)
         change = expected_change(current.record, stored, expected=expected, now=deps.clock())
         if change is None:
             return

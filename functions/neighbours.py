@@ -22,16 +22,21 @@ from typing import Final
 from functions import logs
 from functions.chain import task_name
 from functions.intervals import Span
-from functions.model import MeetingRecord, stored_sessions
+from functions.model import MeetingRecord
 from functions.participant_keys import participant_doc_id
 from functions.ports import CollectTask, Deps, MeetingCommit
 from functions.schedule import Status
-from functions.selection import selection_spans
+from functions.selection import Partition
+from functions.stored_state import carrying_landed_token, stored_sessions
 
 __all__ = ["absorb_and_repoll_neighbours"]
 
 #: Tries of one fenced merge before leaving it to the absorbed meeting's own poll.
 _MERGE_ATTEMPTS: Final = 3
+
+
+def _share(partition: Partition, meeting_id: str) -> tuple[Span | None, Span | None]:
+    return partition.selection.get(meeting_id), partition.credited.get(meeting_id)
 
 
 def _covers(span: Span, meeting: MeetingRecord) -> bool:
@@ -50,9 +55,9 @@ def absorb_and_repoll_neighbours(deps: Deps, meeting: MeetingRecord) -> list[str
         for m in deps.store.with_code(meeting.meeting_code)
         if m.meeting_id != meeting.meeting_id and m.status is not Status.MERGED
     ]
-    before = selection_spans(deps.spec(m) for m in others)
-    after = selection_spans([*(deps.spec(m) for m in others), deps.spec(meeting)])
-    own = after.get(meeting.meeting_id)
+    before = Partition(deps.spec(m) for m in others)
+    after = Partition([*(deps.spec(m) for m in others), deps.spec(meeting)])
+    own = after.selection.get(meeting.meeting_id)
     repolled: list[str] = []
     for other in others:
         absorbing = (
@@ -60,13 +65,15 @@ def absorb_and_repoll_neighbours(deps: Deps, meeting: MeetingRecord) -> list[str
         )
         if absorbing and own is not None and _merge_if_covered(deps, other, into=meeting, span=own):
             continue
-        span = after.get(other.meeting_id)
-        if not absorbing and span == before.get(other.meeting_id):
+        # Its share: which sessions it takes, and the span it is credited for (a later meeting
+        # whose window does not reach it still ends its credit at its own window's edge).
+        share = _share(after, other.meeting_id)
+        if not absorbing and share == _share(before, other.meeting_id):
             continue
         _bump(deps, other, absorbed_by=meeting.meeting_id if absorbing else None, now=now)
         deps.queue.enqueue(
             CollectTask(other.meeting_id, other.chain_seq, "neighbour"),
-            task_id=task_name(other.meeting_id, "neighbour", meeting.meeting_id, span, own),
+            task_id=task_name(other.meeting_id, "neighbour", meeting.meeting_id, *share, own),
             at=now,
         )
         repolled.append(other.meeting_id)
@@ -94,9 +101,7 @@ def _bump(deps: Deps, other: MeetingRecord, *, absorbed_by: str | None, now: dat
     deps.store.update(other.meeting_id, change)
 
 
-def _merge_if_covered(
-    deps: Deps, found: MeetingRecord, *, into: MeetingRecord, span: Span
-) -> bool:
+def _merge_if_covered(deps: Deps, found: MeetingRecord, *, into: MeetingRecord, span: Span) -> bool:
     """Merge ``found`` into ``into`` in one fenced commit when ``span`` (the declared meeting's
     selection) covers every session it holds. False when it does not (or it keeps changing)."""
     for _ in range(_MERGE_ATTEMPTS):
@@ -105,7 +110,7 @@ def _merge_if_covered(
             return True
         record = current.record
         documents = deps.store.participants(record.meeting_id)
-        held = stored_sessions(documents, meeting_code=record.meeting_code, revision=record.revision)
+        held = stored_sessions(documents, record)
         if not all(span.overlaps(s.join_time, s.leave_time) for s in held):
             return False
         now = deps.clock()
@@ -122,6 +127,7 @@ def _merge_if_covered(
             status_updates=tuple(
                 sorted(participant_doc_id(str(d["participant_key"])) for d in documents)
             ),
+            settle=carrying_landed_token(documents, record),
         )
         if deps.store.commit(commit) is not None:
             with logs.bind(meeting_id=record.meeting_id):

@@ -9,7 +9,8 @@ and commits the plan in one fenced write; nothing here does I/O.
 The session set is monotone: the sessions stored, plus those fetched, plus those
 neighbours hold that now fall in this meeting's selection, restricted to that selection. A
 session that leaves (the partition changed) is held until the meeting that gains it stores it,
-so it never depends on Reports still returning it.
+so it never depends on Reports still returning it; one that no meeting gains is held until a
+found meeting is given it.
 """
 
 from __future__ import annotations
@@ -31,21 +32,36 @@ from functions.model import (
     RevisionReason,
     RevisionRecord,
     absent_record,
-    committed,
     estimated_record,
     in_stored_form,
     participant_record,
-    stored_sessions,
 )
 from functions.participant_keys import participant_doc_id
 from functions.schedule import Decision, PollHistory, PollResult, Status, Timing, decide
 from functions.schedule import next_poll_at as scheduled_after
 from functions.selection import MeetingSpec, Partition, credited_spans, select_meetings
+from functions.stored_state import (
+    StoredState,
+    carrying_landed_token,
+    stored_sessions,
+    with_previous,
+)
 
-__all__ = ["INCOMPLETE_ANSWER", "PollInputs", "PollPlan", "plan_poll"]
+__all__ = [
+    "INCOMPLETE_ANSWER",
+    "TEXTS_REPAIRED",
+    "UNUSABLE_EVENTS",
+    "PollInputs",
+    "PollPlan",
+    "plan_poll",
+]
 
 #: ``last_warning.code`` when Reports returned fewer of the selection's sessions than are stored.
 INCOMPLETE_ANSWER: Final = "incomplete_answer"
+#: ``last_warning.code`` when the answer held ``call_ended`` events that could not be used.
+UNUSABLE_EVENTS: Final = "unusable_events"
+#: ``last_warning.code`` when descriptive texts of the answer were repaired (not valid Unicode).
+TEXTS_REPAIRED: Final = "texts_repaired"
 
 Documents = Sequence[Mapping[str, Any]]
 Key = tuple[str, str]
@@ -62,6 +78,10 @@ class PollInputs:
     donors: Mapping[str, Documents]
     fetched: Sequence[Session] | None
     error: LastError | None
+    #: What the decoder said of the answer (skipped events, repaired texts), and how many of
+    #: its events it skipped.
+    answer_warnings: tuple[str, ...] = ()
+    skipped_events: int = 0
     polled_at: datetime
     revision_reason: RevisionReason
     in_chain: bool
@@ -79,6 +99,8 @@ class PollPlan:
     upserts: tuple[ParticipantRecord, ...]
     deletes: tuple[str, ...]
     status_updates: tuple[str, ...]
+    #: Documents naming the staged change this meeting landed before (MeetingCommit.settle).
+    settle: tuple[str, ...]
     revision: RevisionRecord | None
     selected: Meeting
     decision: Decision
@@ -87,6 +109,9 @@ class PollPlan:
     #: Neighbours to re-poll now: they hold sessions this meeting took and no longer select
     #: them (so they let them go), or a found meeting's shrunken times moved their spans.
     repolls: tuple[str, ...]
+    #: Sessions this meeting let go that no meeting takes: held here (and counted) until a
+    #: found meeting is given them and takes them from here (CONTRACT §3 "never to none").
+    orphans: tuple[Session, ...]
 
 
 def _spec(meeting: MeetingRecord, inputs: PollInputs) -> MeetingSpec:
@@ -117,19 +142,17 @@ class _Selection:
     kept: dict[Key, Session]  # selected, plus held ones that have not been handed over yet
     handed_to: tuple[str, ...]  # meetings that gained (and store) sessions this one held
     releases: tuple[str, ...]  # neighbours holding sessions this one took, outside their span
+    orphans: tuple[Session, ...]  # held ones no meeting takes: they need a found meeting
     warning: LastError | None
 
 
 def _select(inputs: PollInputs) -> _Selection:
     meeting = inputs.meeting
     code = meeting.meeting_code
-    own = stored_sessions(inputs.stored, meeting_code=code, revision=meeting.revision)
+    own = stored_sessions(inputs.stored, meeting)
     by_id = {n.meeting_id: n for n in inputs.neighbours}
     theirs = {
-        neighbour_id: {
-            dedupe_key(s): s
-            for s in stored_sessions(docs, meeting_code=code, revision=by_id[neighbour_id].revision)
-        }
+        neighbour_id: {dedupe_key(s): s for s in stored_sessions(docs, by_id[neighbour_id])}
         for neighbour_id, docs in inputs.donors.items()
         if neighbour_id in by_id
     }
@@ -142,6 +165,7 @@ def _select(inputs: PollInputs) -> _Selection:
     spec_of = {spec.meeting_id: spec for spec in specs}
     kept = dict(chosen)
     handed_to: set[str] = set()
+    orphans: list[Session] = []
     for session in own:
         key = dedupe_key(session)
         if key in chosen:
@@ -151,9 +175,14 @@ def _select(inputs: PollInputs) -> _Selection:
             for m in partition.takers(code, session.join_time, session.leave_time)
             if m != meeting.meeting_id
         ]
-        if any(key not in theirs.get(g, {}) for g in gainers):
+        if not gainers:
+            orphans.append(union[key])  # held until a found meeting takes it: never to none
+        if not gainers or any(key not in theirs.get(g, {}) for g in gainers):
             kept[key] = union[key]  # held until the meeting that gains it stores it
         handed_to.update(g for g in gainers if key in theirs.get(g, {}))
+    # Neighbours to tell: those holding a session this meeting took that they no longer take
+    # (they let it go), and those that take a session this meeting holds but do not hold it
+    # (they take it from here: Reports may no longer have it).
     releases = {
         neighbour_id
         for neighbour_id, held in theirs.items()
@@ -163,6 +192,12 @@ def _select(inputs: PollInputs) -> _Selection:
             for key, session in chosen.items()
         )
     }
+    releases |= {
+        taker
+        for key, session in chosen.items()
+        for taker in partition.takers(code, session.join_time, session.leave_time)
+        if taker != meeting.meeting_id and key not in theirs.get(taker, {})
+    }
     selected = selection.meeting
     if len(kept) != len(chosen):
         selected = _rebuilt(selection.meeting, kept.values(), inputs, specs)
@@ -171,6 +206,7 @@ def _select(inputs: PollInputs) -> _Selection:
         kept=kept,
         handed_to=tuple(sorted(handed_to)),
         releases=tuple(sorted(releases)),
+        orphans=tuple(orphans),
         warning=_incompleteness(inputs, own, chosen, fetched),
     )
 
@@ -201,13 +237,25 @@ def _incompleteness(
     fetched_keys = {dedupe_key(s) for s in fetched}
     lacking = sum(1 for s in own if dedupe_key(s) in chosen and dedupe_key(s) not in fetched_keys)
     if not lacking:
-        return None
+        return _answer_warning(inputs)
     return LastError(
         code=INCOMPLETE_ANSWER,
         message=(
             f"the Reports API returned {lacking} fewer session(s) than the meeting holds; "
             "the stored sessions are kept"
         ),
+        at=inputs.polled_at,
+    )
+
+
+def _answer_warning(inputs: PollInputs) -> LastError | None:
+    """``last_warning`` when the answer held unusable events or texts that needed repair
+    (CONTRACT §1: skipped and counted, never fatal)."""
+    if not inputs.answer_warnings:
+        return None
+    return LastError(
+        code=UNUSABLE_EVENTS if inputs.skipped_events else TEXTS_REPAIRED,
+        message="; ".join(inputs.answer_warnings),
         at=inputs.polled_at,
     )
 
@@ -276,13 +324,9 @@ class _Attendance:
 
 def _attendance(inputs: PollInputs, selected: Meeting, status: Status) -> _Attendance:
     meeting = inputs.meeting
-    stored_ids = {participant_doc_id(str(d["participant_key"])) for d in inputs.stored}
-    # A document above the meeting's revision was written by a change that never landed.
-    dirty = {
-        participant_doc_id(str(d["participant_key"]))
-        for d in inputs.stored
-        if int(d.get("revision") or 0) > meeting.revision
-    }
+    state = StoredState.of(inputs.stored, meeting)
+    stored_ids = set(state.before)
+    dirty = state.dirty
     known = meeting.participant_fingerprints
     records = _records(inputs, selected, status=status, revision=meeting.revision)
     changed = {d for d, r in records.items() if d in dirty or known.get(d) != r.fingerprint}
@@ -291,38 +335,27 @@ def _attendance(inputs: PollInputs, selected: Meeting, status: Status) -> _Atten
         return _Attendance(records, {}, (), meeting.revision)
     revision = meeting.revision + 1
     records = _records(inputs, selected, status=status, revision=revision)
-    return _Attendance(records, {d: records[d] for d in sorted(changed)}, removed, revision)
+    upserts = {d: with_previous(records[d], state.attended(d)) for d in sorted(changed)}
+    return _Attendance(records, upserts, removed, revision)
 
 
 def _changes(
-    stored: Documents,
-    changed: Mapping[str, ParticipantRecord],
-    removed: Sequence[str],
-    *,
-    revision: int,
+    state: StoredState, changed: Mapping[str, ParticipantRecord], removed: Sequence[str]
 ) -> list[AttendanceChange]:
-    before = {
-        participant_doc_id(str(d["participant_key"])): d
-        for d in committed(stored, revision=revision)
-    }
     changes = [
         AttendanceChange(
             participant_key=record.participant_key,
-            before=None
-            if doc_id not in before
-            else int(before[doc_id].get("attended_seconds") or 0),
+            before=state.attended(doc_id),
             after=record.attended_seconds,
         )
         for doc_id, record in changed.items()
     ]
     changes += [
         AttendanceChange(
-            participant_key=str(before[doc_id].get("participant_key")),
-            before=int(before[doc_id].get("attended_seconds") or 0),
-            after=None,
+            participant_key=state.before[doc_id][0], before=state.attended(doc_id), after=None
         )
         for doc_id in removed
-        if doc_id in before
+        if state.attended(doc_id) is not None
     ]
     return sorted(changes, key=lambda c: c.participant_key)
 
@@ -343,6 +376,12 @@ def _following(inputs: PollInputs, decision: Decision) -> tuple[datetime | None,
         )
     )
     return following, meeting.chain_seq + 1
+
+
+def _repolls(meeting: MeetingRecord, selection: _Selection) -> tuple[str, ...]:
+    """The neighbours to re-poll: this poll's, and any an earlier commit's delivery did not get
+    to ask for before it died."""
+    return tuple(sorted({*meeting.repolls_due, *selection.releases}))
 
 
 def _absorbed(inputs: PollInputs, selection: _Selection) -> str | None:
@@ -372,7 +411,9 @@ def _after(
         last_polled_at=polled_at,
         next_poll_at=following,
         chain_seq=chain_seq,
-        chain_started=not inputs.in_chain or following is None,
+        # A one-off poll leaves the chain's link as it was (started or not); a link's poll
+        # starts the next link only once it is enqueued.
+        chain_started=meeting.chain_started if not inputs.in_chain else following is None,
         revision=attendance.revision,
         participant_fingerprints={d: r.fingerprint for d, r in attendance.records.items()},
         sessions_fingerprint=decision.sessions_fingerprint,
@@ -401,6 +442,7 @@ def _after(
             if meeting.is_found
             else meeting.partly_merged_into
         ),
+        repolls_due=_repolls(meeting, selection),
         lease_owner=None,
         lease_until=None,
         updated_at=polled_at,
@@ -416,8 +458,13 @@ def plan_poll(inputs: PollInputs) -> PollPlan:
         return _merged_plan(inputs, selection, decision, merged_into)
     attendance = _attendance(inputs, selection.meeting, decision.status)
     meeting = _after(inputs, selection, decision, attendance)
-    status_moved = decision.status is not inputs.meeting.status
-    stored_ids = {participant_doc_id(str(d["participant_key"])) for d in inputs.stored}
+    # Every kept document mirrors the status: the ones whose mirror lags (the status moved, or a
+    # staged change's mirrors never ran) are brought up to date.
+    lagging = {
+        participant_doc_id(str(d["participant_key"]))
+        for d in inputs.stored
+        if d.get("meeting_status") != str(decision.status)
+    }
     revision = None
     if attendance.changed or attendance.removed:
         revision = RevisionRecord(
@@ -425,10 +472,9 @@ def plan_poll(inputs: PollInputs) -> PollPlan:
             at=inputs.polled_at,
             reason=inputs.revision_reason,
             changes=_changes(
-                inputs.stored,
+                StoredState.of(inputs.stored, inputs.meeting),
                 attendance.changed,
                 attendance.removed,
-                revision=inputs.meeting.revision,
             ),
         )
     real = {participant_doc_id(p.participant_key) for p in selection.meeting.participants}
@@ -438,16 +484,16 @@ def plan_poll(inputs: PollInputs) -> PollPlan:
         upserts=tuple(attendance.changed.values()),
         deletes=attendance.removed,
         status_updates=tuple(
-            d
-            for d in sorted(attendance.records)
-            if status_moved and d not in attendance.changed and d in stored_ids
+            d for d in sorted(attendance.records) if d not in attendance.changed and d in lagging
         ),
         revision=revision,
+        settle=carrying_landed_token(inputs.stored, inputs.meeting),
         selected=selection.meeting,
         decision=decision,
         created=tuple(d for d in attendance.changed if d in real and d not in previous),
         updated=tuple(d for d in attendance.changed if d in real and d in previous),
-        repolls=selection.releases,
+        repolls=meeting.repolls_due,
+        orphans=selection.orphans,
     )
 
 
@@ -465,6 +511,7 @@ def _merged_plan(
         chain_started=True,
         attempts=meeting.attempts + 1,
         last_polled_at=inputs.polled_at,
+        repolls_due=_repolls(meeting, selection),
         lease_owner=None,
         lease_until=None,
         updated_at=inputs.polled_at,
@@ -477,9 +524,11 @@ def _merged_plan(
             sorted(participant_doc_id(str(d["participant_key"])) for d in inputs.stored)
         ),
         revision=None,
+        settle=carrying_landed_token(inputs.stored, inputs.meeting),
         selected=selection.meeting,
         decision=replace(decision, status=Status.MERGED, final=True),
         created=(),
         updated=(),
-        repolls=selection.releases,
+        repolls=merged.repolls_due,
+        orphans=selection.orphans,
     )

@@ -25,6 +25,7 @@ from typing import Final
 
 from functions import logs
 from functions.attendance import Meeting, Session
+from functions.backfill import give_found_meetings
 from functions.chain import ensure_link, task_name
 from functions.errors import Busy, Conflict, NotFound, ReportsError, StoreContention
 from functions.meeting_codes import reports_meeting_code
@@ -121,8 +122,34 @@ def poll_meeting(
 def _skipped(deps: Deps, meeting: MeetingRecord, skip: str) -> Skipped:
     if skip == "stale":
         ensure_link(deps, meeting, trust_started=False)
+    meeting = _ask_for_repolls(deps, meeting)
     logs.info("delivery skipped", skipped=skip, status=str(meeting.status))
     return Skipped(meeting_id=meeting.meeting_id, skipped_reason=skip, meeting=meeting)
+
+
+def _ask_for_repolls(deps: Deps, meeting: MeetingRecord) -> MeetingRecord:
+    """Enqueue the re-polls of neighbours the meeting's last commit named, then clear them.
+
+    The names come from the meeting's revision, so a delivery that died in between (and whose
+    retry finds the meeting final, or polls it again) asks once more for the same tasks."""
+    due = meeting.repolls_due
+    if not due:
+        return meeting
+    now = deps.clock()
+    for neighbour_id in due:
+        neighbour = deps.store.get(neighbour_id)
+        if neighbour is None or neighbour.status is Status.MERGED:
+            continue
+        deps.queue.enqueue(
+            CollectTask(neighbour_id, neighbour.chain_seq, "neighbour"),
+            task_id=task_name(neighbour_id, "release", meeting.meeting_id, meeting.revision),
+            at=now,
+        )
+
+    def asked(current: MeetingRecord) -> MeetingRecord | None:
+        return replace(current, repolls_due=()) if current.repolls_due == due else None
+
+    return deps.store.update(meeting.meeting_id, asked) or meeting
 
 
 def _skip_reason(meeting: MeetingRecord, *, in_chain: bool, seq: int | None) -> str | None:
@@ -182,6 +209,8 @@ class _Fetched:
     sessions: list[Session] | None
     stats: FetchStats | None
     error: LastError | None
+    warnings: tuple[str, ...] = ()
+    skipped: int = 0
 
 
 def _fetch(deps: Deps, query: tuple[str, datetime], polled_at: datetime) -> _Fetched:
@@ -193,7 +222,14 @@ def _fetch(deps: Deps, query: tuple[str, datetime], polled_at: datetime) -> _Fet
         return _Fetched(query, None, None, error)
     collector = SessionCollector()
     collector.add_activities(activities)
-    return _Fetched(query, collector.sessions(), stats, None)
+    warnings = tuple(collector.warnings())
+    if warnings:
+        logs.warning(
+            "Reports answer decoded with warnings",
+            skipped=collector.events_skipped,
+            texts_repaired=collector.texts_repaired,
+        )
+    return _Fetched(query, collector.sessions(), stats, None, warnings, collector.events_skipped)
 
 
 def _may_exchange(deps: Deps, one: MeetingRecord, other: MeetingRecord) -> bool:
@@ -238,6 +274,8 @@ def _plan(
         },
         fetched=fetched.sessions,
         error=fetched.error,
+        answer_warnings=fetched.warnings,
+        skipped_events=fetched.skipped,
         polled_at=polled_at,
         revision_reason=_revision_reason(reason),
         in_chain=reason == "poll",
@@ -254,6 +292,7 @@ def _poll_leased(
 ) -> PollOutcome | Skipped:
     fetched: _Fetched | None = None
     in_chain = reason == "poll"
+    orphans_given = False
     for _ in range(MAX_PLANS):
         meeting = leased.record
         plan, fetched = _plan(deps, meeting, fetched, reason=reason)
@@ -261,16 +300,24 @@ def _poll_leased(
         if lease_until is None or deps.clock() >= lease_until:
             logs.warning("poll outlived its lease; nothing stored")
             raise Busy(meeting.meeting_id)
-        committed = deps.store.commit(
-            MeetingCommit(
-                meeting=plan.meeting,
-                expected=leased.version,
-                upserts=plan.upserts,
-                deletes=plan.deletes,
-                status_updates=plan.status_updates,
-                revision=plan.revision,
+        if plan.orphans and not orphans_given:
+            # Found meetings first, then a plan that hands the sessions over to them: a crash
+            # in between leaves the sessions here, where the found meeting's poll finds them.
+            give_found_meetings(deps, meeting.meeting_code, plan.orphans)
+            orphans_given = True
+            committed = None
+        else:
+            committed = deps.store.commit(
+                MeetingCommit(
+                    meeting=plan.meeting,
+                    expected=leased.version,
+                    upserts=plan.upserts,
+                    deletes=plan.deletes,
+                    status_updates=plan.status_updates,
+                    settle=plan.settle,
+                    revision=plan.revision,
+                )
             )
-        )
         if committed is not None:
             return _committed(deps, plan, committed.record, fetched, in_chain=in_chain)
         fresh = deps.store.read(meeting.meeting_id)
@@ -290,18 +337,11 @@ def _poll_leased(
 def _committed(
     deps: Deps, plan: PollPlan, stored: MeetingRecord, fetched: _Fetched, *, in_chain: bool
 ) -> PollOutcome:
-    if in_chain:
+    if in_chain or not stored.chain_started:
+        # A one-off poll of a meeting whose first link was never asked for (its creator died in
+        # between) asks for it: the link is a named task, asking twice creates one.
         stored = ensure_link(deps, stored)
-    now = deps.clock()
-    for neighbour_id in plan.repolls:
-        neighbour = deps.store.get(neighbour_id)
-        if neighbour is None or neighbour.status is Status.MERGED:
-            continue
-        deps.queue.enqueue(
-            CollectTask(neighbour_id, neighbour.chain_seq, "neighbour"),
-            task_id=task_name(neighbour_id, "release", stored.meeting_id, stored.revision),
-            at=now,
-        )
+    stored = _ask_for_repolls(deps, stored)
     writes = len(plan.upserts) + len(plan.deletes) + len(plan.status_updates)
     outcome = PollOutcome(
         meeting=stored,

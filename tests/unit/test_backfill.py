@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -21,7 +22,7 @@ from functions.declarations import accept_meeting_end
 from functions.errors import InvalidInput
 from functions.model import Declared, MeetingRecord
 from functions.polling import handle_collect_task
-from functions.ports import Deps
+from functions.ports import BackfillSlice, CollectTask, Deps
 from functions.reports_events import parse_activity
 from functions.schedule import Status, Timing
 from local.simulate import Stay, activities_for, call_ended
@@ -29,6 +30,12 @@ from tests.fakes import ManualClock, MemoryQueue, MemoryStore, ScriptedReports
 
 NOW = datetime(2026, 11, 27, 6, 0, tzinfo=UTC)
 M = timedelta(minutes=1)
+SLICE = BackfillSlice(
+    since=NOW - timedelta(hours=48),
+    until=NOW,
+    range_since=NOW - timedelta(hours=48),
+    range_until=NOW,
+)
 
 
 def code_for(index: int) -> str:
@@ -106,6 +113,60 @@ def test_unannounced_conferences_get_backfill_meetings_and_announced_ones_are_un
     assert {t.task.meeting_id for t in new_tasks} == set(report.meetings_created)
     assert report.repolled == []
     assert report.reenqueued == []
+
+
+class CrashOnFirstEnqueue(MemoryQueue):
+    """The process dies once, between a meeting's creation and its first task."""
+
+    crashed: bool = False
+
+    def enqueue(self, task: CollectTask, *, task_id: str, at: datetime) -> bool:
+        if not self.crashed:
+            self.crashed = True
+            raise RuntimeError("instance died")
+        return super().enqueue(task, task_id=task_id, at=at)
+
+
+def test_a_run_retried_after_a_crash_before_the_first_enqueue_starts_the_chain() -> None:
+    world = World()
+    world.queue = CrashOnFirstEnqueue()
+    world.deps = replace(world.deps, queue=world.queue)
+    world.day_of_classes(1)
+    with pytest.raises(RuntimeError):
+        world.backfill()
+    (found,) = world.store.meetings.values()
+    assert not found.chain_started
+    assert world.queue.tasks == []
+
+    retried = world.backfill()
+
+    assert retried.meetings_created == []
+    assert [t.task.meeting_id for t in world.queue.tasks] == [found.meeting_id]
+    assert world.store.meetings[found.meeting_id].chain_started
+    world.drain()
+    assert world.store.meetings[found.meeting_id].participant_count == 2
+
+
+def test_a_retry_that_no_longer_sees_the_conference_still_starts_the_chain() -> None:
+    world = World()
+    world.queue = CrashOnFirstEnqueue()
+    world.deps = replace(world.deps, queue=world.queue)
+    world.day_of_classes(1)
+    with pytest.raises(RuntimeError):
+        run_backfill_slice(world.deps, SLICE)
+    (found,) = world.store.meetings.values()
+    activities, world.reports.activities = world.reports.activities, []  # Reports answers empty
+    assert found.next_poll_at is not None
+    world.clock.now = found.next_poll_at + M
+
+    retried = run_backfill_slice(world.deps, SLICE)
+
+    assert retried.meetings_created == []
+    assert [t.task.meeting_id for t in world.queue.tasks] == [found.meeting_id]
+    assert world.store.meetings[found.meeting_id].chain_started
+    world.reports.activities = activities
+    world.drain()
+    assert world.store.meetings[found.meeting_id].participant_count == 2
 
 
 def test_backfill_meetings_past_their_deadline_are_polled_once_and_final() -> None:
