@@ -36,7 +36,13 @@ from functions.schedule import Status, deadline, first_poll_at
 from functions.selection import declared_window
 from functions.stored_state import StoredState, carrying_landed_token, with_previous
 
-__all__ = ["DELIVERY_MEMORY", "Accepted", "accept_meeting_end", "new_meeting_record"]
+__all__ = [
+    "DELIVERY_MEMORY",
+    "Accepted",
+    "accept_meeting_end",
+    "new_meeting_record",
+    "tell_neighbours",
+]
 
 #: Webhook-id replay records live this long (Firestore TTL deletes them after).
 DELIVERY_MEMORY: Final = timedelta(days=2)
@@ -117,16 +123,22 @@ def accept_meeting_end(
         else:
             meeting = _update_declared(deps, record, source=source, now=now)
         meeting = ensure_link(deps, meeting)
-        if meeting.neighbours_told_of != meeting.times and meeting.status is not Status.MERGED:
-            # New times (a new meeting, a reschedule, a found meeting that grew) change the
-            # neighbours' shares. Told before it is marked: a crash in between tells them twice.
-            absorb_and_repoll_neighbours(deps, meeting)
-            meeting = _mark_told(deps, meeting)
+        meeting = tell_neighbours(deps, meeting)
         if webhook_id is not None:
             deps.store.remember_delivery(
                 webhook_id=webhook_id, meeting_id=meeting_id, expire_at=now + DELIVERY_MEMORY
             )
         return Accepted(meeting, created=created)
+
+
+def tell_neighbours(deps: Deps, meeting: MeetingRecord) -> MeetingRecord:
+    """New times (a new meeting, a reschedule, a found meeting that grew or shrank) change the
+    neighbours' shares: tell them, once per set of times. Told before it is marked, so a crash
+    in between tells them twice (the re-poll tasks are named: once)."""
+    if meeting.neighbours_told_of == meeting.times or meeting.status is Status.MERGED:
+        return meeting
+    absorb_and_repoll_neighbours(deps, meeting)
+    return _mark_told(deps, meeting)
 
 
 def _mark_told(deps: Deps, meeting: MeetingRecord) -> MeetingRecord:

@@ -24,7 +24,7 @@ from functions.fingerprints import (
 from functions.participant_keys import identity_fields, participant_doc_id
 from functions.schedule import FINAL_STATUSES, Status
 from functions.selection import MeetingSpec
-from functions.timestamps import format_timestamp
+from functions.timestamps import format_timestamp, parse_timestamp
 
 Source = Literal["webhook", "backfill", "manual"]
 #: Sources that only found a meeting (from its sessions) rather than declaring a class: their
@@ -190,6 +190,18 @@ class MeetingRecord:
         """``started_at``/``ended_at`` as one string (what ``neighbours_told_of`` remembers)."""
         start = "" if self.started_at is None else format_timestamp(self.started_at)
         return f"{start}/{format_timestamp(self.ended_at)}"
+
+    def as_told(self) -> MeetingRecord | None:
+        """The meeting at the times its neighbours were last told of (None if never told)."""
+        if self.neighbours_told_of is None:
+            return None
+        start, _, end = self.neighbours_told_of.partition("/")
+        ended_at = parse_timestamp(end)
+        if ended_at is None:
+            return None
+        return replace(
+            self, started_at=parse_timestamp(start) if start else None, ended_at=ended_at
+        )
 
     @property
     def is_found(self) -> bool:

@@ -55,7 +55,12 @@ def absorb_and_repoll_neighbours(deps: Deps, meeting: MeetingRecord) -> list[str
         for m in deps.store.with_code(meeting.meeting_code)
         if m.meeting_id != meeting.meeting_id and m.status is not Status.MERGED
     ]
-    before = Partition(deps.spec(m) for m in others)
+    # Shares before: without the meeting, and with it at the times the neighbours were told of
+    # (a moved meeting changes the shares at both places).
+    before = [Partition(deps.spec(m) for m in others)]
+    told = meeting.as_told()
+    if told is not None and told.times != meeting.times:
+        before.append(Partition([*(deps.spec(m) for m in others), deps.spec(told)]))
     after = Partition([*(deps.spec(m) for m in others), deps.spec(meeting)])
     own = after.selection.get(meeting.meeting_id)
     repolled: list[str] = []
@@ -68,7 +73,7 @@ def absorb_and_repoll_neighbours(deps: Deps, meeting: MeetingRecord) -> list[str
         # Its share: which sessions it takes, and the span it is credited for (a later meeting
         # whose window does not reach it still ends its credit at its own window's edge).
         share = _share(after, other.meeting_id)
-        if not absorbing and share == _share(before, other.meeting_id):
+        if not absorbing and all(share == _share(p, other.meeting_id) for p in before):
             continue
         _bump(deps, other, absorbed_by=meeting.meeting_id if absorbing else None, now=now)
         deps.queue.enqueue(

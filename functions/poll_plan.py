@@ -39,7 +39,13 @@ from functions.model import (
 from functions.participant_keys import participant_doc_id
 from functions.schedule import Decision, PollHistory, PollResult, Status, Timing, decide
 from functions.schedule import next_poll_at as scheduled_after
-from functions.selection import MeetingSpec, Partition, credited_spans, select_meetings
+from functions.selection import (
+    MeetingSpec,
+    Partition,
+    credited_spans,
+    declared_window,
+    select_meetings,
+)
 from functions.stored_state import (
     StoredState,
     carrying_landed_token,
@@ -378,6 +384,28 @@ def _following(inputs: PollInputs, decision: Decision) -> tuple[datetime | None,
     return following, meeting.chain_seq + 1
 
 
+def _shrunk(
+    inputs: PollInputs, kept: Iterable[Session], partly_merged_into: tuple[str, ...]
+) -> tuple[datetime | None, datetime, datetime, datetime]:
+    """``started_at``, ``ended_at`` and the window after the poll: a found meeting partly merged
+    away covers only the rest (CONTRACT §3), its times shrink to its first join and last leave.
+    Nothing else moves a meeting's times here."""
+    meeting = inputs.meeting
+    unchanged = (meeting.started_at, meeting.ended_at, meeting.window_start, meeting.window_end)
+    sessions = list(kept)
+    if not meeting.is_found or not partly_merged_into or not sessions:
+        return unchanged
+    started_at = min(s.join_time for s in sessions)
+    ended_at = max(s.leave_time for s in sessions)
+    window_start, window_end = declared_window(
+        ended_at=ended_at,
+        started_at=started_at,
+        before_s=inputs.window_before_s,
+        after_s=inputs.window_after_s,
+    )
+    return started_at, ended_at, window_start, window_end
+
+
 def _repolls(meeting: MeetingRecord, selection: _Selection) -> tuple[str, ...]:
     """The neighbours to re-poll: this poll's, and any an earlier commit's delivery did not get
     to ask for before it died."""
@@ -404,8 +432,18 @@ def _after(
     declared_gainers = tuple(
         g for g in selection.handed_to if g in declared and g not in meeting.partly_merged_into
     )
+    partly_merged_into = (
+        (*meeting.partly_merged_into, *declared_gainers)
+        if meeting.is_found
+        else meeting.partly_merged_into
+    )
+    started_at, ended_at, window_start, window_end = _shrunk(inputs, kept, partly_merged_into)
     return replace(
         meeting,
+        started_at=started_at,
+        ended_at=ended_at,
+        window_start=window_start,
+        window_end=window_end,
         status=decision.status,
         attempts=meeting.attempts + 1,
         last_polled_at=polled_at,
@@ -437,11 +475,7 @@ def _after(
         attendance_source="reports" if selected.participants else meeting.attendance_source,
         sessions_start=min((s.join_time for s in kept), default=None),
         sessions_end=max((s.leave_time for s in kept), default=None),
-        partly_merged_into=(
-            (*meeting.partly_merged_into, *declared_gainers)
-            if meeting.is_found
-            else meeting.partly_merged_into
-        ),
+        partly_merged_into=partly_merged_into,
         repolls_due=_repolls(meeting, selection),
         lease_owner=None,
         lease_until=None,

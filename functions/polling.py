@@ -27,6 +27,7 @@ from functions import logs
 from functions.attendance import Meeting, Session
 from functions.backfill import give_found_meetings
 from functions.chain import ensure_link, task_name
+from functions.declarations import tell_neighbours
 from functions.errors import Busy, Conflict, NotFound, ReportsError, StoreContention
 from functions.meeting_codes import reports_meeting_code
 from functions.model import LastError, MeetingRecord, RevisionReason
@@ -122,7 +123,7 @@ def poll_meeting(
 def _skipped(deps: Deps, meeting: MeetingRecord, skip: str) -> Skipped:
     if skip == "stale":
         ensure_link(deps, meeting, trust_started=False)
-    meeting = _ask_for_repolls(deps, meeting)
+    meeting = tell_neighbours(deps, _ask_for_repolls(deps, meeting))
     logs.info("delivery skipped", skipped=skip, status=str(meeting.status))
     return Skipped(meeting_id=meeting.meeting_id, skipped_reason=skip, meeting=meeting)
 
@@ -341,6 +342,7 @@ def _committed(
         # A one-off poll of a meeting whose first link was never asked for (its creator died in
         # between) asks for it: the link is a named task, asking twice creates one.
         stored = ensure_link(deps, stored)
+    stored = tell_neighbours(deps, stored)  # a found meeting's times shrank
     stored = _ask_for_repolls(deps, stored)
     writes = len(plan.upserts) + len(plan.deletes) + len(plan.status_updates)
     outcome = PollOutcome(

@@ -281,6 +281,100 @@ def test_a_merge_during_a_poll_of_the_found_meeting_bills_each_second_once() -> 
     )
 
 
+def test_a_partly_absorbed_found_meeting_shrinks_to_the_rest_and_tells_its_neighbours() -> None:
+    world = World(now=END + timedelta(hours=30))
+    t0 = START
+    world.reports.activities += activities_for(
+        [
+            Stay(TEACHER, t0, t0 + minutes(180)),
+            Stay("early@school.example", t0, t0 + minutes(60)),
+            Stay("later@school.example", t0 + minutes(120), t0 + minutes(180)),
+        ],
+        meeting_code=CODE,
+        conference_id="conf-long",
+    )
+    found = accept_meeting_end(
+        world.deps,
+        Declared(meeting_code=CODE, started_at=t0, ended_at=t0 + minutes(180)),
+        source="backfill",
+        conference_id="conf-long",
+    ).meeting
+    # Another found meeting of the code, just after: its credited span starts where the first's
+    # ends, so the shrink moves it.
+    after = accept_meeting_end(
+        world.deps,
+        Declared(meeting_code=CODE, started_at=t0 + minutes(250), ended_at=t0 + minutes(280)),
+        source="backfill",
+        conference_id="conf-next",
+    ).meeting
+    while world.queue.tasks:
+        world.run_next()
+    declared = world.declare(
+        external_id="late",
+        expected_participants=(),
+        started_at=t0 + minutes(120),
+        ended_at=t0 + minutes(165),
+    )
+    repolled_after: list[str] = []
+    while world.queue.tasks:
+        queued = world.queue.pop_next()
+        world.clock.now = max(world.clock.now, queued.at)
+        if queued.task.meeting_id == after.meeting_id and queued.task.reason == "neighbour":
+            repolled_after.append(queued.task.meeting_id)
+        handle_collect_task(world.deps, queued.task)
+
+    shrunk = world.store.meetings[found.meeting_id]
+    assert shrunk.status is Status.COMPLETE
+    assert shrunk.partly_merged_into == (declared.meeting_id,)
+    assert (shrunk.started_at, shrunk.ended_at) == (t0, t0 + minutes(60))
+    assert shrunk.window_end == t0 + minutes(60) + timedelta(seconds=world.deps.window_after_s)
+    assert {k: d["attended_seconds"] for k, d in documents(world, found.meeting_id).items()} == {
+        "early@school.example": 3600
+    }
+    assert set(documents(world, declared.meeting_id)) == {TEACHER, "later@school.example"}
+    assert shrunk.neighbours_told_of == shrunk.times
+    assert repolled_after
+
+
+def test_a_neighbour_declared_during_a_poll_fences_it_and_it_plans_with_the_new_boundary() -> None:
+    world = World()
+    first = world.declare(external_id="first", expected_participants=())
+    world.reports.activities += activities_for(
+        [Stay(ABSENT, END - minutes(10), END + minutes(20))], meeting_code=CODE, conference_id="c"
+    )
+    later = {"started_at": END + minutes(10), "ended_at": END + minutes(55)}
+    world.reports.meanwhile = [
+        lambda: world.declare(external_id="second", expected_participants=(), **later)
+    ]
+
+    poll_meeting(world.deps, first.meeting_id, reason="manual")
+
+    # Before any re-poll runs: what the poll stored is cut at the new boundary (END + 5 min).
+    assert documents(world, first.meeting_id)[ABSENT]["attended_seconds"] == 15 * 60
+
+
+def test_a_neighbour_moving_away_gives_the_time_it_cut_back_to_the_meeting_it_cut() -> None:
+    """The later class moves to the next day: the earlier one, final and holding a session cut
+    at their boundary, is re-polled and credits the whole session again."""
+    world = World()
+    first = world.declare(external_id="first", expected_participants=())
+    world.reports.activities += activities_for(
+        [Stay(ABSENT, END - minutes(10), END + minutes(20))], meeting_code=CODE, conference_id="c"
+    )
+    later = {"started_at": END + minutes(10), "ended_at": END + minutes(55)}
+    world.declare(external_id="second", expected_participants=(), **later)
+    while world.queue.tasks:
+        world.run_next()
+    assert documents(world, first.meeting_id)[ABSENT]["attended_seconds"] == 15 * 60
+
+    moved = {k: v + timedelta(days=1) for k, v in later.items()}
+    world.declare(external_id="second", expected_participants=(), **moved)
+    while world.queue.tasks:
+        world.run_next()
+
+    assert documents(world, first.meeting_id)[ABSENT]["attended_seconds"] == 30 * 60
+
+
 # ----------------------------------------------------------------- 5. reschedule during a poll
 
 
