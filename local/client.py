@@ -111,11 +111,37 @@ class StackClient:
             {"activities": activities, "visible_after_s": visible_after_s},
         )
 
-    def add_fault(self, kind: str, *, count: int = 1, retry_after_s: float | None = None) -> None:
+    def add_fault(
+        self,
+        kind: str,
+        *,
+        count: int = 1,
+        retry_after_s: float | None = None,
+        delay_s: float | None = None,
+        after_pages: int | None = None,
+    ) -> None:
+        """Queue a fault in the fake Reports API (see ``local.fake_reports``: ``delay_s`` is for
+        ``slow``; ``after_pages`` lets that many pages of a listing through first)."""
         fault: dict[str, Any] = {"kind": kind, "count": count}
         if retry_after_s is not None:
             fault["retry_after_s"] = retry_after_s
+        if delay_s is not None:
+            fault["delay_s"] = delay_s
+        if after_pages is not None:
+            fault["after_pages"] = after_pages
         self._post(self.env["REPORTS_API_ENDPOINT"] + "/_fake/faults", fault)
+
+    def clear_faults(self) -> None:
+        response = self._session.delete(
+            self.env["REPORTS_API_ENDPOINT"] + "/_fake/faults", timeout=self.timeout_s
+        )
+        response.raise_for_status()
+
+    def reports_config(self, *, max_page_size: int | None = None) -> None:
+        """Cap the fake Reports API's pages at ``max_page_size`` items (None: Google's 1,000)."""
+        self._post(
+            self.env["REPORTS_API_ENDPOINT"] + "/_fake/config", {"max_page_size": max_page_size}
+        )
 
     def reports_requests(self) -> list[dict[str, Any]]:
         response = self._session.get(

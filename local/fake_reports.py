@@ -8,13 +8,23 @@ filter operators, `fields` partial responses and Google's JSON error bodies.
 Control endpoints (not part of Google's API, never logged as Reports requests):
 
 - ``POST /_fake/activities`` ``{"activities": [...], "visible_after_s": 0}``; an item may carry its
-  own ``visible_after_s`` (stripped before serving).
-- ``POST /_fake/reset`` clears activities, faults and the request log.
+  own ``visible_after_s`` (stripped before serving). An item may also carry ``list_time`` (RFC
+  3339, stripped before serving): the time it is listed under (order, ``startTime``/``endTime``)
+  instead of its ``id.time``, so that items whose ``id.time`` is missing or malformed — which
+  Google never sends, and clients must survive — can be served.
+- ``POST /_fake/reset`` clears activities, faults, the configuration and the request log.
 - ``GET /_fake/requests`` → ``[{"method", "path", "query", "status"}]`` where ``query`` is a dict
   of parameter name → value (a repeated parameter keeps its last value) and ``path`` has no query
   string.
-- ``POST /_fake/faults`` ``{"kind", "count", "retry_after_s", "delay_s"}``;
-  ``DELETE /_fake/faults`` clears them.
+- ``POST /_fake/faults`` ``{"kind", "count", "retry_after_s", "delay_s", "after_pages"}``;
+  ``DELETE /_fake/faults`` clears them. Faults are taken first in, first out; each answers
+  ``count`` requests. ``after_pages: N`` (default 0) makes a fault wait until N pages of one
+  listing were served: it fires only for a request carrying the ``pageToken`` of page N + 1 or a
+  later one, so ``after_pages: 1`` is a failure mid-pagination, after a successful first page.
+  Requests it does not apply to pass it by (an earlier fault that applies is taken instead).
+- ``POST /_fake/config`` ``{"max_page_size": N}`` (1…1000, ``null`` for 1000) caps every page
+  at N items whatever ``maxResults`` asks (the real API may serve fewer items than
+  ``maxResults``), so tests can page through a few activities; ``GET /_fake/config`` shows it.
 - ``GET /_fake/health`` → ``{"ok": true}``.
 
 Run alone with ``python -m local.fake_reports --port P``.
@@ -322,6 +332,7 @@ class _Fault:
     remaining: int
     retry_after_s: float | None
     delay_s: float
+    after_pages: int = 0
 
 
 class _State:
@@ -341,6 +352,7 @@ class _State:
             self.seen_parameters: dict[str, frozenset[str]] = {}
             self.faults: collections.deque[_Fault] = collections.deque()
             self.log: list[dict[str, Any]] = []
+            self.max_page_size = MAX_RESULTS
 
     def add(self, items: list[dict[str, Any]], visible_after_s: float) -> None:
         now = time.monotonic()
@@ -352,10 +364,13 @@ class _State:
                 raise ValueError("each activity must be a JSON object")
             item = dict(raw)
             delay = item.pop("visible_after_s", visible_after_s)
+            listed = item.pop("list_time", None)
             try:
-                when = parse_rfc3339(item["id"]["time"])
+                when = parse_rfc3339(listed if listed is not None else item["id"]["time"])
             except (KeyError, TypeError, ValueError) as exc:
-                raise ValueError(f"activity needs an RFC 3339 id.time: {exc}") from exc
+                raise ValueError(
+                    f"activity needs an RFC 3339 id.time (or list_time): {exc}"
+                ) from exc
             actor = item.get("actor") or {}
             events = [e for e in item.get("events") or [] if isinstance(e, dict)]
             entry = _Stored(
@@ -395,14 +410,23 @@ class _State:
         with self.lock:
             self.faults.clear()
 
-    def take_fault(self) -> _Fault | None:
+    def configure(self, max_page_size: int) -> None:
         with self.lock:
-            if not self.faults:
+            self.max_page_size = max_page_size
+
+    def config(self) -> dict[str, Any]:
+        with self.lock:
+            return {"max_page_size": self.max_page_size}
+
+    def take_fault(self, pages_before: int = 0) -> _Fault | None:
+        """The first fault that applies to a request for page ``pages_before + 1`` of a listing."""
+        with self.lock:
+            fault = next((f for f in self.faults if f.after_pages <= pages_before), None)
+            if fault is None:
                 return None
-            fault = self.faults[0]
             fault.remaining -= 1
             if fault.remaining <= 0:
-                self.faults.popleft()
+                self.faults.remove(fault)
             return fault
 
     def record(self, entry: dict[str, Any]) -> None:
@@ -447,7 +471,10 @@ class _State:
             except ValueError as exc:
                 raise _invalid(f"Invalid field selection: {exc}") from None
         query_id = self._query_id(user_key, application, q)
-        cursor = self._cursor(q["pageToken"], query_id) if "pageToken" in q else None
+        cursor, pages_before = (
+            self._cursor(q["pageToken"], query_id) if "pageToken" in q else (None, 0)
+        )
+        max_results = min(max_results, self.max_page_size)
 
         items: list[dict[str, Any]] = []
         next_token = None
@@ -474,7 +501,7 @@ class _State:
             last_key = (0, 0)
             for entry in matched:
                 if len(items) == max_results:
-                    next_token = self._token(last_key, query_id)
+                    next_token = self._token(last_key, query_id, pages_before + 1)
                     break
                 items.append(entry.item)
                 last_key = entry.key
@@ -561,13 +588,16 @@ class _State:
         ]
         return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:16]
 
-    def _token(self, key: tuple[int, int], query_id: str) -> str:
+    def _token(self, key: tuple[int, int], query_id: str, pages: int) -> str:
         # The cursor is the key of the last item served: the next page starts strictly after it.
-        payload = json.dumps({"k": list(key), "q": query_id}, separators=(",", ":")).encode()
+        # ``p`` counts the pages of the listing served so far (what ``after_pages`` faults need).
+        payload = json.dumps(
+            {"k": list(key), "q": query_id, "p": pages}, separators=(",", ":")
+        ).encode()
         mac = hmac.new(self.secret, payload, hashlib.sha256).digest()[:16]
         return base64.urlsafe_b64encode(payload + mac).decode().rstrip("=")
 
-    def _cursor(self, token: str, query_id: str) -> tuple[int, int]:
+    def _token_data(self, token: str) -> dict[str, Any]:
         bad = _invalid("Invalid value for pageToken.")
         try:
             raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
@@ -578,9 +608,26 @@ class _State:
         if len(raw) <= 16 or not hmac.compare_digest(mac, expected):
             raise bad
         data = json.loads(payload)
-        if data.get("q") != query_id:
+        if not isinstance(data, dict):
             raise bad
-        return (int(data["k"][0]), int(data["k"][1]))
+        return data
+
+    def _cursor(self, token: str, query_id: str) -> tuple[tuple[int, int], int]:
+        """The key of the last item served and the number of pages served before this one."""
+        data = self._token_data(token)
+        if data.get("q") != query_id:
+            raise _invalid("Invalid value for pageToken.")
+        return (int(data["k"][0]), int(data["k"][1])), int(data.get("p", 1))
+
+    def pages_before(self, q: Mapping[str, str]) -> int:
+        """How many pages of its listing were served before this request (0: the first page, or
+        a token that is not ours, which the listing itself refuses)."""
+        if "pageToken" not in q:
+            return 0
+        try:
+            return int(self._token_data(q["pageToken"]).get("p", 1))
+        except (ApiError, ValueError, TypeError):
+            return 0
 
 
 # --- faults --------------------------------------------------------------------------------------
@@ -730,7 +777,7 @@ class _Handler(BaseHTTPRequestHandler):
                     headers={"WWW-Authenticate": 'Bearer realm="https://accounts.google.com/"'},
                     extra={"location": "Authorization", "locationType": "header"},
                 )
-        fault = server.state.take_fault()
+        fault = server.state.take_fault(server.state.pages_before(query))
         if fault is not None:
             err = fault_error(fault)
             if err is not None:
@@ -762,6 +809,11 @@ class _Handler(BaseHTTPRequestHandler):
             elif (method, path) == ("DELETE", "/_fake/faults"):
                 state.clear_faults()
                 self._send(200, {"ok": True})
+            elif (method, path) == ("POST", "/_fake/config"):
+                state.configure(_config_from(payload))
+                self._send(200, state.config())
+            elif (method, path) == ("GET", "/_fake/config"):
+                self._send(200, state.config())
             elif (method, path) == ("GET", "/_fake/health"):
                 self._send(200, {"ok": True})
             else:
@@ -780,12 +832,28 @@ def _fault_from(payload: Any) -> _Fault:
     if count < 1:
         raise ValueError("count must be at least 1")
     retry_after = payload.get("retry_after_s")
+    after_pages = int(payload.get("after_pages") or 0)
+    if after_pages < 0:
+        raise ValueError("after_pages must not be negative")
     return _Fault(
         kind=kind,
         remaining=count,
         retry_after_s=None if retry_after is None else float(retry_after),
         delay_s=float(payload.get("delay_s") or 0),
+        after_pages=after_pages,
     )
+
+
+def _config_from(payload: Any) -> int:
+    """The ``max_page_size`` of a ``POST /_fake/config`` body."""
+    if not isinstance(payload, dict) or set(payload) - {"max_page_size"}:
+        raise ValueError('config must be {"max_page_size": N | null}')
+    size = payload.get("max_page_size")
+    if size is None:
+        return MAX_RESULTS
+    if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_RESULTS:
+        raise ValueError(f"max_page_size must be an integer in [1, {MAX_RESULTS}] or null")
+    return size
 
 
 class _Server(ThreadingHTTPServer):
@@ -863,6 +931,7 @@ class FakeReportsServer:
         count: int = 1,
         retry_after_s: float | None = None,
         delay_s: float = 0,
+        after_pages: int = 0,
     ) -> None:
         self._state.add_fault(
             _fault_from(
@@ -871,12 +940,17 @@ class FakeReportsServer:
                     "count": count,
                     "retry_after_s": retry_after_s,
                     "delay_s": delay_s,
+                    "after_pages": after_pages,
                 }
             )
         )
 
     def clear_faults(self) -> None:
         self._state.clear_faults()
+
+    def configure(self, *, max_page_size: int | None = None) -> None:
+        """See ``POST /_fake/config``; None restores the full 1,000 items a page."""
+        self._state.configure(_config_from({"max_page_size": max_page_size}))
 
     def requests(self) -> list[dict[str, Any]]:
         return self._state.requests()

@@ -576,6 +576,85 @@ def test_faults_over_http_fifo_and_clear(server: FakeReportsServer, service: Any
     assert list_all(service) == []
 
 
+def test_after_pages_fault_fires_mid_pagination_only(
+    server: FakeReportsServer, service: Any
+) -> None:
+    server.add_activities([activity(now() - dt.timedelta(minutes=i + 1), i) for i in range(5)])
+    server.configure(max_page_size=2)
+    server.add_fault("server_error", after_pages=1)
+    first = service.activities().list(userKey="all", applicationName="meet").execute()
+    assert uqs(first["items"]) == [0, 1]  # the first page passes the fault by
+    second = service.activities().list_next(
+        service.activities().list(userKey="all", applicationName="meet"), first
+    )
+    err = http_error(second.execute)
+    assert (err.resp.status, reason(err)) == (500, "backendError")
+    # Taken once: the same page now answers, and the listing goes on to its end.
+    assert uqs(second.execute()["items"]) == [2, 3]
+    assert uqs(list_all(service)) == [0, 1, 2, 3, 4]
+    statuses = [(r["status"], "pageToken" in r["query"]) for r in server.requests()]
+    assert statuses[:3] == [(200, False), (500, True), (200, True)]
+
+
+def test_after_pages_counts_pages_and_lets_other_faults_go_first(
+    server: FakeReportsServer, service: Any
+) -> None:
+    server.add_activities([activity(now() - dt.timedelta(minutes=i + 1), i) for i in range(5)])
+    server.configure(max_page_size=2)
+    server.add_fault("not_authorized", after_pages=2)
+    server.add_fault("quota")  # applies to any page: taken by the first request
+    assert http_error(lambda: list_all(service)).resp.status == 503
+    err = http_error(lambda: list_all(service))  # pages 1 and 2 pass, page 3 fails
+    assert err.resp.status == 403
+    log = [(r["status"], "pageToken" in r["query"]) for r in server.requests()]
+    assert log == [(503, False), (200, False), (200, True), (403, True)]
+    assert uqs(list_all(service)) == [0, 1, 2, 3, 4]
+
+
+def test_config_caps_pages_and_is_validated_and_reset(
+    server: FakeReportsServer, service: Any
+) -> None:
+    server.add_activities([activity(now() - dt.timedelta(minutes=i + 1), i) for i in range(3)])
+    url = f"{server.url}/_fake/config"
+    answer = requests.post(url, json={"max_page_size": 1}, timeout=10)
+    assert (answer.status_code, answer.json()) == (200, {"max_page_size": 1})
+    assert requests.get(url, timeout=10).json() == {"max_page_size": 1}
+    page = service.activities().list(userKey="all", applicationName="meet", maxResults=10)
+    assert uqs(page.execute()["items"]) == [0]
+    assert uqs(list_all(service)) == [0, 1, 2]
+    for bad in ({"max_page_size": 0}, {"max_page_size": 1001}, {"max_page_size": "2"}, {"x": 1}):
+        assert requests.post(url, json=bad, timeout=10).status_code == 400, bad
+    assert requests.post(f"{server.url}/_fake/reset", timeout=10).status_code == 200
+    assert requests.get(url, timeout=10).json() == {"max_page_size": 1000}
+
+
+def test_list_time_serves_items_without_a_usable_id_time(
+    server: FakeReportsServer, service: Any
+) -> None:
+    lacking = activity(now() - dt.timedelta(minutes=5), 1)
+    del lacking["id"]["time"]
+    garbled = activity(now() - dt.timedelta(minutes=5), 2)
+    garbled["id"]["time"] = "yesterday"
+    listed = rfc3339(now() - dt.timedelta(minutes=3))
+    server.add_activities(
+        [
+            {**lacking, "list_time": listed},
+            {**garbled, "list_time": listed},
+            activity(now() - dt.timedelta(minutes=1), 3),
+        ]
+    )
+    items = list_all(service, startTime=rfc3339(now() - dt.timedelta(minutes=4)))
+    assert uqs(items) == [3, 1, 2]
+    assert "time" not in items[1]["id"]
+    assert items[2]["id"]["time"] == "yesterday"
+    assert all("list_time" not in item for item in items)
+    assert list_all(service, startTime=rfc3339(now() - dt.timedelta(minutes=2))) == [items[0]]
+    without = requests.post(
+        f"{server.url}/_fake/activities", json={"activities": [lacking]}, timeout=10
+    )
+    assert without.status_code == 400
+
+
 def test_require_token() -> None:
     with FakeReportsServer(require_token="secret-token") as guarded:
         anonymous = build(
