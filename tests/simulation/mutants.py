@@ -1,0 +1,347 @@
+"""Reverted fixes: each undoes one rule the simulation exists to guard, so that a test can show
+the invariants notice (``python -m tests.simulation --mutant NAME`` finds the first seed that
+does; ``tests/simulation/test_simulation.py`` keeps the seeds found).
+
+A mutant swaps one attribute of a module or class for as long as it is applied. The schedules
+then run in this process (or in processes forked from it), never in a fresh interpreter.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import weakref
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from functions import backfill, commits, declarations, poll_plan, polling, reports_events
+from functions.model import MeetingRecord
+from functions.ports import Deps, MeetingCommit
+from functions.schedule import Status
+from tests import fakes
+from tests.fakes import MemoryStore
+
+
+@dataclass(frozen=True)
+class Mutant:
+    name: str
+    #: The rule it reverts, as the issue that asked for it says it broke.
+    reverts: str
+    target: object
+    attribute: str
+    replacement: Callable[[Callable[..., Any]], Callable[..., Any]]
+
+    @contextlib.contextmanager
+    def applied(self) -> Iterator[None]:
+        original = getattr(self.target, self.attribute)
+        setattr(self.target, self.attribute, self.replacement(original))
+        try:
+            yield
+        finally:
+            setattr(self.target, self.attribute, original)
+
+
+def _forget_stored(original: Callable[..., Any]) -> Callable[..., Any]:
+    # The poll replaces what the meeting holds by what Reports answered this time.
+    return lambda documents, meeting: []
+
+
+def _one_write_per_request(original: Callable[..., Any]) -> Callable[..., Any]:
+    # Participants and the revision written before the meeting, each on its own.
+    def stages(change: MeetingCommit, *, max_bytes: int) -> list[commits.Stage]:
+        planned = original(change, max_bytes=1 << 40)
+        (only,) = planned
+        return [commits.Stage([write], lands=write.target == "meeting") for write in only.writes]
+
+    return stages
+
+
+def _unfenced(original: Callable[..., Any]) -> Callable[..., Any]:
+    # A commit lands whatever happened to the meeting since the writer read it.
+    def apply(
+        self: MemoryStore, meeting_id: str, writes: Sequence[Any], version: object, **kw: Any
+    ) -> object | None:
+        result: object | None = original(
+            self, meeting_id, writes, self.versions.get(meeting_id), **kw
+        )
+        return result
+
+    return apply
+
+
+def _outside_the_fence(
+    touches: Callable[[MeetingRecord, MeetingRecord], bool],
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A change of the kind ``touches`` recognises keeps the meeting's version: writers that
+    read the meeting before it are not fenced out by it."""
+
+    def wrap(original: Callable[..., Any]) -> Callable[..., Any]:
+        # Wraps MemoryStore._stamp, which every write of a meeting calls once it is applied.
+        stamped: weakref.WeakKeyDictionary[MemoryStore, dict[str, MeetingRecord]]
+        stamped = weakref.WeakKeyDictionary()
+
+        def stamp(self: MemoryStore, meeting_id: str, **kw: Any) -> int:
+            last = stamped.setdefault(self, {})
+            before = last.get(meeting_id)
+            after = self.meetings[meeting_id]
+            last[meeting_id] = after
+            if before is not None and touches(before, after):
+                self.writes += 1
+                return self.versions[meeting_id]
+            result: int = original(self, meeting_id, **kw)
+            return result
+
+        return stamp
+
+    return wrap
+
+
+def _merged(before: MeetingRecord, after: MeetingRecord) -> bool:
+    return before.status is not Status.MERGED and after.status is Status.MERGED
+
+
+def _span_moved(before: MeetingRecord, after: MeetingRecord) -> bool:
+    return after.span_version != before.span_version
+
+
+def _plan_once(original: Callable[..., Any]) -> Callable[..., Any]:
+    # A poll fenced out commits what it planned before on the fresh version, instead of
+    # planning again on what changed meanwhile.
+    plans: dict[tuple[str, str | None], Any] = {}
+
+    def plan(deps: Deps, meeting: MeetingRecord, fetched: Any, **kw: Any) -> Any:
+        key = (meeting.meeting_id, meeting.lease_owner)
+        if key not in plans:
+            plans[key] = original(deps, meeting, fetched, **kw)
+        return plans[key]
+
+    return plan
+
+
+def _never_grow(original: Callable[..., Any]) -> Callable[..., Any]:
+    def new_times(current: MeetingRecord, declared: MeetingRecord, **kw: Any) -> Any:
+        return None if current.is_found else original(current, declared, **kw)
+
+    return new_times
+
+
+def _whole_conference_claimed(original: Callable[..., Any]) -> Callable[..., Any]:
+    # A conference with any one session covered contributes none of the rest.
+    def unclaimed(partition: Any, code: str, conference: Any) -> list[Any]:
+        rest = original(partition, code, conference)
+        return rest if len(rest) == len(conference.sessions) else []
+
+    return unclaimed
+
+
+def _expected_kept(original: Callable[..., Any]) -> Callable[..., Any]:
+    # A re-declaration's new expected participants are ignored once the meeting has some.
+    def write(deps: Any, meeting: MeetingRecord, *, expected: tuple[str, ...]) -> None:
+        current = deps.store.get(meeting.meeting_id)
+        if current is not None and current.expected_participants:
+            return
+        original(deps, meeting, expected=expected)
+
+    return write
+
+
+def _no_hold(original: Callable[..., Any]) -> Callable[..., Any]:
+    # A session leaves as soon as the selection moves, before the meeting that gains it has it.
+    return lambda selected, sessions, inputs, specs: selected
+
+
+def _no_settle(original: Callable[..., Any]) -> Callable[..., Any]:
+    return lambda documents, meeting: ()
+
+
+def _no_progress(original: Callable[..., Any]) -> Callable[..., Any]:
+    # Staged requests leave the meeting's version alone.
+    def stages(change: MeetingCommit, *, max_bytes: int) -> list[commits.Stage]:
+        planned: list[commits.Stage] = original(change, max_bytes=max_bytes)
+        if len(planned) == 1:
+            return planned
+        return [
+            planned[0],
+            *(
+                commits.Stage([w for w in stage.writes if w.target != "meeting"], stage.lands)
+                if not stage.lands and index < _landing(planned)
+                else stage
+                for index, stage in enumerate(planned)
+                if index
+            ),
+        ]
+
+    return stages
+
+
+def _landing(planned: list[commits.Stage]) -> int:
+    return next(index for index, stage in enumerate(planned) if stage.lands)
+
+
+class _BlindToNewMeetings:
+    """A store whose meetings without fingerprints read as having no participant documents."""
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def participants(self, meeting_id: str) -> list[Any]:
+        meeting = self._store.get(meeting_id)
+        if meeting is not None and not meeting.participant_fingerprints:
+            return []
+        result: list[Any] = self._store.participants(meeting_id)
+        return result
+
+
+def _never_read_a_new_meeting(original: Callable[..., Any]) -> Callable[..., Any]:
+    # Estimates of a meeting without fingerprints skip reading its participants, even while a
+    # staged change is being written into it.
+    def write(deps: Deps, meeting: MeetingRecord, *, expected: tuple[str, ...]) -> None:
+        original(replace(deps, store=_BlindToNewMeetings(deps.store)), meeting, expected=expected)
+
+    return write
+
+
+def _no_link_on_retry(original: Callable[..., Any]) -> Callable[..., Any]:
+    def ensure(deps: Any, meeting: MeetingRecord, **kw: Any) -> MeetingRecord:
+        return meeting
+
+    return ensure
+
+
+def _unusable_events_raise(original: Callable[..., Any]) -> Callable[..., Any]:
+    # An unusable event stops its page (and the poll) instead of being skipped.
+    def parse(item: object, **kw: Any) -> Any:
+        sessions, reasons, seen = original(item, **kw)
+        if reasons:
+            raise OverflowError(reasons[0])
+        return sessions, reasons, seen
+
+    return parse
+
+
+def _nobody_given_orphans(original: Callable[..., Any]) -> Callable[..., Any]:
+    # Sessions a poll lets go that no meeting takes get no found meeting.
+    return lambda deps, code, sessions: None
+
+
+MUTANTS: tuple[Mutant, ...] = (
+    Mutant(
+        "forget_stored_sessions",
+        "1. an empty answer wipes a complete meeting",
+        poll_plan,
+        "stored_sessions",
+        _forget_stored,
+    ),
+    Mutant(
+        "one_write_per_request",
+        "2. readers see half-written polls",
+        fakes,
+        "stages",
+        _one_write_per_request,
+    ),
+    Mutant(
+        "unfenced_commits",
+        "3. the lease does not fence the writes",
+        MemoryStore,
+        "_apply",
+        _unfenced,
+    ),
+    Mutant(
+        "merge_outside_the_fence",
+        "4. a merge races a poll and bills twice",
+        MemoryStore,
+        "_stamp",
+        _outside_the_fence(_merged),
+    ),
+    Mutant(
+        "fenced_out_poll_keeps_its_plan",
+        "5. a reschedule races a poll (the poll commits what it planned with the old times)",
+        polling,
+        "_plan",
+        _plan_once,
+    ),
+    Mutant(
+        "unusable_events_raise",
+        "6. one malformed event blocks a meeting forever",
+        reports_events,
+        "parse_activity",
+        _unusable_events_raise,
+    ),
+    Mutant(
+        "found_meetings_never_grow",
+        "7. backfill meetings never grow",
+        declarations,
+        "_new_times",
+        _never_grow,
+    ),
+    Mutant(
+        "whole_conference_claimed",
+        "7. a conference partly covered contributes nothing",
+        backfill,
+        "_unclaimed",
+        _whole_conference_claimed,
+    ),
+    Mutant(
+        "redeclared_expected_ignored",
+        "8. new expected participants of a re-declaration are ignored",
+        declarations,
+        "write_estimates",
+        _expected_kept,
+    ),
+    Mutant(
+        "span_move_outside_the_fence",
+        "a neighbour's declaration does not fence a poll planned with the old partition",
+        MemoryStore,
+        "_stamp",
+        _outside_the_fence(_span_moved),
+    ),
+    Mutant(
+        "no_hold_until_handed_over",
+        "a session leaves before the meeting that gains it stores it",
+        poll_plan,
+        "_rebuilt",
+        _no_hold,
+    ),
+    Mutant(
+        "no_settle_of_landed_tokens",
+        "documents of an earlier staged change drop out when a later one lands",
+        poll_plan,
+        "carrying_landed_token",
+        _no_settle,
+    ),
+    Mutant(
+        "staged_requests_do_not_fence",
+        "a change read before a staged request lands over documents it did not see",
+        fakes,
+        "stages",
+        _no_progress,
+    ),
+    Mutant(
+        "estimates_skip_reading_while_staged",
+        "first estimates overwrite documents a staged poll is writing",
+        declarations,
+        "write_estimates",
+        _never_read_a_new_meeting,
+    ),
+    Mutant(
+        "backfill_retry_leaves_found_meeting_unpolled",
+        "a backfill retried after a crash leaves the found meeting it created without a poll",
+        backfill,
+        "ensure_link",
+        _no_link_on_retry,
+    ),
+    Mutant(
+        "sessions_nobody_takes_get_no_found_meeting",
+        "a reschedule leaves sessions that no meeting takes: they fall between meetings",
+        polling,
+        "give_found_meetings",
+        _nobody_given_orphans,
+    ),
+)
+
+BY_NAME = {mutant.name: mutant for mutant in MUTANTS}
+
+__all__ = ["BY_NAME", "MUTANTS", "Mutant"]
