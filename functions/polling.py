@@ -257,6 +257,11 @@ def _plan(
     neighbours = [
         m for m in deps.store.with_code(meeting.meeting_code) if m.meeting_id != meeting.meeting_id
     ]
+    for neighbour in neighbours:
+        if neighbour.is_found and not neighbour.chain_started:
+            # A found meeting whose creator (a poll giving it sessions nobody took, a backfill
+            # slice) died before asking for its first link: the named task, asked again.
+            ensure_link(deps, neighbour)
     polled_at = deps.clock()
     specs = [deps.spec(m) for m in [*neighbours, meeting]]
     # The leased meeting is not merged, so it has a selection span.
