@@ -62,4 +62,4 @@ mutate: $(STAMP)
 	$(PY) -m tests.mutation.check_survivors $(foreach m,$(MUTANTS),'$(m)')
 
 clean:
-	rm -rf $(VENV) .local .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) .local .mypy_cache .ruff_cache .pytest_cache .hypothesis mutants
