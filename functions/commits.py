@@ -8,10 +8,12 @@ One request (the usual case)::
 Stages, when that is larger than a request may be (Google: 10 MiB, the emulator: 4 MiB)::
 
     1. meetings/{id} fenced: multi_commit = true       readers now know a change is being written
-    2. participant sets, a request at a time           revision n, meeting_status "staged",
-       (each with meetings/{id} fenced again)          staged_commit: the change's token;
-                                                       documents still naming the change
-                                                       landed before lose that name (settle)
+    2. participant sets, a request at a time           revision n, staged_commit: the change's
+       (each with meetings/{id} fenced again;          token, meeting_status "staged" when the
+       staging_progress names the change)              change completes the meeting (else its
+                                                       status); documents still naming the
+                                                       change landed before lose that name
+                                                       (settle)
     3. revisions/{n}, meetings/{id} fenced, deletes    the change becomes the meeting's: the
                                                        meeting names the token (staged_commit)
     4. status mirrors, a request at a time             meeting_status of every document follows
@@ -20,9 +22,10 @@ Readers count a participant document only when its ``revision`` is not above the
 its ``staged_commit``, if any, is the one the meeting names (``functions.model.is_committed``);
 until stage 3 lands they see the meeting as it was (minus the participants being rewritten, which
 is why the meeting says ``multi_commit``). Billing, which counts ``meeting_status ==
-"complete"``, never counts a ``staged`` document. A stage that is fenced out stops the rest: what
-it staged is never counted, whatever revision a later change brings the meeting to, and the next
-change rewrites or removes it.
+"complete"``, never counts a document before its change lands. A stage that is fenced out stops
+the rest: what it staged is never counted, whatever revision a later change brings the meeting
+to, ``staging_progress`` stays on the meeting until a poll that read every document (and so
+rewrote or removed those) clears it.
 """
 
 from __future__ import annotations
@@ -32,10 +35,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Final, Literal
 
+from functions.model import MeetingRecord
 from functions.ports import MeetingCommit
+from functions.schedule import Status
 from functions.stored_state import STAGED_COMMIT
 
-__all__ = ["STAGED", "Stage", "Write", "stages"]
+__all__ = ["STAGED", "Landed", "Stage", "Write", "mirror_fence", "stages"]
 
 #: ``meeting_status`` of a participant document written ahead of its meeting (stage 2).
 STAGED: Final = "staged"
@@ -57,12 +62,42 @@ class Write:
 
 
 @dataclass(frozen=True, slots=True)
+class Landed:
+    """What the meeting says while the change that landed is still the latest: a request after
+    the landing only mirrors statuses, and only while this holds. Another writer may change
+    the meeting between two requests; one that moved its status mirrored the documents itself
+    (it read them after the landing), and one that began a staged change may have written
+    documents a late mirror must not touch (it would make them count)."""
+
+    token: str
+    status: str
+    staging_progress: str | None
+
+    def holds(self, meeting: MeetingRecord) -> bool:
+        return (
+            meeting.staged_commit == self.token
+            and str(meeting.status) == self.status
+            and meeting.staging_progress == self.staging_progress
+        )
+
+
+def mirror_fence(meeting: MeetingRecord) -> Write:
+    """The meeting write of a request of status mirrors outside a change: conditioned on the
+    version the store just read (it checks :meth:`Landed.holds` on that read first), and
+    changing the meeting so that writers that read the documents before are fenced out."""
+    data = {"mirror_requests": meeting.mirror_requests + 1}
+    return Write("update", "meeting", meeting.meeting_id, data, fenced=True)
+
+
+@dataclass(frozen=True, slots=True)
 class Stage:
     """One request. ``lands``: the request whose success makes the change the meeting's; a
-    request after it only mirrors statuses, and a participant deleted meanwhile keeps none."""
+    request after it (``only_while`` set) only mirrors statuses, and a participant deleted
+    meanwhile keeps none; the store adds :func:`mirror_fence` of the meeting it read."""
 
     writes: list[Write]
     lands: bool = False
+    only_while: Landed | None = None
 
 
 def _size(write: Write) -> int:
@@ -114,10 +149,16 @@ def stages(change: MeetingCommit, *, max_bytes: int) -> list[Stage]:
         data = {"multi_commit": True, "staging_progress": f"{change.token}/{written}"}
         return Write("update", "meeting", meeting_id, data, fenced=True)
 
+    # Billing counts "complete" documents: a change that makes the meeting complete writes them
+    # "staged" and mirrors them once it landed. Any other status bills nothing, so its documents
+    # carry it from the start and need no mirror (their token is cleared by the next staged
+    # change, ``settle``).
+    completes = change.meeting.status is Status.COMPLETE
+    ahead = STAGED if completes else status
     staged = [
         replace(
             write,
-            data={**(write.data or {}), "meeting_status": STAGED, STAGED_COMMIT: change.token},
+            data={**(write.data or {}), "meeting_status": ahead, STAGED_COMMIT: change.token},
         )
         for write in sets
     ]
@@ -131,14 +172,16 @@ def stages(change: MeetingCommit, *, max_bytes: int) -> list[Stage]:
     landing = [*revision, _meeting_write(change, multi_commit=True), *deletes]
     followers = [
         Write("update", "participant", w.doc_id, {"meeting_status": status, STAGED_COMMIT: None})
-        for w in sets
+        for w in (sets if completes else ())
     ]
     chunks = _chunks([*staged, *settle], max_bytes - _size(progress(0)))
+    landed = Landed(change.token, status, change.meeting.staging_progress)
+    room = max_bytes - _size(mirror_fence(change.meeting))
     return [
         Stage([progress(0)]),
         *(Stage([*chunk, progress(n)]) for n, chunk in enumerate(chunks, start=1)),
         Stage(landing, lands=True),
-        *(Stage(chunk) for chunk in _chunks([*followers, *mirrors], max_bytes)),
+        *(Stage(chunk, only_while=landed) for chunk in _chunks([*followers, *mirrors], room)),
     ]
 
 

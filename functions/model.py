@@ -167,6 +167,10 @@ class MeetingRecord:
     #: Grows when a neighbour's declaration moves this meeting's credited span: fences a poll in
     #: flight that planned with the old partition.
     span_version: int = 0
+    #: Grows with every request that writes status mirrors outside a change of the meeting (a
+    #: landed change's last stages, a repair): it changes the meeting, so a writer that read the
+    #: documents before is fenced out instead of landing over mirrors it did not see.
+    mirror_requests: int = 0
     #: The times (``started_at``/``ended_at``) the meeting's neighbours were last told of: a
     #: declaration retried after a crash tells them again if they were not.
     neighbours_told_of: str | None = None
@@ -279,6 +283,7 @@ _INTERNAL_MEETING_FIELDS = (
     "sessions_start",
     "sessions_end",
     "span_version",
+    "mirror_requests",
     "neighbours_told_of",
     "repolls_due",
     "staged_commit",

@@ -60,6 +60,7 @@ __all__ = [
     "PollInputs",
     "PollPlan",
     "plan_poll",
+    "plan_without_documents",
 ]
 
 #: ``last_warning.code`` when Reports returned fewer of the selection's sessions than are stored.
@@ -152,7 +153,7 @@ class _Selection:
     warning: LastError | None
 
 
-def _select(inputs: PollInputs) -> _Selection:
+def _select(inputs: PollInputs, *, documents_read: bool) -> _Selection:
     meeting = inputs.meeting
     code = meeting.meeting_code
     own = stored_sessions(inputs.stored, meeting)
@@ -167,6 +168,10 @@ def _select(inputs: PollInputs) -> _Selection:
     specs = [_spec(n, inputs) for n in inputs.neighbours] + [_spec(meeting, inputs)]
     selection = select_meetings(specs, union.values())[meeting.meeting_id]
     chosen = {dedupe_key(s): s for s in selection.sessions}
+    if not documents_read:
+        # Taken to hold exactly the selected sessions: plan_without_documents keeps this plan
+        # only when every participant's fingerprint (its sessions included) says so.
+        own = list(chosen.values())
     partition = Partition(specs)
     spec_of = {spec.meeting_id: spec for spec in specs}
     kept = dict(chosen)
@@ -477,6 +482,8 @@ def _after(
         sessions_end=max((s.leave_time for s in kept), default=None),
         partly_merged_into=partly_merged_into,
         repolls_due=_repolls(meeting, selection),
+        # This poll rewrites or removes every document of a staged change that never landed.
+        staging_progress=None,
         lease_owner=None,
         lease_until=None,
         updated_at=polled_at,
@@ -485,7 +492,32 @@ def _after(
 
 def plan_poll(inputs: PollInputs) -> PollPlan:
     """Everything one poll changes, decided from what it read (see the module docstring)."""
-    selection = _select(inputs)
+    return _plan(inputs, documents_read=True)
+
+
+def plan_without_documents(inputs: PollInputs) -> PollPlan | None:
+    """The plan of a poll that did not read the meeting's participant documents, or None when
+    it must read them (CONTRACT §3: the union needs the stored sessions).
+
+    For a meeting whose documents all mirror its status (the caller checks) and that no staged
+    change began writing into since a poll last read them all (``staging_progress``), the stored
+    sessions are taken to be the selected ones. That holds when the plan writes no document
+    (each fingerprint, sessions included, is as stored) and the status does not move: then the
+    union adds nothing and :func:`plan_poll` plans the same. A change, a failed answer or a
+    first poll needs the documents: None."""
+    meeting = inputs.meeting
+    unknown = meeting.staging_progress is not None or not meeting.participant_fingerprints
+    if inputs.stored or inputs.fetched is None or unknown:
+        return None
+    plan = _plan(inputs, documents_read=False)
+    moved = plan.upserts or plan.deletes or plan.revision is not None or plan.orphans
+    if moved or plan.meeting.status is not meeting.status:
+        return None
+    return plan
+
+
+def _plan(inputs: PollInputs, *, documents_read: bool) -> PollPlan:
+    selection = _select(inputs, documents_read=documents_read)
     decision = _decide(inputs, selection.meeting)
     merged_into = _absorbed(inputs, selection)
     if merged_into is not None:

@@ -31,11 +31,12 @@ from functions.declarations import tell_neighbours
 from functions.errors import Busy, Conflict, NotFound, ReportsError, StoreContention
 from functions.meeting_codes import reports_meeting_code
 from functions.model import LastError, MeetingRecord, RevisionReason
-from functions.poll_plan import PollInputs, PollPlan, plan_poll
+from functions.poll_plan import PollInputs, PollPlan, plan_poll, plan_without_documents
 from functions.ports import CollectReason, CollectTask, Deps, FetchStats, MeetingCommit, Versioned
 from functions.reports_events import SessionCollector
 from functions.schedule import Status
 from functions.selection import reports_query_start, selection_spans
+from functions.stored_state import carrying_landed_token, lagging_mirrors
 from functions.timestamps import format_optional
 
 __all__ = ["LEASE", "PollOutcome", "Skipped", "handle_collect_task", "poll_meeting"]
@@ -124,8 +125,39 @@ def _skipped(deps: Deps, meeting: MeetingRecord, skip: str) -> Skipped:
     if skip == "stale":
         ensure_link(deps, meeting, trust_started=False)
     meeting = tell_neighbours(deps, _ask_for_repolls(deps, meeting))
+    _bring_mirrors_up(deps, meeting)
     logs.info("delivery skipped", skipped=skip, status=str(meeting.status))
     return Skipped(meeting_id=meeting.meeting_id, skipped_reason=skip, meeting=meeting)
+
+
+def _bring_mirrors_up(deps: Deps, meeting: MeetingRecord) -> None:
+    """A change written in stages whose status mirrors died after it landed leaves documents
+    behind the meeting's status, and billing counts ``complete`` ones. The retry of that delivery
+    finds the meeting final (or its link stale) and does not poll: it mirrors them here, in a
+    fenced commit that changes nothing else (another writer meanwhile mirrors them itself)."""
+    for _ in range(MAX_PLANS):
+        current = deps.store.read(meeting.meeting_id)
+        if current is None:
+            return
+        record = current.record
+        if not deps.store.any_participant_not_mirroring(record.meeting_id, str(record.status)):
+            return
+        documents = deps.store.participants(record.meeting_id)
+        lagging = lagging_mirrors(documents, record)
+        if not lagging:
+            return  # only documents the meeting does not count: the next change removes them
+        mirrored = MeetingCommit(
+            # Changing the meeting fences out a writer that read the documents before.
+            meeting=replace(record, mirror_requests=record.mirror_requests + 1),
+            expected=current.version,
+            status_updates=lagging,
+            # Written in stages itself when large: the documents of the change landed before
+            # lose its name first, or the meeting would stop counting them.
+            settle=carrying_landed_token(documents, record),
+        )
+        if deps.store.commit(mirrored) is not None:
+            logs.info("status mirrors brought up to date", documents=len(lagging))
+            return
 
 
 def _ask_for_repolls(deps: Deps, meeting: MeetingRecord) -> MeetingRecord:
@@ -272,7 +304,7 @@ def _plan(
     inputs = PollInputs(
         meeting=meeting,
         neighbours=neighbours,
-        stored=deps.store.participants(meeting.meeting_id),
+        stored=(),
         donors={
             n.meeting_id: deps.store.participants(n.meeting_id)
             for n in neighbours
@@ -290,7 +322,17 @@ def _plan(
         window_after_s=deps.window_after_s,
         ip_mode=deps.ip_mode,
     )
-    return plan_poll(inputs), fetched
+    # An unchanged re-poll need not read every participant document (most polls of a settling
+    # meeting): the plan made without them holds when it changes none and none lags. The
+    # query runs after the meeting was read, and every write of a document but a status mirror
+    # changes the meeting, so the fenced commit fails if they changed in between.
+    plan = plan_without_documents(inputs)
+    if plan is not None and not deps.store.any_participant_not_mirroring(
+        meeting.meeting_id, str(meeting.status)
+    ):
+        return plan, fetched
+    stored = deps.store.participants(meeting.meeting_id)
+    return plan_poll(replace(inputs, stored=stored)), fetched
 
 
 def _poll_leased(

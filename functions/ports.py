@@ -160,6 +160,11 @@ class MeetingStore(Protocol):
 
     def participants(self, meeting_id: str) -> list[dict[str, Any]]: ...
 
+    def any_participant_not_mirroring(self, meeting_id: str, meeting_status: str) -> bool:
+        """Whether a participant document's ``meeting_status`` is not ``meeting_status``: a
+        mirror that lags, or a document of a staged change (``staged``). One cheap query."""
+        ...
+
     def delivery(self, webhook_id: str) -> str | None:
         """The meeting id a webhook-id was accepted for, if it was seen before."""
         ...

@@ -23,6 +23,7 @@ __all__ = [
     "committed",
     "committed_attended",
     "is_committed",
+    "lagging_mirrors",
     "stored_sessions",
     "with_previous",
 ]
@@ -67,6 +68,22 @@ def carrying_landed_token(
             participant_doc_id(str(d["participant_key"]))
             for d in documents
             if d.get(STAGED_COMMIT) == token
+        )
+    )
+
+
+def lagging_mirrors(
+    documents: Iterable[Mapping[str, Any]], meeting: MeetingRecord
+) -> tuple[str, ...]:
+    """Documents the meeting counts whose ``meeting_status`` is not its status (a change whose
+    mirrors did not all run). A document it does not count stays as it is: mirroring a
+    fenced-out change's document would have billing count it."""
+    status = str(meeting.status)
+    return tuple(
+        sorted(
+            participant_doc_id(str(d["participant_key"]))
+            for d in documents
+            if d.get("meeting_status") != status and is_committed(d, meeting)
         )
     )
 

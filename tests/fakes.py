@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from functions.commits import Write, stages
+from functions.commits import Write, mirror_fence, stages
 from functions.errors import Forbidden, ReportsError, Unauthorized
 from functions.model import MeetingRecord
 from functions.ports import (
@@ -106,6 +106,14 @@ class MemoryStore:
                 if index:
                     self.staging.add(meeting_id)
                     self.between_stages()
+                if stage.only_while is not None:
+                    # Read and written in one step here, as the adapter's fenced request does.
+                    current = self.read(meeting_id)
+                    if current is None or not stage.only_while.holds(current.record):
+                        break
+                    writes = [*stage.writes, mirror_fence(current.record)]
+                    self._apply(meeting_id, writes, current.version, skip_missing=True)
+                    continue
                 applied = self._apply(meeting_id, stage.writes, version, skip_missing=landed)
                 if applied is None:
                     return None
@@ -174,6 +182,10 @@ class MemoryStore:
 
     def participants(self, meeting_id: str) -> list[dict[str, Any]]:
         return [_copied(d) for d in self.participant_docs.get(meeting_id, {}).values()]
+
+    def any_participant_not_mirroring(self, meeting_id: str, meeting_status: str) -> bool:
+        documents = self.participant_docs.get(meeting_id, {}).values()
+        return any(d.get("meeting_status", meeting_status) != meeting_status for d in documents)
 
     def delivery(self, webhook_id: str) -> str | None:
         return self.deliveries.get(webhook_id)

@@ -24,7 +24,7 @@ from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 from google.cloud.firestore_v1.document import DocumentReference
 
-from functions.commits import Write, stages
+from functions.commits import Landed, Stage, Write, mirror_fence, stages
 from functions.config import Settings
 from functions.errors import StoreContention
 from functions.limits import EMULATOR_COMMIT_BYTES, FIRESTORE_COMMIT_BYTES
@@ -38,6 +38,8 @@ REVISIONS = "revisions"
 DELIVERIES = "webhook_deliveries"
 #: Tries of one optimistic update before it answers "retry later" (503).
 MAX_UPDATE_ATTEMPTS = 10
+#: Reads and tries of one request of status mirrors while other writers keep changing the meeting.
+_MIRROR_ATTEMPTS = 5
 
 
 def firestore_client(settings: Settings) -> firestore.Client:
@@ -128,20 +130,48 @@ class FirestoreStore:
         """Each stage is one batch; the fenced meeting write carries the version last seen as its
         precondition, so a stage finding the meeting changed fails whole and stops the rest."""
         version = change.expected
-        landed = False
+        meeting_id = change.meeting.meeting_id
         for stage in stages(change, max_bytes=self._max_commit_bytes):
+            if stage.only_while is not None:
+                if not self._mirror(meeting_id, stage, stage.only_while):
+                    break  # the meeting moved on: whoever moved it mirrors what it needs
+                continue
             try:
-                version = self._commit_writes(change.meeting.meeting_id, stage.writes, version)
+                version = self._commit_writes(meeting_id, stage.writes, version)
             except (FailedPrecondition, Aborted, NotFound):
-                if not landed:
-                    return None
-                # After the change landed: a participant a later change deleted keeps no mirror
-                # (nor a delete); write the others one by one.
-                for write in stage.writes:
-                    with contextlib.suppress(NotFound):
-                        self._commit_writes(change.meeting.meeting_id, [write], version)
-            landed = landed or stage.lands
+                return None
         return Versioned(change.meeting, version)
+
+    def _mirror(self, meeting_id: str, stage: Stage, landed: Landed) -> bool:
+        """One request of status mirrors after the change landed, only while ``landed`` holds
+        (checked on a fresh read, and fenced on it). False: it no longer holds."""
+        for _ in range(_MIRROR_ATTEMPTS):
+            current = self.read(meeting_id)
+            if current is None or not landed.holds(current.record):
+                return False
+            fence = mirror_fence(current.record)
+            try:
+                self._commit_writes(meeting_id, [*stage.writes, fence], current.version)
+                return True
+            except (FailedPrecondition, Aborted):
+                continue  # the meeting changed since the read: decide again
+            except NotFound:
+                pass
+            # A participant a later change deleted keeps no mirror: write the others one by one
+            # (rare), each on a fresh read.
+            try:
+                for write in stage.writes:
+                    one = self.read(meeting_id)
+                    if one is None or not landed.holds(one.record):
+                        return False
+                    with contextlib.suppress(NotFound):
+                        self._commit_writes(
+                            meeting_id, [write, mirror_fence(one.record)], one.version
+                        )
+                return True
+            except (FailedPrecondition, Aborted):
+                continue
+        return False
 
     def _commit_writes(self, meeting_id: str, writes: list[Write], version: Version) -> Version:
         batch = self._client.batch()
@@ -190,6 +220,13 @@ class FirestoreStore:
     def participants(self, meeting_id: str) -> list[dict[str, Any]]:
         collection = self._meetings.document(meeting_id).collection(PARTICIPANTS)
         return [_snapshot_data(snapshot) for snapshot in collection.stream()]
+
+    def any_participant_not_mirroring(self, meeting_id: str, meeting_status: str) -> bool:
+        # Every participant document has the field, so "!=" (which skips documents without
+        # it) misses none; the automatic single-field index serves it.
+        collection = self._meetings.document(meeting_id).collection(PARTICIPANTS)
+        query = collection.where(filter=FieldFilter("meeting_status", "!=", meeting_status))
+        return any(True for _ in query.limit(1).select([]).stream())
 
     def delivery(self, webhook_id: str) -> str | None:
         snapshot = self._client.collection(DELIVERIES).document(_delivery_id(webhook_id)).get()

@@ -160,6 +160,20 @@ def test_status_updates_mirror_meeting_status_and_keep_other_fields(subject: Sub
     assert stored["p-a"]["attended_seconds"] == 10
 
 
+def test_a_participant_not_mirroring_the_status_is_found(subject: Subject) -> None:
+    store = subject.store
+    base = created(store)
+    assert not store.any_participant_not_mirroring("c-meeting1", "collecting")  # none at all
+    mirrored = commit(store, base, upserts=[participant("p-a", 10), participant("p-b", 20)])
+    assert mirrored is not None
+    assert not store.any_participant_not_mirroring("c-meeting1", "collecting")
+    assert store.any_participant_not_mirroring("c-meeting1", "complete")
+    staged = participant("p-b", 20, revision=2, meeting_status=STAGED)
+    assert commit(store, mirrored, upserts=[staged]) is not None
+    assert store.any_participant_not_mirroring("c-meeting1", "collecting")
+    assert not store.any_participant_not_mirroring("other-meeting", "collecting")
+
+
 def test_a_status_mirror_of_a_missing_participant_fails_the_commit_whole(
     subject: Subject,
 ) -> None:
@@ -265,8 +279,11 @@ def test_a_change_too_large_for_one_request_is_written_in_stages(
     assert [r["revision"] for r in subject.revisions("c-meeting1")] == [1]
 
 
+@pytest.mark.parametrize(
+    ("status", "ahead"), [(Status.COMPLETE, STAGED), (Status.COLLECTING, "collecting")]
+)
 def test_a_staged_change_fenced_out_midway_stays_invisible(
-    make: Callable[[int], Subject],
+    make: Callable[[int], Subject], status: Status, ahead: str
 ) -> None:
     subject = make(SMALL_REQUEST)
     store = subject.store
@@ -281,7 +298,7 @@ def test_a_staged_change_fenced_out_midway_stays_invisible(
             assert store.update("c-meeting1", lambda m: replace(m, span_version=5)) is not None
 
     _after_each_stage(store, another_writer)
-    change = replace(base.record, revision=2)
+    change = replace(base.record, revision=2, status=status)
 
     result = commit(store, base, meeting=change, upserts=_large(300, revision=2))
 
@@ -290,10 +307,12 @@ def test_a_staged_change_fenced_out_midway_stays_invisible(
     assert stored is not None
     assert (stored.revision, stored.span_version) == (1, 5)
     documents = store.participants("c-meeting1")
-    # What was staged is above the meeting's revision (readers ignore it) and never complete.
+    # What was staged is above the meeting's revision (readers ignore it), never complete (a
+    # completing change writes "staged"), and the meeting says a change began (staging_progress).
     assert documents
     assert all(d["revision"] > stored.revision for d in documents)
-    assert {d["meeting_status"] for d in documents} == {STAGED}
+    assert {d["meeting_status"] for d in documents} == {ahead}
+    assert stored.staging_progress is not None
 
 
 def test_a_change_read_before_a_stage_cannot_land_over_it(
@@ -403,6 +422,39 @@ def test_after_a_staged_change_lands_its_mirrors_skip_deleted_participants(
     assert "p-0007" not in documents
     assert len(documents) == 199
     assert {d["meeting_status"] for d in documents.values()} == {"complete"}
+
+
+def test_the_mirrors_of_a_landed_change_stop_once_its_status_is_no_longer_the_meetings(
+    make: Callable[[int], Subject],
+) -> None:
+    subject = make(SMALL_REQUEST)
+    store = subject.store
+    base = commit(store, created(store), upserts=_large(200))
+    assert base is not None
+    done = replace(base.record, status=Status.COMPLETE, revision=2)
+    mirrored_when_moved: int | None = None
+
+    def another_writer_moves_the_status() -> None:
+        nonlocal mirrored_when_moved
+        landed = store.get("c-meeting1")
+        if mirrored_when_moved is None and landed is not None and landed.revision == 2:
+            statuses = [d["meeting_status"] for d in store.participants("c-meeting1")]
+            mirrored_when_moved = statuses.count("complete")
+            moved = store.update("c-meeting1", lambda m: replace(m, status=Status.SCHEDULED))
+            assert moved is not None
+
+    _after_each_stage(store, another_writer_moves_the_status)
+    ids = [f"p-{i:04d}" for i in range(200)]
+
+    result = commit(
+        store, base, meeting=done, upserts=_large(200, revision=2)[:50], status_updates=ids[50:]
+    )
+
+    assert result is not None
+    assert mirrored_when_moved is not None
+    statuses = [d["meeting_status"] for d in store.participants("c-meeting1")]
+    # A late mirror would say "complete" of a meeting that is not: billing would count it.
+    assert statuses.count("complete") == mirrored_when_moved < 200
 
 
 def _delete_participant(store: MeetingStore, doc_id: str) -> None:

@@ -203,6 +203,7 @@ def quiet(
         _expected_as_declared(store, meeting_id, keys)
     for meeting in live:
         _as_the_rules_say(store, meeting, split)
+        _mirrored(store, meeting)
     billed_once(store, live)
     for key, (join, leave) in (found or {}).items():
         if not _takers(split, live, join, leave):
@@ -228,6 +229,15 @@ def _as_the_rules_say(store: MemoryStore, meeting: MeetingRecord, split: Partiti
     }
     if shown != want:
         raise Violation(f"{meeting.meeting_id}: shows {shown}, its sessions make {want}")
+
+
+def _mirrored(store: MemoryStore, meeting: MeetingRecord) -> None:
+    """Billing counts the documents whose ``meeting_status`` is ``complete``: once quiet, every
+    document of a meeting mirrors its status (none left ``staged`` or behind)."""
+    documents = store.participant_docs.get(meeting.meeting_id, {})
+    lagging = sorted(k for k, d in documents.items() if d["meeting_status"] != str(meeting.status))
+    if lagging:
+        raise Violation(f"{meeting.meeting_id} is {meeting.status}, documents {lagging} are not")
 
 
 def billed_once(store: MemoryStore, meetings: Iterable[MeetingRecord]) -> None:

@@ -227,6 +227,41 @@ def _nobody_given_orphans(original: Callable[..., Any]) -> Callable[..., Any]:
     return lambda deps, code, sessions: None
 
 
+def _mirrors_left_behind(original: Callable[..., Any]) -> Callable[..., Any]:
+    # A delivery that does not poll leaves the mirrors a crashed change did not write.
+    return lambda deps, meeting: None
+
+
+def _nothing_lags(original: Callable[..., Any]) -> Callable[..., Any]:
+    # The poll trusts a plan made without the documents whatever they mirror.
+    return lambda self, meeting_id, meeting_status: False
+
+
+def _late_mirrors_unchecked(original: Callable[..., Any]) -> Callable[..., Any]:
+    # The mirrors of a landed change are written whatever happened to the meeting since.
+    return lambda self, meeting: True
+
+
+def _mirrors_do_not_fence(original: Callable[..., Any]) -> Callable[..., Any]:
+    # A request of late mirrors leaves the meeting as it is: writers that read the documents
+    # before it are not fenced out by it.
+    def fence(meeting: MeetingRecord) -> commits.Write:
+        data = {"mirror_requests": meeting.mirror_requests}
+        return commits.Write("update", "meeting", meeting.meeting_id, data, fenced=True)
+
+    return fence
+
+
+def _unread_plan_unchecked(original: Callable[..., Any]) -> Callable[..., Any]:
+    # A re-poll plans without the documents whatever its plan changes.
+    def plan(inputs: poll_plan.PollInputs) -> poll_plan.PollPlan | None:
+        if inputs.fetched is None or not inputs.meeting.participant_fingerprints:
+            return None
+        return poll_plan._plan(inputs, documents_read=False)
+
+    return plan
+
+
 MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "forget_stored_sessions",
@@ -339,6 +374,41 @@ MUTANTS: tuple[Mutant, ...] = (
         polling,
         "give_found_meetings",
         _nobody_given_orphans,
+    ),
+    Mutant(
+        "retry_leaves_mirrors_behind",
+        "a change whose status mirrors died after it landed stays unbilled once final",
+        polling,
+        "_bring_mirrors_up",
+        _mirrors_left_behind,
+    ),
+    Mutant(
+        "unread_plan_ignores_lagging_mirrors",
+        "a re-poll planned without the documents leaves lagging mirrors as they are",
+        MemoryStore,
+        "any_participant_not_mirroring",
+        _nothing_lags,
+    ),
+    Mutant(
+        "late_mirrors_unchecked",
+        "a landed change's late mirrors overwrite what a later writer left",
+        commits.Landed,
+        "holds",
+        _late_mirrors_unchecked,
+    ),
+    Mutant(
+        "mirror_requests_do_not_fence",
+        "a writer that read the documents before a late mirror lands over it",
+        fakes,
+        "mirror_fence",
+        _mirrors_do_not_fence,
+    ),
+    Mutant(
+        "unread_plan_unchecked",
+        "a re-poll planned without the documents forgets the stored sessions",
+        polling,
+        "plan_without_documents",
+        _unread_plan_unchecked,
     ),
 )
 

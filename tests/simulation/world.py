@@ -83,6 +83,10 @@ class SwitchingStore:
         self._point("store.participants")
         return self.inner.participants(meeting_id)
 
+    def any_participant_not_mirroring(self, meeting_id: str, meeting_status: str) -> bool:
+        self._point("store.any_participant_not_mirroring")
+        return self.inner.any_participant_not_mirroring(meeting_id, meeting_status)
+
     def delivery(self, webhook_id: str) -> str | None:
         self._point("store.delivery")
         return self.inner.delivery(webhook_id)

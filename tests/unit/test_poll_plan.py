@@ -9,13 +9,21 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from functions.attendance import Session
 from functions.commits import STAGED
 from functions.errors import ReportsError
 from functions.model import LastError, MeetingRecord
 from functions.participant_keys import participant_doc_id
-from functions.poll_plan import INCOMPLETE_ANSWER, PollInputs, PollPlan, plan_poll
+from functions.poll_plan import (
+    INCOMPLETE_ANSWER,
+    PollInputs,
+    PollPlan,
+    plan_poll,
+    plan_without_documents,
+)
 from functions.schedule import Status, Timing
 from tests.unit.factories import at, session
 
@@ -57,6 +65,8 @@ class Stored:
     def __init__(self, record: MeetingRecord) -> None:
         self.record = record
         self.documents: dict[str, dict[str, Any]] = {}
+        #: Polls whose plan, made without reading the documents, held.
+        self.planned_unread = 0
 
     def apply(self, plan: PollPlan) -> None:
         for record in plan.upserts:
@@ -66,6 +76,11 @@ class Stored:
         for doc_id in plan.status_updates:
             self.documents[doc_id]["meeting_status"] = str(plan.meeting.status)
         self.record = replace(plan.meeting, lease_owner="me", lease_until=plan.meeting.updated_at)
+
+    def mirrored(self) -> bool:
+        """Whether every document mirrors the meeting's status (as a poll asks the store)."""
+        status = str(self.record.status)
+        return all(d.get("meeting_status", status) == status for d in self.documents.values())
 
     def attended(self) -> dict[str, int]:
         return {
@@ -90,23 +105,27 @@ def poll(
         if fetched is not None
         else LastError(code="transient", message="Reports API 503", at=at(now))
     )
-    plan = plan_poll(
-        PollInputs(
-            meeting=stored.record,
-            neighbours=[n.record for n in neighbours],
-            stored=list(stored.documents.values()),
-            donors=donors,
-            fetched=fetched,
-            error=error,
-            polled_at=at(now),
-            revision_reason="poll",
-            in_chain=in_chain,
-            timing=TIMING,
-            window_before_s=900,
-            window_after_s=3600,
-            ip_mode="full",
-        )
+    inputs = PollInputs(
+        meeting=stored.record,
+        neighbours=[n.record for n in neighbours],
+        stored=list(stored.documents.values()),
+        donors=donors,
+        fetched=fetched,
+        error=error,
+        polled_at=at(now),
+        revision_reason="poll",
+        in_chain=in_chain,
+        timing=TIMING,
+        window_before_s=900,
+        window_after_s=3600,
+        ip_mode="full",
     )
+    plan = plan_poll(inputs)
+    if stored.mirrored():
+        # Every poll of these tables: a plan made without the documents is the same plan.
+        unread = plan_without_documents(replace(inputs, stored=()))
+        assert unread is None or unread == plan
+        stored.planned_unread += unread is not None
     if apply:
         stored.apply(plan)
     return plan
@@ -326,3 +345,111 @@ def test_the_plan_raises_nothing_for_a_reports_error_kind() -> None:
     plan = poll(stored, None, now=75)
     assert plan.meeting.last_error is not None
     assert isinstance(plan.meeting.updated_at, datetime)
+
+
+# ------------------------------------------------------------------------------------------------
+# Planning without reading the documents: the same plan, or none
+
+
+def unread_plan(stored: Stored, fetched: Sequence[Session] | None, *, now: float) -> object:
+    return plan_without_documents(
+        PollInputs(
+            meeting=stored.record,
+            neighbours=[],
+            stored=(),
+            donors={},
+            fetched=fetched,
+            error=None
+            if fetched is not None
+            else LastError(code="transient", message="503", at=at(now)),
+            polled_at=at(now),
+            revision_reason="poll",
+            in_chain=False,
+            timing=TIMING,
+            window_before_s=900,
+            window_after_s=3600,
+            ip_mode="full",
+        )
+    )
+
+
+def test_an_unchanged_re_poll_is_planned_without_reading_the_documents() -> None:
+    stored = Stored(meeting(expected=("carol@school.example",)))
+    poll(stored, [ALICE, BOB], now=75)
+    poll(stored, [ALICE, BOB], now=60 + 6 * 60)
+    assert stored.record.status is Status.COMPLETE
+    before = stored.planned_unread
+    again = poll(stored, [BOB, ALICE], now=600, in_chain=False)
+    assert stored.planned_unread == before + 1  # and poll() checked it is the same plan
+    assert (again.upserts, again.deletes, again.status_updates, again.revision) == (
+        (),
+        (),
+        (),
+        None,
+    )
+
+
+@pytest.mark.parametrize(
+    ("answer", "why"),
+    [
+        ([ALICE], "Reports lacks a stored session: the union needs the documents"),
+        ([ALICE, BOB, LATE], "a new session: a document changes"),
+        ([replace(BOB, display_name="Bob B.")], "a participant field changes"),
+        (None, "a failed answer: only the stored sessions say what the meeting holds"),
+    ],
+)
+def test_a_poll_that_would_change_a_document_reads_them(
+    answer: list[Session] | None, why: str
+) -> None:
+    stored = Stored(meeting())
+    poll(stored, [ALICE, BOB], now=75)
+    poll(stored, [ALICE, BOB], now=60 + 6 * 60)
+    assert unread_plan(stored, [ALICE, BOB], now=600) is not None
+    assert unread_plan(stored, answer, now=600) is None, why
+
+
+def test_a_status_move_or_a_first_poll_reads_the_documents() -> None:
+    stored = Stored(meeting())
+    assert unread_plan(stored, [ALICE], now=75) is None  # nothing stored yet: a first poll
+    poll(stored, [ALICE], now=75)
+    assert stored.record.status is Status.COLLECTING
+    # The same sessions long enough later settle the meeting: every mirror must follow.
+    assert unread_plan(stored, [ALICE], now=60 + 6 * 60) is None
+    assert unread_plan(stored, [ALICE], now=80) is not None
+
+
+POOL = [
+    ALICE,
+    BOB,
+    LATE,
+    TUTOR,
+    session(at(65), at(90), key="erin@school.example", endpoint_id="e1"),
+    replace(ALICE, event_id="dup/alice"),  # the same session reported twice
+]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    answers=st.lists(
+        st.one_of(st.none(), st.lists(st.sampled_from(POOL), max_size=len(POOL))),
+        min_size=1,
+        max_size=6,
+    ),
+    times=st.lists(st.integers(min_value=1, max_value=400), min_size=6, max_size=6),
+    neighbour_from=st.one_of(st.none(), st.integers(min_value=0, max_value=5)),
+)
+def test_any_poll_planned_without_the_documents_is_the_plan_made_with_them(
+    answers: list[list[Session] | None], times: list[int], neighbour_from: int | None
+) -> None:
+    # poll() compares the two plans at every step; here the answers, their times and a
+    # neighbour arriving part-way are random.
+    first = Stored(meeting("first", start=0, end=60, expected=("carol@school.example",)))
+    second = Stored(meeting("second", start=70, end=120))
+    now = 75.0
+    for step, (answer, gap) in enumerate(zip(answers, times, strict=False)):
+        now += gap
+        if neighbour_from is not None and step >= neighbour_from:
+            poll(second, answer, now=now, neighbours=[first], in_chain=False)
+            poll(first, answer, now=now + 0.5, neighbours=[second], in_chain=False)
+        else:
+            poll(first, answer, now=now, in_chain=False)

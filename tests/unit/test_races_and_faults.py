@@ -217,6 +217,75 @@ def test_a_poll_written_in_stages_shows_nothing_unlanded_and_bills_nothing_stage
     assert reader.reads[-1]["above"] == []
 
 
+class _Crash(Exception):
+    pass
+
+
+def test_an_unchanged_re_poll_brings_the_mirrors_a_crash_left_behind_up_to_date() -> None:
+    world = World()
+    world.store = MemoryStore(max_commit_bytes=2500)  # about one document per request
+    world.deps = replace(world.deps, store=world.store)
+    meeting = world.declare(expected_participants=(TEACHER, STUDENT, ABSENT))
+    world.class_activities()
+
+    def crash_once_landed() -> None:
+        if world.store.meetings[meeting.meeting_id].revision > 0:
+            world.store.between_stages = lambda: None
+            raise _Crash  # the worker dies after the change landed, before its mirrors ran
+
+    world.store.between_stages = crash_once_landed
+    with pytest.raises(_Crash):
+        world.run_next()
+    landed = world.store.meetings[meeting.meeting_id]
+    assert landed.revision == 1
+    lagging = {d["meeting_status"] for d in documents(world, meeting.meeting_id).values()}
+    # The rewritten documents carry the new status from the start (it bills nothing); the
+    # mirrors of the unchanged ones never ran.
+    assert lagging == {str(landed.status), "scheduled"}
+
+    # The same answer again: nothing to change but the mirrors, and every one is brought up.
+    synced = poll_meeting(world.deps, meeting.meeting_id, reason="manual")
+
+    assert isinstance(synced, PollOutcome)
+    assert synced.meeting.revision == 1
+    statuses = {d["meeting_status"] for d in documents(world, meeting.meeting_id).values()}
+    assert statuses == {str(synced.meeting.status)}
+
+
+def test_a_final_poll_that_died_before_its_mirrors_is_billed_whole_after_the_retry() -> None:
+    world = World()
+    world.store = MemoryStore(max_commit_bytes=2500)  # about one document per request
+    world.deps = replace(world.deps, store=world.store)
+    meeting = world.declare(expected_participants=(TEACHER, STUDENT, ABSENT))
+    world.class_activities()
+    meeting_id = meeting.meeting_id
+
+    def crash_once_complete() -> None:
+        if world.store.meetings[meeting_id].status is Status.COMPLETE:
+            world.store.between_stages = lambda: None
+            raise _Crash  # the final change landed; its status mirrors never ran
+
+    world.store.between_stages = crash_once_complete
+    while True:
+        queued = world.queue.pop_next()
+        world.clock.now = max(world.clock.now, queued.at)
+        try:
+            handle_collect_task(world.deps, queued.task)
+        except _Crash:
+            break
+    shown = documents(world, meeting_id)
+    assert world.store.meetings[meeting_id].is_final
+    assert {d["meeting_status"] for d in shown.values()} != {"complete"}
+
+    retried = handle_collect_task(world.deps, queued.task)  # the queue's retry of that delivery
+
+    assert isinstance(retried, Skipped)
+    after = documents(world, meeting_id)
+    assert set(after) == set(shown)  # every document the meeting counted, it still counts
+    assert {d["meeting_status"] for d in after.values()} == {"complete"}  # and billing too
+    assert attended(world, meeting_id)[ABSENT] == (0, False, True)
+
+
 # ----------------------------------------------------------------- 3. the lease fences
 
 
