@@ -115,7 +115,10 @@ def selection_span(window: Span, credited: Span) -> Span:
 
 
 def _ordered(meetings: Iterable[MeetingSpec]) -> list[MeetingSpec]:
-    return sorted(meetings, key=lambda m: (m.ended_at, m.meeting_id))
+    # By ended_at (CONTRACT §2); meetings ending together by their start, the earlier first, so
+    # the one that starts later cuts into the tail of the other's window, not into its whole
+    # (with zero windows, a zero-length declaration ordered first took all of the other's time).
+    return sorted(meetings, key=lambda m: (m.ended_at, m.declared_start, m.meeting_id))
 
 
 def declared_start(*, ended_at: datetime, started_at: datetime | None) -> datetime:

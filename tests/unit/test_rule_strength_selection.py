@@ -62,6 +62,25 @@ def test_windows_that_exactly_touch_meet_at_the_shared_instant() -> None:
     assert result["E"].meeting.participants[0].attended_seconds == 20 * 60
 
 
+def test_meetings_ending_together_are_ordered_by_their_start() -> None:
+    # Windows of 0: a zero-length declaration at the end of a 30-minute class. Ordered by id
+    # ("A" first), its window [30, 30] touched the class's [0, 30] only at 30, and the class was
+    # credited from 30 on: nothing. Ordered by start, the class comes first and keeps its time.
+    def zero(meeting_id: str, started: float, ended: float) -> MeetingSpec:
+        return replace(spec(meeting_id, started, ended), window_before_s=0, window_after_s=0)
+
+    blip, lesson = zero("A", 30, 30), zero("B", 0, 30)
+    assert credited_spans([blip, lesson]) == {"B": Span(None, at(30)), "A": Span(at(30), None)}
+    student = session(at(0), at(30), key="student@s.example")
+    result = select_meetings([blip, lesson], [student])
+    assert result["B"].meeting.participants[0].attended_seconds == 30 * 60
+    assert result["A"].sessions == ()
+    # Ending together with normal windows: the later start cuts at the midpoint of the other's
+    # end and its start (10:00 and 9:30), whatever their ids.
+    early, late = spec("Z", 0, 60), spec("Y", 30, 60)
+    assert credited_spans([early, late]) == {"Z": Span(None, at(45)), "Y": Span(at(45), None)}
+
+
 def test_contradictory_declarations_leave_the_middle_meeting_an_empty_span() -> None:
     # A ends at 60; B is declared 50 to 70; C, ending later, is declared to start at 20.
     # Boundary A|B = mid(60, 50) = 55; boundary B|C = mid(70, 20) = 45, before it.
