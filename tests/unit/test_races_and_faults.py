@@ -432,12 +432,21 @@ def test_a_neighbour_moving_away_gives_the_time_it_cut_back_to_the_meeting_it_cu
     )
     later = {"started_at": END + minutes(10), "ended_at": END + minutes(55)}
     world.declare(external_id="second", expected_participants=(), **later)
+    # An evening class of the same code, far from both: the first class's credit ends at its
+    # own window's edge whether the second class is there or a day away.
+    evening = {"started_at": END + minutes(300), "ended_at": END + minutes(360)}
+    world.declare(external_id="evening", expected_participants=(), **evening)
     while world.queue.tasks:
         world.run_next()
     assert documents(world, first.meeting_id)[ABSENT]["attended_seconds"] == 15 * 60
 
     moved = {k: v + timedelta(days=1) for k, v in later.items()}
     world.declare(external_id="second", expected_participants=(), **moved)
+    # Re-polled at once (CONTRACT §2: its credited span changed), not only when the moved class's
+    # own poll lets the session go: its share without the moved class and with it at the new
+    # times is the same, and differs only from its share with it at the times it was told of.
+    asked = {(q.task.meeting_id, q.task.reason) for q in world.queue.tasks}
+    assert (first.meeting_id, "neighbour") in asked
     while world.queue.tasks:
         world.run_next()
 
