@@ -40,7 +40,8 @@ class Subject:
     revisions: Callable[[str], list[dict[str, Any]]]
 
 
-def _memory(max_commit_bytes: int) -> Subject:
+def memory_subject(max_commit_bytes: int) -> Subject:
+    """The in-memory store under test (also for tests that run a contract test on it alone)."""
     store = MemoryStore(max_commit_bytes=max_commit_bytes)
 
     def revisions(meeting_id: str) -> list[dict[str, Any]]:
@@ -59,7 +60,7 @@ def _firestore(emulator: FirestoreEmulator, max_commit_bytes: int) -> Subject:
 @pytest.fixture(params=["memory", "firestore"])
 def make(request: pytest.FixtureRequest) -> Iterator[Callable[[int], Subject]]:
     if request.param == "memory":
-        yield _memory
+        yield memory_subject
         return
     emulator: FirestoreEmulator = request.getfixturevalue("firestore_db")
     yield lambda max_commit_bytes: _firestore(emulator, max_commit_bytes)
@@ -455,6 +456,32 @@ def test_the_mirrors_of_a_landed_change_stop_once_its_status_is_no_longer_the_me
     statuses = [d["meeting_status"] for d in store.participants("c-meeting1")]
     # A late mirror would say "complete" of a meeting that is not: billing would count it.
     assert statuses.count("complete") == mirrored_when_moved < 200
+
+
+def test_a_late_mirror_fences_out_a_writer_that_read_the_documents_before_it(
+    make: Callable[[int], Subject],
+) -> None:
+    subject = make(SMALL_REQUEST)
+    store = subject.store
+    base = commit(store, created(store), upserts=_large(200))
+    assert base is not None
+    done = replace(base.record, status=Status.COMPLETE, revision=2)
+    read_before_mirrors: list[Versioned] = []
+
+    def another_writer_reads() -> None:
+        landed = store.read("c-meeting1")
+        if not read_before_mirrors and landed is not None and landed.record.revision == 2:
+            read_before_mirrors.append(landed)  # documents still "staged": its plan mirrors them
+
+    _after_each_stage(store, another_writer_reads)
+    assert commit(store, base, meeting=done, upserts=_large(200, revision=2)) is not None
+    (stale,) = read_before_mirrors
+    _after_each_stage(store, lambda: None)
+
+    late = commit(store, stale, meeting=replace(stale.record, status=Status.COLLECTING))
+
+    # Landing would leave every document "complete" under a meeting that is not.
+    assert late is None
 
 
 def _delete_participant(store: MeetingStore, doc_id: str) -> None:
