@@ -213,3 +213,36 @@ def test_an_expected_participant_is_written_at_the_polls_revision_and_status(
     assert carol["revision"] == plan.meeting.revision
     assert carol["meeting_status"] == str(plan.meeting.status)
     assert (carol["absent"], carol["estimated"]) == (absent, estimated)
+
+
+# ------------------------------------------------------------------------------------------------
+# Which neighbours a poll tells
+
+
+def test_a_leaving_session_whose_gainer_was_not_read_is_held() -> None:
+    # The gainer's documents were not read (not among the donors): it is taken to hold nothing,
+    # so the session stays here until it does.
+    first = Stored(meeting("first", start=0, end=60))
+    poll(first, [ALICE, LATE], now=75)
+    second = Stored(meeting("second", start=70, end=120))
+    plan = plan_poll(inputs_for(first, [], neighbours=[second.record], donors={}))
+    assert "dora@school.example" in {p.participant_key for p in plan.selected.participants}
+    assert plan.deletes == ()
+
+
+def test_a_neighbour_that_holds_and_takes_nothing_of_this_meetings_is_not_re_polled() -> None:
+    first = Stored(meeting("first", start=0, end=60))
+    second = Stored(meeting("second", start=70, end=120))
+    plan = poll(first, [ALICE], now=75, neighbours=[second], in_chain=False)
+    assert plan.repolls == ()
+
+
+def test_a_neighbour_holding_its_share_of_a_shared_session_is_not_re_polled() -> None:
+    # The tutor stays across both classes: each takes its part, and the second already holds it.
+    first = Stored(meeting("first", start=0, end=60))
+    second = Stored(meeting("second", start=70, end=120))
+    poll(second, [TUTOR], now=130, neighbours=[first], in_chain=False)
+    assert "tutor@school.example" in second.attended()
+    plan = poll(first, [TUTOR], now=131, neighbours=[second], in_chain=False)
+    assert "tutor@school.example" in first.attended()
+    assert plan.repolls == ()
