@@ -15,7 +15,7 @@ locals {
     "logging.googleapis.com",              # logs and log-based metrics
     "monitoring.googleapis.com",           # alert policies
     "run.googleapis.com",                  # gen2 functions run on Cloud Run
-    "secretmanager.googleapis.com",        # the webhook secret
+    "secretmanager.googleapis.com",        # the webhook secret and the erasure key
   ])
 }
 

@@ -11,12 +11,20 @@ resource "google_firestore_database" "default" {
   depends_on = [google_project_service.enabled]
 }
 
-# The composite indexes, with firestore.indexes.json as the one source of truth (the same file
-# deploys with `firebase deploy --only firestore:indexes` or is read by tests).
+# The composite indexes and the single-field overrides (TTL policies, index exemptions), with
+# firestore.indexes.json as the one source of truth (the same file deploys with
+# `firebase deploy --only firestore:indexes` or is read by tests).
 locals {
+  firestore_document = jsondecode(file("${path.module}/firestore.indexes.json"))
+
   firestore_indexes = {
-    for index in jsondecode(file("${path.module}/firestore.indexes.json")).indexes :
+    for index in local.firestore_document.indexes :
     join("-", concat([index.collectionGroup], [for field in index.fields : field.fieldPath])) => index
+  }
+
+  firestore_field_overrides = {
+    for override in local.firestore_document.fieldOverrides :
+    "${override.collectionGroup}-${override.fieldPath}" => override
   }
 }
 
@@ -37,15 +45,45 @@ resource "google_firestore_index" "composite" {
   }
 }
 
-# Replay-protection records expire by themselves (TTL deletes within about 24 h of expire_at).
-resource "google_firestore_field" "webhook_deliveries_ttl" {
+# Retention (CONTRACT §3 Privacy): a TTL policy on expire_at of meetings, participants and revisions
+# (set when RETENTION_DAYS is) and of webhook_deliveries (replay protection); TTL deletes within
+# about 24 h after expire_at, and the daily run sweeps what it has not deleted yet. erasures/{hash}
+# has no TTL: an erasure must outlive every poll. TTL fields carry no index: nothing queries them
+# (the sweep selects meetings by ended_at) and a monotonic timestamp index is a write hotspot.
+#
+# The erasure looks a person up across meetings (a collection-group query on participants where
+# participant_key == K): single-field indexes are collection-scoped by default, so participant_key
+# gets a collection-group index too (its collection-scoped ones are kept as they were). Its lookups
+# of expected_participants/missing_participants (array-contains on meetings) use the automatic
+# indexes.
+resource "google_firestore_field" "overrides" {
+  for_each = local.firestore_field_overrides
+
   project    = var.project_id
   database   = google_firestore_database.default.name
-  collection = "webhook_deliveries"
-  field      = "expire_at"
+  collection = each.value.collectionGroup
+  field      = each.value.fieldPath
 
-  ttl_config {}
+  dynamic "ttl_config" {
+    for_each = lookup(each.value, "ttl", false) ? [true] : []
+    content {}
+  }
 
-  # No single-field index on a TTL timestamp: nothing queries it and it avoids a write hotspot.
-  index_config {}
+  # Replaces the automatic single-field indexes of this field; empty disables them.
+  index_config {
+    dynamic "indexes" {
+      for_each = each.value.indexes
+      content {
+        query_scope  = lookup(indexes.value, "queryScope", "COLLECTION")
+        order        = lookup(indexes.value, "order", null)
+        array_config = lookup(indexes.value, "arrayConfig", null)
+      }
+    }
+  }
+}
+
+# The webhook_deliveries TTL was declared on its own before the overrides came from the JSON file.
+moved {
+  from = google_firestore_field.webhook_deliveries_ttl
+  to   = google_firestore_field.overrides["webhook_deliveries-expire_at"]
 }

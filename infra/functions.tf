@@ -1,8 +1,11 @@
-# The three gen2 functions, built from one source with three entry points.
+# The four gen2 functions, built from one source with four entry points (main.py), each running as
+# its own service account (iam.tf) with only the settings and secrets its role reads
+# (functions/config.py READS).
 #
 # Terraform creates them from var.source_bucket/var.source_object and owns their configuration
-# (identity, settings, scaling, ingress, IAM). Later code deploys go through cloudbuild.yaml
-# (gcloud functions deploy), so the source and the labels gcloud adds are ignored here.
+# (identity, settings, secrets, scaling, ingress, IAM). Later code deploys go through cloudbuild.yaml
+# (gcloud functions deploy, which changes only the fields it is given), so the source and the labels
+# gcloud adds are ignored here.
 
 data "google_project" "this" {
   project_id = var.project_id
@@ -11,36 +14,68 @@ data "google_project" "this" {
 locals {
   function_names = {
     ingest   = "${var.name_prefix}-ingest"
+    api      = "${var.name_prefix}-api"
     collect  = "${var.name_prefix}-collect"
     backfill = "${var.name_prefix}-backfill"
   }
 
-  # COLLECT_URL is needed by all three functions, collect included (it enqueues its own next poll),
-  # so it cannot be read from collect's service_config[0].uri without a cycle. Cloud Run gives every
-  # service a deterministic URL https://SERVICE-PROJECT_NUMBER.REGION.run.app, and a gen2
-  # function's service is named after the function; Cloud Run accepts OIDC tokens whose audience is
-  # this URL.
+  # COLLECT_URL is needed by every function, collect included (it enqueues its own next poll), and
+  # API_URL by the api itself, so neither can be read from service_config[0].uri without a cycle.
+  # Cloud Run gives every service a deterministic URL https://SERVICE-PROJECT_NUMBER.REGION.run.app,
+  # a gen2 function's service is named after the function, and Cloud Run accepts ID tokens whose
+  # audience is this URL.
   run_url_suffix = "${data.google_project.this.number}.${var.region}.run.app"
   collect_url    = "https://${local.function_names.collect}-${local.run_url_suffix}"
   backfill_url   = "https://${local.function_names.backfill}-${local.run_url_suffix}"
+  api_url        = "https://${local.function_names.api}-${local.run_url_suffix}"
 
-  # CONTRACT §5. WEBHOOK_SECRET comes from Secret Manager (secret_environment_variables below).
-  # The emulator and stand-in settings (FIRESTORE_EMULATOR_HOST, CLOUD_TASKS_EMULATOR_HOST,
-  # REPORTS_API_ENDPOINT, OIDC_CERTS_URL) must never be set in production.
-  app_env = {
+  # CONTRACT §5, split by what each role reads (functions/config.py READS): no function gets a
+  # setting it does not read. WEBHOOK_SECRET and ERASURE_KEY come from Secret Manager
+  # (secret_environment_variables). The stand-in settings (FIRESTORE_EMULATOR_HOST,
+  # CLOUD_TASKS_EMULATOR_HOST, REPORTS_API_ENDPOINT, OIDC_CERTS_URL) are never set in production.
+  store_and_queue_env = {
     GOOGLE_CLOUD_PROJECT  = var.project_id
     TASKS_LOCATION        = var.region
     TASKS_QUEUE           = google_cloud_tasks_queue.collect.name
     COLLECT_URL           = local.collect_url
     TASKS_SERVICE_ACCOUNT = google_service_account.tasks.email
-    # The backfill function accepts only the scheduler's OIDC tokens, for its own URL.
-    BACKFILL_URL              = local.backfill_url
-    SCHEDULER_SERVICE_ACCOUNT = google_service_account.scheduler.email
-    REPORTS_ADMIN_SUBJECT     = var.reports_admin_subject
-    REPORTS_CREDENTIALS       = "keyless"
-    IP_ADDRESS_MODE           = var.ip_address_mode
   }
 
+  # Where Workspace APIs are called (collect, backfill, api): the delegation identity the function
+  # signs as, and the privacy modes applied to what those APIs return. Never in the public ingest.
+  reports_env = {
+    REPORTS_ADMIN_SUBJECT      = var.reports_admin_subject
+    REPORTS_CREDENTIALS        = "keyless"
+    DELEGATION_SERVICE_ACCOUNT = google_service_account.delegation.email
+    IP_ADDRESS_MODE            = var.ip_address_mode
+    LOCATION_MODE              = var.location_mode
+  }
+
+  # The api checks its callers' ID tokens: audience API_URL, email in API_PRINCIPALS.
+  api_env = {
+    API_URL        = local.api_url
+    API_PRINCIPALS = join(",", var.api_principals)
+  }
+
+  # The backfill accepts the scheduler's OIDC tokens for its own URL (and the tasks identity's, for
+  # its slices).
+  backfill_env = {
+    BACKFILL_URL              = local.backfill_url
+    SCHEDULER_SERVICE_ACCOUNT = google_service_account.scheduler.email
+  }
+
+  # RETENTION_DAYS only when set (unset keeps attendance until erased).
+  retention_env = { for name, days in { RETENTION_DAYS = var.retention_days } : name => tostring(days) if days != null }
+
+  # The timing overrides: BACKFILL_LOOKBACK_S is read by the backfill alone.
+  timing_env = { for name, value in var.app_settings : name => value if name != "BACKFILL_LOOKBACK_S" }
+
+  function_env = {
+    ingest   = merge(local.timing_env, local.retention_env, local.store_and_queue_env)
+    api      = merge(local.timing_env, local.retention_env, local.store_and_queue_env, local.reports_env, local.api_env)
+    collect  = merge(local.timing_env, local.retention_env, local.store_and_queue_env, local.reports_env)
+    backfill = merge(var.app_settings, local.retention_env, local.store_and_queue_env, local.reports_env, local.backfill_env)
+  }
 }
 
 resource "google_cloudfunctions2_function" "ingest" {
@@ -48,12 +83,12 @@ resource "google_cloudfunctions2_function" "ingest" {
   project     = var.project_id
   name        = local.function_names.ingest
   location    = var.region
-  description = "Public, HMAC-signed webhook: meeting ended, manual sync, meeting read-back."
+  description = "Public, HMAC-signed webhook: meeting ended."
 
   build_config {
     runtime         = "python313"
     entry_point     = "ingest"
-    service_account = var.build_service_account
+    service_account = google_service_account.build.id
     source {
       storage_source {
         bucket = var.source_bucket
@@ -63,7 +98,7 @@ resource "google_cloudfunctions2_function" "ingest" {
   }
 
   service_config {
-    service_account_email            = google_service_account.runtime.email
+    service_account_email            = google_service_account.ingest.email
     ingress_settings                 = "ALLOW_ALL" # the meeting platform calls it from the internet
     all_traffic_on_latest_revision   = true
     min_instance_count               = 0
@@ -71,13 +106,20 @@ resource "google_cloudfunctions2_function" "ingest" {
     max_instance_request_concurrency = 1
     available_memory                 = "512Mi"
     timeout_seconds                  = 120
-    environment_variables            = merge(var.app_settings, local.app_env)
+    environment_variables            = local.function_env.ingest
 
     secret_environment_variables {
       key        = "WEBHOOK_SECRET"
       project_id = var.project_id
       secret     = google_secret_manager_secret.webhook.secret_id
       version    = var.webhook_secret_version
+    }
+
+    secret_environment_variables {
+      key        = "ERASURE_KEY"
+      project_id = var.project_id
+      secret     = google_secret_manager_secret.erasure_key.secret_id
+      version    = var.erasure_key_version
     }
   }
 
@@ -87,10 +129,71 @@ resource "google_cloudfunctions2_function" "ingest" {
 
   depends_on = [
     google_project_service.enabled,
-    google_project_iam_member.runtime,
-    google_service_account_iam_member.runtime_token_creator_on_itself,
-    google_service_account_iam_member.runtime_acts_as_tasks,
-    google_secret_manager_secret_iam_member.runtime_reads_webhook_secret,
+    google_project_iam_member.function_datastore,
+    google_cloud_tasks_queue_iam_member.function_enqueuer,
+    google_service_account_iam_member.function_acts_as_tasks,
+    google_secret_manager_secret_iam_member.function_reads_erasure_key,
+    google_secret_manager_secret_iam_member.ingest_reads_webhook_secret,
+    google_project_iam_member.build_log_writer,
+    google_project_iam_member.build_artifact_writer,
+    google_storage_bucket_iam_member.build_reads_source_bucket,
+  ]
+}
+
+resource "google_cloudfunctions2_function" "api" {
+  # checkov:skip=CKV_GCP_124: operators and back ends call the api from outside Google Cloud; Cloud Run IAM admits only var.api_principals and the app checks the ID token again
+  project     = var.project_id
+  name        = local.function_names.api
+  location    = var.region
+  description = "Private operator API (ID tokens of api_principals): manual sync, meeting read-back, erasure."
+
+  build_config {
+    runtime         = "python313"
+    entry_point     = "api"
+    service_account = google_service_account.build.id
+    source {
+      storage_source {
+        bucket = var.source_bucket
+        object = var.source_object
+      }
+    }
+  }
+
+  service_config {
+    service_account_email = google_service_account.api.email
+    # Callers are outside Google (an operator's laptop, a back end on another cloud), so ingress is
+    # open and access is closed by IAM: only var.api_principals hold run.invoker.
+    ingress_settings                 = "ALLOW_ALL"
+    all_traffic_on_latest_revision   = true
+    min_instance_count               = 0
+    max_instance_count               = 5
+    max_instance_request_concurrency = 1
+    available_memory                 = "512Mi"
+    timeout_seconds                  = 600 # an erasure rewrites every meeting the person attended
+    environment_variables            = local.function_env.api
+
+    secret_environment_variables {
+      key        = "ERASURE_KEY"
+      project_id = var.project_id
+      secret     = google_secret_manager_secret.erasure_key.secret_id
+      version    = var.erasure_key_version
+    }
+  }
+
+  lifecycle {
+    ignore_changes = [build_config[0].source, labels]
+  }
+
+  depends_on = [
+    google_project_service.enabled,
+    google_project_iam_member.function_datastore,
+    google_cloud_tasks_queue_iam_member.function_enqueuer,
+    google_service_account_iam_member.function_acts_as_tasks,
+    google_secret_manager_secret_iam_member.function_reads_erasure_key,
+    google_service_account_iam_member.api_signs_as_delegation,
+    google_project_iam_member.build_log_writer,
+    google_project_iam_member.build_artifact_writer,
+    google_storage_bucket_iam_member.build_reads_source_bucket,
   ]
 }
 
@@ -104,7 +207,7 @@ resource "google_cloudfunctions2_function" "collect" {
   build_config {
     runtime         = "python313"
     entry_point     = "collect"
-    service_account = var.build_service_account
+    service_account = google_service_account.build.id
     source {
       storage_source {
         bucket = var.source_bucket
@@ -114,7 +217,7 @@ resource "google_cloudfunctions2_function" "collect" {
   }
 
   service_config {
-    service_account_email = google_service_account.runtime.email
+    service_account_email = google_service_account.collect.email
     # Cloud Tasks is not an "internal" source for Cloud Run ingress, so ingress stays open and
     # access is closed by IAM: only the tasks account holds run.invoker (and the app checks the
     # OIDC token's email and audience again).
@@ -125,13 +228,13 @@ resource "google_cloudfunctions2_function" "collect" {
     max_instance_request_concurrency = 1
     available_memory                 = "512Mi"
     timeout_seconds                  = 300
-    environment_variables            = merge(var.app_settings, local.app_env)
+    environment_variables            = local.function_env.collect
 
     secret_environment_variables {
-      key        = "WEBHOOK_SECRET"
+      key        = "ERASURE_KEY"
       project_id = var.project_id
-      secret     = google_secret_manager_secret.webhook.secret_id
-      version    = var.webhook_secret_version
+      secret     = google_secret_manager_secret.erasure_key.secret_id
+      version    = var.erasure_key_version
     }
   }
 
@@ -141,10 +244,14 @@ resource "google_cloudfunctions2_function" "collect" {
 
   depends_on = [
     google_project_service.enabled,
-    google_project_iam_member.runtime,
-    google_service_account_iam_member.runtime_token_creator_on_itself,
-    google_service_account_iam_member.runtime_acts_as_tasks,
-    google_secret_manager_secret_iam_member.runtime_reads_webhook_secret,
+    google_project_iam_member.function_datastore,
+    google_cloud_tasks_queue_iam_member.function_enqueuer,
+    google_service_account_iam_member.function_acts_as_tasks,
+    google_secret_manager_secret_iam_member.function_reads_erasure_key,
+    google_service_account_iam_member.collect_signs_as_delegation,
+    google_project_iam_member.build_log_writer,
+    google_project_iam_member.build_artifact_writer,
+    google_storage_bucket_iam_member.build_reads_source_bucket,
   ]
 }
 
@@ -153,12 +260,12 @@ resource "google_cloudfunctions2_function" "backfill" {
   project     = var.project_id
   name        = local.function_names.backfill
   location    = var.region
-  description = "Daily Reports scan: late data, unannounced meetings, overdue chains."
+  description = "Daily run: Reports scan for late data, unannounced meetings and overdue chains; retention."
 
   build_config {
     runtime         = "python313"
     entry_point     = "backfill"
-    service_account = var.build_service_account
+    service_account = google_service_account.build.id
     source {
       storage_source {
         bucket = var.source_bucket
@@ -168,8 +275,9 @@ resource "google_cloudfunctions2_function" "backfill" {
   }
 
   service_config {
-    service_account_email = google_service_account.runtime.email
-    # Cloud Scheduler is not an "internal" source either; only the scheduler account may invoke.
+    service_account_email = google_service_account.backfill.email
+    # Cloud Scheduler is not an "internal" source either; only the scheduler account (the run) and
+    # the tasks account (its slices) may invoke.
     ingress_settings                 = "ALLOW_ALL"
     all_traffic_on_latest_revision   = true
     min_instance_count               = 0
@@ -177,13 +285,13 @@ resource "google_cloudfunctions2_function" "backfill" {
     max_instance_request_concurrency = 1
     available_memory                 = "1Gi"
     timeout_seconds                  = 900
-    environment_variables            = merge(var.app_settings, local.app_env)
+    environment_variables            = local.function_env.backfill
 
     secret_environment_variables {
-      key        = "WEBHOOK_SECRET"
+      key        = "ERASURE_KEY"
       project_id = var.project_id
-      secret     = google_secret_manager_secret.webhook.secret_id
-      version    = var.webhook_secret_version
+      secret     = google_secret_manager_secret.erasure_key.secret_id
+      version    = var.erasure_key_version
     }
   }
 
@@ -193,10 +301,14 @@ resource "google_cloudfunctions2_function" "backfill" {
 
   depends_on = [
     google_project_service.enabled,
-    google_project_iam_member.runtime,
-    google_service_account_iam_member.runtime_token_creator_on_itself,
-    google_service_account_iam_member.runtime_acts_as_tasks,
-    google_secret_manager_secret_iam_member.runtime_reads_webhook_secret,
+    google_project_iam_member.function_datastore,
+    google_cloud_tasks_queue_iam_member.function_enqueuer,
+    google_service_account_iam_member.function_acts_as_tasks,
+    google_secret_manager_secret_iam_member.function_reads_erasure_key,
+    google_service_account_iam_member.backfill_signs_as_delegation,
+    google_project_iam_member.build_log_writer,
+    google_project_iam_member.build_artifact_writer,
+    google_storage_bucket_iam_member.build_reads_source_bucket,
   ]
 }
 
@@ -209,6 +321,17 @@ resource "google_cloud_run_v2_service_iam_member" "ingest_public" {
   name     = google_cloudfunctions2_function.ingest.name
   role     = "roles/run.invoker"
   member   = "allUsers"
+}
+
+# The api admits exactly the principals of var.api_principals (the app checks API_PRINCIPALS again).
+resource "google_cloud_run_v2_service_iam_member" "api_invokers" {
+  for_each = toset(var.api_principals)
+
+  project  = var.project_id
+  location = var.region
+  name     = google_cloudfunctions2_function.api.name
+  role     = "roles/run.invoker"
+  member   = "serviceAccount:${each.value}"
 }
 
 resource "google_cloud_run_v2_service_iam_member" "collect_invoker" {

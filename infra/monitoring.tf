@@ -16,7 +16,7 @@ locals {
       name        = "${var.name_prefix}-delegation-errors"
       description = "Polls refused by domain-wide delegation, the Reports privilege, the admin subject or signBlob."
       filter      = "${local.run_logs} AND jsonPayload.error=~\"(?i)domain-wide delegation|Reports privilege|REPORTS_ADMIN_SUBJECT|unauthorized_client|invalid_grant|signBlob|sign the delegation\""
-      runbook     = "Delegation is broken: check the client id authorisation (Security > API controls > Domain-wide delegation), the admin subject's Reports privilege and the runtime account's token creator binding. See infra/README.md troubleshooting."
+      runbook     = "Delegation is broken: check the client id authorisation (Security > API controls > Domain-wide delegation), the admin subject's Reports privilege and the functions' token creator bindings on the delegation account. See infra/README.md troubleshooting."
     }
     overdue_chains = {
       name        = "${var.name_prefix}-overdue-chains"

@@ -27,7 +27,7 @@ variable "name_prefix" {
 }
 
 variable "reports_admin_subject" {
-  description = "Workspace admin the runtime account impersonates for the Reports API (REPORTS_ADMIN_SUBJECT). Needs an admin role with the Reports privilege."
+  description = "Workspace admin the delegation identity impersonates for the Reports API (REPORTS_ADMIN_SUBJECT). Needs an admin role with the Reports privilege."
   type        = string
 
   validation {
@@ -46,15 +46,59 @@ variable "source_object" {
   type        = string
 }
 
-variable "build_service_account" {
-  description = "Optional service account (full resource name projects/P/serviceAccounts/EMAIL) that builds the functions. Null uses the project's default build account."
-  type        = string
-  default     = null
-}
-
 variable "alert_email" {
   description = "Email address that receives the alerts (failed meetings, delegation errors, overdue chains, backfill failures)."
   type        = string
+}
+
+variable "api_principals" {
+  description = "API_PRINCIPALS: service-account emails allowed to call the private api function (Cloud Run invoker, and checked again by the app). A back end runs as one; a person impersonates one (infra/README.md \"Calling the api\")."
+  type        = list(string)
+
+  validation {
+    condition     = length(var.api_principals) > 0
+    error_message = "api_principals needs at least one service-account email: the api refuses to start without API_PRINCIPALS."
+  }
+
+  validation {
+    condition = alltrue([
+      for email in var.api_principals : can(regex("^[a-z0-9][a-z0-9._-]*@[a-z0-9.-]+\\.gserviceaccount\\.com$", email))
+    ])
+    error_message = "api_principals holds service-account emails only (lower-case, ending in gserviceaccount.com)."
+  }
+}
+
+variable "retention_days" {
+  description = "RETENTION_DAYS: delete a meeting and everything under it this many days after its ended_at (Firestore TTL on expire_at plus the daily sweep). Null keeps attendance until erased. At least 62, so no month is deleted before it is billed."
+  type        = number
+  default     = null
+
+  validation {
+    condition     = var.retention_days == null ? true : (var.retention_days >= 62 && floor(var.retention_days) == var.retention_days)
+    error_message = "retention_days must be a whole number of days, at least 62 (no month is deleted before it is billed), or null."
+  }
+}
+
+variable "location_mode" {
+  description = "LOCATION_MODE: full, country or none, applied to location_country/location_region before anything is stored."
+  type        = string
+  default     = "full"
+
+  validation {
+    condition     = contains(["full", "country", "none"], var.location_mode)
+    error_message = "location_mode must be full, country or none."
+  }
+}
+
+variable "erasure_key_version" {
+  description = "Version of the erasure-key secret mounted as ERASURE_KEY. Pinned (not \"latest\"): erasure records are keyed hashes, so a new key would no longer recognise people already erased and a later poll could store them again. Never rotate it."
+  type        = string
+  default     = "1"
+
+  validation {
+    condition     = can(regex("^[1-9][0-9]*$", var.erasure_key_version))
+    error_message = "erasure_key_version must be a version number: \"latest\" would change the key whenever a version is added."
+  }
 }
 
 variable "webhook_secret_version" {
@@ -113,19 +157,19 @@ variable "app_settings" {
 }
 
 variable "billing_readers" {
-  description = "IAM members (user:, group:, serviceAccount:) that read attendance in Firestore, read-only (roles/datastore.viewer)."
+  description = "IAM members (user:, group:, serviceAccount:) that read attendance in Firestore, read-only (roles/datastore.viewer on the database only)."
   type        = list(string)
   default     = []
 }
 
 variable "operators" {
-  description = "IAM members that run the operator CLI (python -m functions sync/backfill/show/export) against production."
+  description = "IAM members that run the operator CLI (python -m functions sync/backfill/show/export/erase/subscriptions) against production: Firestore, the queue, actAs the tasks identity, signing as the delegation identity and the erasure key (infra/README.md \"Operators\")."
   type        = list(string)
   default     = []
 }
 
 variable "deployers" {
-  description = "IAM members that deploy code with gcloud or Cloud Build (e.g. serviceAccount:PROJECT_NUMBER@cloudbuild.gserviceaccount.com): roles/cloudfunctions.developer and actAs on the runtime account."
+  description = "IAM members that start code deploys (gcloud builds submit --config=cloudbuild.yaml): they run builds as the build account and stage source in source_bucket; they never hold the deploy roles themselves."
   type        = list(string)
   default     = []
 }

@@ -2,11 +2,18 @@
 
 Each property is a function from :class:`Infra` to a list of problems (empty when it holds), so the
 same code checks the real configuration and proves, on a broken copy, that it would catch a breach.
+
+IAM is read as a list of :class:`Grant` (who holds which role on what), with ``for_each`` over a
+local map expanded into one grant per key, so "which identity holds what" is checked on exactly
+what Terraform would create. What each function may read (settings and secrets) comes from
+``functions/config.py`` (``READS``), never from a list copied here.
 """
 
 from __future__ import annotations
 
 import ast
+import copy
+import functools
 import json
 import re
 from collections.abc import Callable, Iterator
@@ -16,25 +23,35 @@ from typing import Any
 
 import hcl2
 
-from functions.config import Settings
+from functions.config import READS, Settings
 from functions.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
 INFRA = REPO / "infra"
 MAIN_PY = REPO / "main.py"
+CHECKOV_DIR = INFRA / "checkov"
 
-ENTRY_POINTS = ("ingest", "collect", "backfill")
+#: The functions, named after their entry points in main.py and their roles in functions/config.py.
+ENTRY_POINTS = ("ingest", "api", "collect", "backfill")
+#: The functions that call Workspace APIs, signing the delegation assertion as the delegation identity.
+DELEGATING_FUNCTIONS = frozenset({"collect", "backfill", "api"})
+#: Settings that come from Secret Manager, never from a plain variable.
+SECRET_SETTINGS = frozenset({"WEBHOOK_SECRET", "ERASURE_KEY"})
 REPORTS_QUOTA_PER_MINUTE = 2400
 #: A poll costs at least one Reports query; at most half the quota's rate goes to queue dispatches.
 MAX_DISPATCHES_PER_SECOND = REPORTS_QUOTA_PER_MINUTE / 60 / 2
 PUBLIC_MEMBERS = ("allUsers", "allAuthenticatedUsers")
-PRIMITIVE_ROLES = ("roles/owner", "roles/editor")
+TOKEN_ROLES = frozenset(
+    {"roles/iam.serviceAccountTokenCreator", "roles/iam.serviceAccountOpenIdTokenCreator"}
+)
+ACT_AS = "roles/iam.serviceAccountUser"
 #: Stand-in settings of CONTRACT §5 that must never reach production.
 LOCAL_ONLY_SETTINGS = (
     "FIRESTORE_EMULATOR_HOST",
     "CLOUD_TASKS_EMULATOR_HOST",
     "REPORTS_API_ENDPOINT",
     "OIDC_CERTS_URL",
+    "ALLOW_STAND_INS",
 )
 REQUIRED_APIS = (
     "cloudfunctions.googleapis.com",
@@ -50,14 +67,34 @@ REQUIRED_APIS = (
     "logging.googleapis.com",
     "monitoring.googleapis.com",
 )
-RUNTIME_PROJECT_ROLES = frozenset(
+#: (scope, role) a function's account may hold; ``secret:*`` is any secret its function mounts.
+FUNCTION_GRANTS = frozenset(
     {
-        "roles/datastore.user",
-        "roles/cloudtasks.enqueuer",
-        "roles/logging.logWriter",
-        "roles/monitoring.metricWriter",
+        ("project", "roles/datastore.user"),
+        ("project", "roles/logging.logWriter"),
+        ("queue:collect", "roles/cloudtasks.enqueuer"),
+        ("service_account:tasks", ACT_AS),
+        ("secret:*", "roles/secretmanager.secretAccessor"),
+        ("service_account:delegation", "roles/iam.serviceAccountTokenCreator"),
     }
 )
+#: What every function needs to start and to enqueue tasks as the tasks identity.
+EVERY_FUNCTION_NEEDS = FUNCTION_GRANTS - {
+    ("secret:*", "roles/secretmanager.secretAccessor"),
+    ("service_account:delegation", "roles/iam.serviceAccountTokenCreator"),
+}
+#: What the build account holds (besides actAs on the function accounts and itself).
+BUILD_GRANTS = frozenset(
+    {
+        ("project", "roles/cloudfunctions.developer"),
+        ("project", "roles/logging.logWriter"),
+        ("project", "roles/artifactregistry.writer"),
+        ("project", "roles/storage.objectViewer"),
+        ("bucket:var.source_bucket", "roles/storage.objectViewer"),
+    }
+)
+#: Collection groups whose documents carry expire_at and expire by a TTL policy (CONTRACT §3).
+TTL_COLLECTIONS = ("meetings", "participants", "revisions", "webhook_deliveries")
 
 Block = dict[str, Any]
 
@@ -79,6 +116,24 @@ def _unquote(value: Any) -> Any:
     return value
 
 
+def _checkov_constant(module: str, name: str) -> frozenset[str]:
+    """A ``frozenset({...})`` constant of a custom checkov policy: one list, used by both checks
+    (the policies import checkov, which cannot be installed next to python-hcl2)."""
+    tree = ast.parse((CHECKOV_DIR / f"{module}.py").read_text(encoding="utf-8"))
+    for node in tree.body:
+        if (
+            isinstance(node, ast.Assign)
+            and any(isinstance(t, ast.Name) and t.id == name for t in node.targets)
+            and isinstance(node.value, ast.Call)
+        ):
+            return frozenset(ast.literal_eval(node.value.args[0]))
+    raise AssertionError(f"{name} not found in infra/checkov/{module}.py")
+
+
+BROAD_ROLES = _checkov_constant("iam_broad_roles", "BROAD_ROLES")
+NOT_PROJECT_WIDE = _checkov_constant("iam_broad_roles", "NOT_PROJECT_WIDE")
+
+
 @dataclass
 class Infra:
     """The parsed configuration: resources by type and name, locals, variables, outputs, text."""
@@ -90,23 +145,77 @@ class Infra:
     variables: dict[str, Block] = field(default_factory=dict)
     outputs: dict[str, Block] = field(default_factory=dict)
     terraform: list[Block] = field(default_factory=list)
+    moved: list[Block] = field(default_factory=list)
     text: dict[str, str] = field(default_factory=dict)
 
     def of_type(self, kind: str) -> dict[str, Block]:
         return self.resources.get(kind, {})
 
     def resolve(self, value: Any) -> Any:
-        """``${local.name}`` becomes the local's value (one level; enough for this configuration)."""
+        """``${local.name}`` (or ``${local.name.key}``) becomes the local's value."""
         if isinstance(value, str):
-            match = re.fullmatch(r"\$\{local\.(\w+)\}", value)
+            match = re.fullmatch(r"\$\{local\.(\w+)((?:\.\w+)*)\}", value)
             if match and match.group(1) in self.locals:
-                return self.locals[match.group(1)]
+                resolved = self.locals[match.group(1)]
+                for key in filter(None, match.group(2).split(".")):
+                    if not isinstance(resolved, dict) or key not in resolved:
+                        return value
+                    resolved = resolved[key]
+                return resolved
         return value
+
+    def expand(self, text: str, depth: int = 5) -> str:
+        """``text`` with every ``${local.name}`` holding a string replaced by that string."""
+        for _ in range(depth):
+            replaced = re.sub(
+                r"\$\{local\.(\w+)\}",
+                lambda m: (
+                    str(self.locals[m.group(1)])
+                    if isinstance(self.locals.get(m.group(1)), str)
+                    else m.group(0)
+                ),
+                text,
+            )
+            if replaced == text:
+                return text
+            text = replaced
+        return text
 
     def all_resources(self) -> Iterator[tuple[str, str, Block]]:
         for kind, by_name in self.resources.items():
             for name, body in by_name.items():
                 yield kind, name, body
+
+    def instances(self) -> Iterator[tuple[str, str, Block]]:
+        """Every resource as Terraform would create it: ``for_each`` over a local map becomes one
+        instance per key (``each.value`` replaced by the map's value); ``for_each`` over a variable
+        stays one symbolic instance (its members come from outside)."""
+        for kind, name, body in self.all_resources():
+            for_each = body.get("for_each")
+            local = self.resolve(for_each) if isinstance(for_each, str) else None
+            if isinstance(local, dict):
+                for key, value in local.items():
+                    yield kind, f"{name}[{key}]", _substitute_each(body, key, value)
+            else:
+                yield kind, name, body
+
+
+def _substitute_each(body: Any, key: str, value: Any) -> Any:
+    inner = value[2:-1] if isinstance(value, str) and value.startswith("${") else str(value)
+    if isinstance(body, str):
+        return body.replace("each.value", inner).replace("each.key", f'"{key}"')
+    if isinstance(body, list):
+        return [_substitute_each(item, key, value) for item in body]
+    if isinstance(body, dict):
+        return {k: _substitute_each(v, key, value) for k, v in body.items() if k != "for_each"}
+    return body
+
+
+@functools.lru_cache(maxsize=256)
+def _parse(text: str) -> dict[str, Any]:
+    """One file's HCL (a broken copy of infra/ re-parses only the files it changed)."""
+    parsed: dict[str, Any] = _unquote(hcl2.loads(text))
+    return parsed
 
 
 def load_infra(directory: Path = INFRA) -> Infra:
@@ -115,8 +224,7 @@ def load_infra(directory: Path = INFRA) -> Infra:
     for path in sorted(directory.glob("*.tf")):
         text = path.read_text(encoding="utf-8")
         infra.text[path.name] = text
-        with path.open(encoding="utf-8") as handle:
-            parsed = _unquote(hcl2.load(handle))
+        parsed = copy.deepcopy(_parse(text))
         for section, target in (("resource", infra.resources), ("data", infra.data)):
             for entry in parsed.get(section, []):
                 for kind, by_name in entry.items():
@@ -131,6 +239,7 @@ def load_infra(directory: Path = INFRA) -> Infra:
         for entry in parsed.get("output", []):
             infra.outputs.update(entry)
         infra.terraform.extend(parsed.get("terraform", []))
+        infra.moved.extend(parsed.get("moved", []))
     return infra
 
 
@@ -153,8 +262,25 @@ def _strings(value: Any) -> Iterator[str]:
             yield from _strings(item)
 
 
+def _text(value: Any) -> str:
+    """Every string in ``value``, joined: enough to look for a fragment of an expression."""
+    return "\n".join(_strings(value))
+
+
 def _account_ref(name: str) -> str:
     return f"serviceAccount:${{google_service_account.{name}.email}}"
+
+
+def _member_account(member: str) -> str | None:
+    """``serviceAccount:${google_service_account.X.email}`` → ``X``."""
+    match = re.fullmatch(r"serviceAccount:\$\{google_service_account\.(\w+)\.email\}", member)
+    return match.group(1) if match else None
+
+
+def _referenced(kind: str, value: Any, attributes: str = r"\w+") -> str | None:
+    """``${KIND.NAME.attr}`` → ``NAME``."""
+    match = re.fullmatch(rf"\$\{{{kind}\.(\w+)\.(?:{attributes})\}}", str(value))
+    return match.group(1) if match else None
 
 
 def _members(infra: Infra, body: Block) -> list[str]:
@@ -162,10 +288,166 @@ def _members(infra: Infra, body: Block) -> list[str]:
     for key in ("member", "members"):
         value = infra.resolve(body.get(key))
         if isinstance(value, str):
-            members.append(value)
+            members.append(infra.expand(value))
         elif isinstance(value, list):
-            members.extend(str(item) for item in value)
+            members.extend(infra.expand(str(item)) for item in value)
     return members
+
+
+# --- IAM as grants ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Grant:
+    """One IAM member binding: ``member`` holds ``role`` on ``scope``."""
+
+    resource: str
+    scope: str
+    role: str
+    member: str
+    condition: str | None
+
+    @property
+    def account(self) -> str | None:
+        """The google_service_account the member is, if it is one of ours."""
+        return _member_account(self.member)
+
+
+def _scope(infra: Infra, kind: str, body: Block) -> str:
+    if kind.startswith(("google_project_iam", "google_folder_iam", "google_organization_iam")):
+        return kind.split("_iam")[0].removeprefix("google_")
+    if kind.startswith("google_service_account_iam"):
+        target = _referenced("google_service_account", body.get("service_account_id"), "name|id")
+        return f"service_account:{target or body.get('service_account_id')}"
+    if kind.startswith("google_secret_manager_secret_iam"):
+        secret = _referenced("google_secret_manager_secret", body.get("secret_id"), "secret_id|id")
+        return f"secret:{secret or body.get('secret_id')}"
+    if kind.startswith("google_cloud_tasks_queue_iam"):
+        queue = _referenced("google_cloud_tasks_queue", body.get("name"), "name|id")
+        return f"queue:{queue or body.get('name')}"
+    if kind.startswith(("google_cloud_run", "google_cloudfunctions")):
+        target = body.get("name") or body.get("service") or body.get("cloud_function")
+        function = _referenced("google_cloudfunctions2_function", target, "name")
+        return f"function:{function or target}"
+    if kind.startswith("google_storage_bucket_iam"):
+        return f"bucket:{str(body.get('bucket', '')).strip('${}')}"
+    return kind
+
+
+def grants(infra: Infra) -> list[Grant]:
+    found = []
+    for kind, name, body in infra.instances():
+        if "_iam_" not in kind or kind.endswith("_iam_policy"):
+            continue
+        condition = _first(body.get("condition"))
+        expression = condition.get("expression") if isinstance(condition, dict) else None
+        for member in _members(infra, body):
+            found.append(
+                Grant(
+                    resource=f"{kind}.{name}",
+                    scope=_scope(infra, kind, body),
+                    role=str(body.get("role")),
+                    member=member,
+                    condition=infra.expand(str(expression)) if expression else None,
+                )
+            )
+    return found
+
+
+def _functions(infra: Infra) -> dict[str, Block]:
+    return infra.of_type("google_cloudfunctions2_function")
+
+
+def _service(body: Block) -> Block:
+    service = _first(body.get("service_config"))
+    return service if isinstance(service, dict) else {}
+
+
+def function_accounts(infra: Infra) -> dict[str, str | None]:
+    """Function → the google_service_account it runs as."""
+    return {
+        name: _referenced(
+            "google_service_account", _service(body).get("service_account_email"), "email"
+        )
+        for name, body in _functions(infra).items()
+    }
+
+
+def public_functions(infra: Infra) -> set[str]:
+    """Functions whose Cloud Run service admits allUsers or allAuthenticatedUsers."""
+    return {
+        g.scope.removeprefix("function:")
+        for g in grants(infra)
+        if g.scope.startswith("function:") and g.member in PUBLIC_MEMBERS
+    }
+
+
+# --- settings --------------------------------------------------------------------------------------
+
+
+def app_settings_names(infra: Infra) -> set[str]:
+    """The timing overrides var.app_settings may hold (its validation's list)."""
+    variable = infra.variables.get("app_settings", {})
+    return set(re.findall(r'"([A-Z][A-Z0-9_]+)"', _text(variable.get("validation", []))))
+
+
+def _for_expression_keys(infra: Infra, expression: str) -> dict[str, Any] | None:
+    """``{for k, v in SOURCE : k => ... if k != "X"}`` over var.app_settings or an object
+    literal: the keys it can produce."""
+    match = re.fullmatch(r"\$\{\{for (\w+), \w+ in (.+?) : \1 => .+?(?: if (.+))?\}\}", expression)
+    if match is None:
+        return None
+    key_name, source, condition = match.groups()
+    if source == "var.app_settings":
+        keys = app_settings_names(infra)
+    elif source.startswith("{"):
+        keys = set(re.findall(r"(\w+)\s*=", source))
+    else:
+        return None
+    excluded = set(re.findall(rf'{key_name} != \\?"(\w+)\\?"', condition or ""))
+    return dict.fromkeys(sorted(keys - excluded), expression)
+
+
+def environment(infra: Infra, body: Block) -> dict[str, Any]:
+    """The plain environment variables a function can get: a map, or a ``merge(...)`` of
+    ``local.*`` maps and ``var.app_settings`` (every name it may hold counts)."""
+    value = infra.resolve(_service(body).get("environment_variables"))
+    if isinstance(value, dict):
+        return value
+    env: dict[str, Any] = {}
+    for reference in re.findall(r"(local\.\w+|var\.app_settings)", str(value)):
+        if reference == "var.app_settings":
+            env.update(dict.fromkeys(app_settings_names(infra), "${var.app_settings}"))
+            continue
+        local = infra.locals.get(reference.removeprefix("local."))
+        if isinstance(local, dict):
+            env.update(local)
+        elif isinstance(local, str):
+            keys = _for_expression_keys(infra, local)
+            if keys is None:
+                env[f"<unreadable {reference}>"] = local
+            else:
+                env.update(keys)
+    return env
+
+
+def secret_mounts(infra: Infra, body: Block) -> dict[str, str | None]:
+    """Setting → the google_secret_manager_secret mounted as it."""
+    mounts: dict[str, str | None] = {}
+    for mount in _service(body).get("secret_environment_variables") or []:
+        secret = _referenced("google_secret_manager_secret", mount.get("secret"), "secret_id")
+        mounts[str(mount.get("key"))] = secret
+    return mounts
+
+
+def required_settings(role: str = "cli") -> list[str]:
+    """Settings functions/config.py refuses to start ``role`` without."""
+    try:
+        Settings.from_env({}, role=role)  # type: ignore[arg-type]
+    except ConfigError as error:
+        names = [re.match(r"([A-Z_]+) is required", p) for p in error.problems]
+        return sorted({m.group(1) for m in names if m})
+    raise AssertionError(f"Settings.from_env({{}}, role={role!r}) unexpectedly succeeded")
 
 
 # --- the properties -------------------------------------------------------------------------------
@@ -179,14 +461,19 @@ def no_service_account_keys(infra: Infra) -> list[str]:
     ]
 
 
-def no_primitive_roles(infra: Infra) -> list[str]:
+def no_broad_roles(infra: Infra) -> list[str]:
+    """No basic or admin role anywhere (text included: a role in a local counts), and no
+    impersonation, secret, queue or invoker role on the whole project."""
     problems = []
     for kind, name, body in infra.all_resources():
         for text in _strings(body):
-            problems += [f"{kind}.{name} grants {role}" for role in PRIMITIVE_ROLES if role in text]
+            problems += [f"{kind}.{name} grants {role}" for role in BROAD_ROLES if text == role]
     for name, value in infra.locals.items():
         for text in _strings(value):
-            problems += [f"local.{name} holds {role}" for role in PRIMITIVE_ROLES if role in text]
+            problems += [f"local.{name} holds {role}" for role in BROAD_ROLES if role in text]
+    for grant in grants(infra):
+        if grant.scope in ("project", "folder", "organization") and grant.role in NOT_PROJECT_WIDE:
+            problems.append(f"{grant.resource} grants {grant.role} on the whole {grant.scope}")
     return problems
 
 
@@ -209,39 +496,277 @@ def only_ingest_is_public(infra: Infra) -> list[str]:
     return problems
 
 
-def runtime_signs_for_itself(infra: Infra) -> list[str]:
-    for body in infra.of_type("google_service_account_iam_member").values():
+def each_function_has_its_own_account(infra: Infra) -> list[str]:
+    """One service account per function, named after it, used by nothing else as an identity."""
+    accounts = function_accounts(infra)
+    problems = [
+        f"function {name} runs as {account!r}, not google_service_account.{name}"
+        for name, account in accounts.items()
+        if account != name
+    ]
+    used = [a for a in accounts.values() if a]
+    problems += [
+        f"google_service_account.{a} runs several functions" for a in set(used) if used.count(a) > 1
+    ]
+    other_identities = {
+        "TASKS_SERVICE_ACCOUNT": "tasks",
+        "SCHEDULER_SERVICE_ACCOUNT": "scheduler",
+        "DELEGATION_SERVICE_ACCOUNT": "delegation",
+    }
+    for function, body in _functions(infra).items():
+        env = environment(infra, body)
+        for setting, expected in other_identities.items():
+            account = _referenced("google_service_account", env.get(setting), "email")
+            if setting in env and account != expected:
+                problems.append(f"function {function}: {setting} is {env[setting]!r}")
+            if account in used:
+                problems.append(f"function {function}: {setting} is a function's own account")
+        build = _first(body.get("build_config")) or {}
+        if _referenced("google_service_account", build.get("service_account"), "id") in used:
+            problems.append(f"function {function} is built by a function's account")
+    for name, job in infra.of_type("google_cloud_scheduler_job").items():
+        token = _first((_first(job.get("http_target")) or {}).get("oidc_token")) or {}
         if (
-            body.get("role") == "roles/iam.serviceAccountTokenCreator"
-            and body.get("service_account_id") == "${google_service_account.runtime.name}"
-            and _account_ref("runtime") in _members(infra, body)
+            _referenced("google_service_account", token.get("service_account_email"), "email")
+            in used
         ):
-            return []
-    return ["no roles/iam.serviceAccountTokenCreator of the runtime account on itself"]
+            problems.append(f"scheduler job {name} signs its token as a function's account")
+    return problems
+
+
+def function_roles_are_least(infra: Infra) -> list[str]:
+    """A function's account holds exactly: Firestore and log writing on the project, enqueue on
+    the queue, actAs on the tasks identity, the secrets its function mounts, and (for the
+    functions that call Workspace APIs) token creator on the delegation identity."""
+    accounts = {a: f for f, a in function_accounts(infra).items() if a}
+    held: dict[str, set[tuple[str, str]]] = {f: set() for f in accounts.values()}
+    problems = []
+    for grant in grants(infra):
+        function = accounts.get(grant.account or "")
+        if function is None:
+            continue
+        key = (grant.scope, grant.role)
+        if grant.scope.startswith("secret:"):
+            key = ("secret:*", grant.role)
+        if key not in FUNCTION_GRANTS:
+            problems.append(
+                f"{grant.resource}: {function} must not hold {grant.role} on {grant.scope}"
+            )
+        held[function].add(key)
+    for function, keys in held.items():
+        problems += [
+            f"function {function} lacks {role} on {scope}"
+            for scope, role in sorted(EVERY_FUNCTION_NEEDS - keys)
+        ]
+    return problems
+
+
+def token_creator_only_on_delegation(infra: Infra) -> list[str]:
+    """Token creator on the delegation identity for exactly the functions that call Workspace
+    APIs; never to a public function; never on a function's own (or any function's) account."""
+    accounts = {a: f for f, a in function_accounts(infra).items() if a}
+    public = {function_accounts(infra).get(f) for f in public_functions(infra)}
+    signers = set()
+    problems = []
+    for grant in grants(infra):
+        if grant.role not in TOKEN_ROLES:
+            continue
+        target = grant.scope.removeprefix("service_account:")
+        if grant.account is not None and grant.account == target:
+            problems.append(f"{grant.resource}: {grant.account} holds {grant.role} on itself")
+        if grant.account is not None and grant.account in public:
+            problems.append(
+                f"{grant.resource}: the public function's account may sign ({grant.role})"
+            )
+        if target in accounts:
+            problems.append(
+                f"{grant.resource}: {grant.member} may sign as function {accounts[target]}"
+            )
+        if grant.account in accounts and target == "delegation":
+            signers.add(accounts[grant.account])
+    if signers != DELEGATING_FUNCTIONS:
+        problems.append(
+            f"functions signing as the delegation identity are {sorted(signers)}, expected "
+            f"{sorted(DELEGATING_FUNCTIONS)}"
+        )
+    return problems
+
+
+def delegation_identity_holds_nothing(infra: Infra) -> list[str]:
+    """The account Workspace trusts runs nothing and holds no role: only signing as it counts."""
+    problems = [
+        f"{g.resource}: the delegation identity holds {g.role} on {g.scope}"
+        for g in grants(infra)
+        if g.account == "delegation"
+    ]
+    if "delegation" in function_accounts(infra).values():
+        problems.append("a function runs as the delegation identity")
+    if "delegation" not in infra.of_type("google_service_account"):
+        problems.append("no google_service_account.delegation")
+    return problems
+
+
+def secrets_only_where_read(infra: Infra) -> list[str]:
+    """Each function mounts exactly the secrets its role reads and requires; a secret is readable
+    only by the functions that mount it (WEBHOOK_SECRET: ingest's account alone)."""
+    problems = []
+    readers: dict[str, set[str]] = {}
+    for function, body in _functions(infra).items():
+        reads = READS.get(function, frozenset())  # type: ignore[call-overload]
+        mounts = secret_mounts(infra, body)
+        for key, secret in mounts.items():
+            if key not in reads:
+                problems.append(f"function {function} mounts {key}, which it does not read")
+            if secret is None:
+                problems.append(f"function {function}: {key} is not from a Terraform secret")
+            else:
+                readers.setdefault(secret, set()).add(function)
+        for key in sorted(SECRET_SETTINGS & set(required_settings(function))):
+            if key not in mounts:
+                problems.append(f"function {function}: {key} is not mounted from Secret Manager")
+        if SECRET_SETTINGS & set(environment(infra, body)):
+            problems.append(f"function {function}: a secret is a plain environment variable")
+    accounts = {a: f for f, a in function_accounts(infra).items() if a}
+    can_read: dict[str, set[str]] = {}
+    for grant in grants(infra):
+        if not grant.scope.startswith("secret:") or grant.account not in accounts:
+            continue
+        secret, function = grant.scope.removeprefix("secret:"), accounts[grant.account]
+        can_read.setdefault(secret, set()).add(function)
+        if function not in readers.get(secret, set()):
+            problems.append(
+                f"{grant.resource}: secret {secret} is readable by {function}, which does not read it"
+            )
+    for secret, functions in readers.items():
+        problems += [
+            f"function {f} mounts secret {secret} but its account cannot read it"
+            for f in sorted(functions - can_read.get(secret, set()))
+        ]
+    for name, body in infra.of_type("google_secret_manager_secret_version").items():
+        if "secret_data" in body:
+            problems.append(f"secret version {name} puts the secret's value in Terraform state")
+    return problems
+
+
+def functions_have_settings(infra: Infra) -> list[str]:
+    """Each function gets every setting its role requires and none its role does not read."""
+    problems = []
+    functions = _functions(infra)
+    if sorted(functions) != sorted(ENTRY_POINTS):
+        problems.append(f"functions are {sorted(functions)}, expected {sorted(ENTRY_POINTS)}")
+    expected_values = {
+        "TASKS_SERVICE_ACCOUNT": "${google_service_account.tasks.email}",
+        "DELEGATION_SERVICE_ACCOUNT": "${google_service_account.delegation.email}",
+        "SCHEDULER_SERVICE_ACCOUNT": "${google_service_account.scheduler.email}",
+        "COLLECT_URL": "${local.collect_url}",
+        "BACKFILL_URL": "${local.backfill_url}",
+        "API_URL": "${local.api_url}",
+        "API_PRINCIPALS": '${join(",", var.api_principals)}',
+        "LOCATION_MODE": "${var.location_mode}",
+        "IP_ADDRESS_MODE": "${var.ip_address_mode}",
+    }
+    for name, body in functions.items():
+        reads = READS.get(name)  # type: ignore[call-overload]
+        if reads is None:
+            problems.append(f"function {name} has no role in functions/config.py READS")
+            continue
+        env = environment(infra, body)
+        given = set(env) | set(secret_mounts(infra, body))
+        problems += [
+            f"function {name}: {n} is not set" for n in required_settings(name) if n not in given
+        ]
+        problems += [f"function {name}: {n} is set but not read" for n in sorted(set(env) - reads)]
+        problems += [f"function {name}: {n} is set" for n in LOCAL_ONLY_SETTINGS if n in env]
+        if env.get("REPORTS_CREDENTIALS", "keyless") != "keyless":
+            problems.append(f"function {name}: REPORTS_CREDENTIALS must stay keyless")
+        problems += [
+            f"function {name}: {n} is {env[n]!r}, expected {value!r}"
+            for n, value in expected_values.items()
+            if n in env and env[n] != value
+        ]
+    return problems
+
+
+def main_entry_points(main_py: Path = MAIN_PY) -> set[str]:
+    tree = ast.parse(main_py.read_text(encoding="utf-8"))
+    return {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
+
+
+def functions_built_right(infra: Infra) -> list[str]:
+    problems = []
+    entry_points = main_entry_points()
+    for name, body in _functions(infra).items():
+        build = _first(body.get("build_config")) or {}
+        service = _service(body)
+        if build.get("runtime") != "python313":
+            problems.append(f"function {name}: runtime is {build.get('runtime')!r}")
+        if build.get("entry_point") != name or name not in entry_points:
+            problems.append(
+                f"function {name}: entry point {build.get('entry_point')!r} is not main.{name}"
+            )
+        if build.get("service_account") != "${google_service_account.build.id}":
+            problems.append(f"function {name} is not built by the build account")
+        if "max_instance_count" not in service:
+            problems.append(f"function {name}: max_instance_count is not capped")
+    return problems
+
+
+def build_account_is_least(infra: Infra) -> list[str]:
+    """The build account deploys: functions developer, logs, the functions' image repository and
+    sources (by condition), the source bucket, actAs on the function accounts and itself."""
+    function_names = {a for a in function_accounts(infra).values() if a}
+    held: set[tuple[str, str]] = set()
+    acts_as: set[str] = set()
+    problems = []
+    for grant in grants(infra):
+        if grant.account != "build":
+            continue
+        if grant.role == ACT_AS and grant.scope.startswith("service_account:"):
+            acts_as.add(grant.scope.removeprefix("service_account:"))
+            continue
+        key = (grant.scope, grant.role)
+        held.add(key)
+        if key not in BUILD_GRANTS:
+            problems.append(
+                f"{grant.resource}: the build account must not hold {grant.role} on {grant.scope}"
+            )
+        scoped_by_condition = grant.role.startswith(("roles/storage.", "roles/artifactregistry."))
+        if (
+            grant.scope == "project"
+            and scoped_by_condition
+            and "resource.name.startsWith(" not in (grant.condition or "")
+        ):
+            problems.append(
+                f"{grant.resource}: {grant.role} on the project needs a resource condition"
+            )
+    problems += [
+        f"the build account lacks {role} on {scope}" for scope, role in sorted(BUILD_GRANTS - held)
+    ]
+    if acts_as != function_names | {"build"}:
+        problems.append(
+            f"the build account acts as {sorted(acts_as)}; only the function accounts (and itself)"
+        )
+    for grant in grants(infra):
+        target = grant.scope.removeprefix("service_account:")
+        if grant.role == ACT_AS and target in function_names and grant.account != "build":
+            problems.append(f"{grant.resource}: {grant.member} may act as function {target}")
+    return problems
 
 
 def _invokers(infra: Infra, function: str) -> list[str]:
-    members: list[str] = []
-    for kind in (
-        "google_cloud_run_v2_service_iam_member",
-        "google_cloud_run_v2_service_iam_binding",
-        "google_cloud_run_service_iam_member",
-        "google_cloud_run_service_iam_binding",
-        "google_cloudfunctions2_function_iam_member",
-        "google_cloudfunctions2_function_iam_binding",
-    ):
-        for body in infra.of_type(kind).values():
-            target = str(body.get("name") or body.get("service") or body.get("cloud_function"))
-            if f"google_cloudfunctions2_function.{function}." in target:
-                members += _members(infra, body)
-    return members
+    return [
+        g.member
+        for g in grants(infra)
+        if g.scope == f"function:{function}"
+        and g.role in ("roles/run.invoker", "roles/cloudfunctions.invoker")
+    ]
 
 
 def _no_project_wide_invokers(infra: Infra) -> list[str]:
     return [
-        f"google_project_iam_member.{name} grants {body.get('role')} on the whole project"
-        for name, body in infra.of_type("google_project_iam_member").items()
-        if body.get("role") in ("roles/run.invoker", "roles/cloudfunctions.invoker")
+        f"{g.resource} grants {g.role} on the whole project"
+        for g in grants(infra)
+        if g.scope == "project" and g.role in ("roles/run.invoker", "roles/cloudfunctions.invoker")
     ]
 
 
@@ -262,6 +787,25 @@ def backfill_invoked_only_by_its_callers(infra: Infra) -> list[str]:
             f"backfill invokers are {members}; only the scheduler (the run) and the tasks "
             "account (its slices) may"
         )
+    return problems
+
+
+def api_invoked_only_by_its_principals(infra: Infra) -> list[str]:
+    """Cloud Run admits exactly var.api_principals (service accounts) to the api."""
+    problems = _no_project_wide_invokers(infra)
+    bindings = [
+        (name, body)
+        for kind, name, body in infra.all_resources()
+        if _scope(infra, kind, body) == "function:api" and "_iam_" in kind
+    ]
+    expected = ("${toset(var.api_principals)}", "serviceAccount:${each.value}")
+    if [(b.get("for_each"), b.get("member")) for _, b in bindings] != [expected]:
+        problems.append(f"api invokers are {[b for _, b in bindings]}; exactly var.api_principals")
+    variable = infra.variables.get("api_principals", {})
+    if "default" in variable:
+        problems.append("var.api_principals has a default: the api needs its callers named")
+    if "gserviceaccount" not in _text(variable.get("validation", [])):
+        problems.append("var.api_principals does not check that it holds service accounts")
     return problems
 
 
@@ -326,133 +870,95 @@ def firestore_protected(infra: Infra) -> list[str]:
     return problems
 
 
-def webhook_deliveries_expire(infra: Infra) -> list[str]:
-    for body in infra.of_type("google_firestore_field").values():
-        if (
-            body.get("collection") == "webhook_deliveries"
-            and body.get("field") == "expire_at"
-            and "ttl_config" in body
-        ):
-            return []
-    return ["no TTL (google_firestore_field ttl_config) on webhook_deliveries.expire_at"]
-
-
-def _functions(infra: Infra) -> dict[str, Block]:
-    return infra.of_type("google_cloudfunctions2_function")
-
-
-def _environment(infra: Infra, service: Block) -> dict[str, Any]:
-    """The function's plain environment: ``merge(var.app_settings, local.app_env)`` or a map."""
-    value = service.get("environment_variables")
-    if isinstance(value, dict):
-        return value
-    env: dict[str, Any] = {}
-    for name in re.findall(r"local\.(\w+)", str(value)):
-        local = infra.locals.get(name)
-        if isinstance(local, dict):
-            env.update(local)
-    return env
-
-
-def webhook_secret_from_secret_manager(infra: Infra) -> list[str]:
+def firestore_access_conditioned(infra: Infra) -> list[str]:
+    """Firestore roles are the narrowest predefined ones (datastore.user to write, .viewer to
+    read), granted on the project with a condition naming the one database."""
+    database = 'resource.name == \\"projects/${var.project_id}/databases/${google_firestore_database.default.name}\\"'
     problems = []
-    for name, body in _functions(infra).items():
-        service = _first(body.get("service_config")) or {}
-        secrets = service.get("secret_environment_variables") or []
-        mounted = [
-            s
-            for s in secrets
-            if s.get("key") == "WEBHOOK_SECRET"
-            and s.get("secret") == "${google_secret_manager_secret.webhook.secret_id}"
-        ]
-        if not mounted:
-            problems.append(f"function {name}: WEBHOOK_SECRET is not mounted from Secret Manager")
-        if "WEBHOOK_SECRET" in _environment(infra, service):
-            problems.append(f"function {name}: WEBHOOK_SECRET must not be a plain variable")
-    for name, body in infra.of_type("google_secret_manager_secret_version").items():
-        if "secret_data" in body:
-            problems.append(f"secret version {name} puts the secret's value in Terraform state")
-    if not infra.of_type("google_secret_manager_secret"):
-        problems.append("no google_secret_manager_secret for the webhook secret")
-    return problems
-
-
-def required_settings() -> list[str]:
-    """Settings functions/config.py refuses to start without (WEBHOOK_SECRET included)."""
-    try:
-        Settings.from_env({})
-    except ConfigError as error:
-        names = [re.match(r"([A-Z_]+) is required", p) for p in error.problems]
-        return sorted({m.group(1) for m in names if m})
-    raise AssertionError("Settings.from_env({}) unexpectedly succeeded")
-
-
-def functions_have_settings(infra: Infra) -> list[str]:
-    required = [name for name in required_settings() if name != "WEBHOOK_SECRET"]
-    problems = []
-    functions = _functions(infra)
-    if sorted(functions) != sorted(ENTRY_POINTS):
-        problems.append(f"functions are {sorted(functions)}, expected {sorted(ENTRY_POINTS)}")
-    for name, body in functions.items():
-        env = _environment(infra, _first(body.get("service_config")) or {})
-        problems += [f"function {name}: {n} is not set" for n in required if n not in env]
-        problems += [f"function {name}: {n} is set" for n in LOCAL_ONLY_SETTINGS if n in env]
-        if env.get("REPORTS_CREDENTIALS", "keyless") != "keyless":
-            problems.append(f"function {name}: REPORTS_CREDENTIALS must stay keyless")
-    return problems
-
-
-def main_entry_points(main_py: Path = MAIN_PY) -> set[str]:
-    tree = ast.parse(main_py.read_text(encoding="utf-8"))
-    return {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
-
-
-def functions_built_right(infra: Infra) -> list[str]:
-    problems = []
-    entry_points = main_entry_points()
-    for name, body in _functions(infra).items():
-        build = _first(body.get("build_config")) or {}
-        service = _first(body.get("service_config")) or {}
-        if build.get("runtime") != "python313":
-            problems.append(f"function {name}: runtime is {build.get('runtime')!r}")
-        if build.get("entry_point") not in entry_points:
+    for grant in grants(infra):
+        if not grant.role.startswith("roles/datastore."):
+            continue
+        if grant.role not in ("roles/datastore.user", "roles/datastore.viewer"):
+            problems.append(f"{grant.resource} grants {grant.role}; datastore.user or .viewer only")
+        if grant.condition != database:
             problems.append(
-                f"function {name}: entry point {build.get('entry_point')!r} not in main.py"
+                f"{grant.resource}: condition {grant.condition!r} does not name the database"
             )
-        if service.get("service_account_email") != "${google_service_account.runtime.email}":
-            problems.append(f"function {name} does not run as the runtime account")
-        if "max_instance_count" not in service:
-            problems.append(f"function {name}: max_instance_count is not capped")
     return problems
 
 
-def runtime_roles_are_least(infra: Infra) -> list[str]:
-    roles = infra.locals.get("runtime_project_roles")
-    if not isinstance(roles, str):
-        return ["local.runtime_project_roles is missing"]
-    granted = set(re.findall(r'"(roles/[\w.]+)"', roles)) or set(re.findall(r"roles/[\w.]+", roles))
+def _field_overrides(infra: Infra) -> list[dict[str, Any]]:
+    document = json.loads((infra.directory / "firestore.indexes.json").read_text("utf-8"))
+    overrides: list[dict[str, Any]] = document.get("fieldOverrides", [])
+    return overrides
+
+
+def firestore_retention_and_erasure(infra: Infra) -> list[str]:
+    """TTL on expire_at of meetings, participants, revisions and webhook deliveries (and never on
+    erasures); participant_key indexed for a collection-group lookup; all from the JSON file."""
     problems = []
-    if granted != RUNTIME_PROJECT_ROLES:
-        problems.append(f"runtime project roles are {sorted(granted)}")
-    runtime = "${local.runtime_member}"
-    for name, body in infra.of_type("google_project_iam_member").items():
-        if body.get("member") == runtime and body.get("role") != "${each.value}":
-            problems.append(f"google_project_iam_member.{name} adds {body.get('role')} to runtime")
-    acts_as = [
-        body.get("service_account_id")
-        for body in infra.of_type("google_service_account_iam_member").values()
-        if body.get("role") == "roles/iam.serviceAccountUser" and body.get("member") == runtime
+    overrides = {(o["collectionGroup"], o["fieldPath"]): o for o in _field_overrides(infra)}
+    for collection in TTL_COLLECTIONS:
+        if not (overrides.get((collection, "expire_at")) or {}).get("ttl"):
+            problems.append(f"no TTL policy on {collection}.expire_at")
+    problems += [
+        f"erasures.{field} has a TTL: an erasure must never expire"
+        for (collection, field), o in overrides.items()
+        if collection == "erasures" and o.get("ttl")
     ]
-    if acts_as != ["${google_service_account.tasks.name}"]:
-        problems.append(f"runtime acts as {acts_as}; only the tasks account is needed")
-    secret_access = [
-        body
-        for body in infra.of_type("google_secret_manager_secret_iam_member").values()
-        if body.get("member") == runtime
-    ]
-    if [b.get("role") for b in secret_access] != ["roles/secretmanager.secretAccessor"]:
-        problems.append("runtime needs secretAccessor on the webhook secret only")
+    key_indexes = (overrides.get(("participants", "participant_key")) or {}).get("indexes", [])
+    if not any(i.get("queryScope") == "COLLECTION_GROUP" and i.get("order") for i in key_indexes):
+        problems.append(
+            "participants.participant_key has no collection-group index (erasure lookup)"
+        )
+    fields = infra.of_type("google_firestore_field")
+    if [b.get("for_each") for b in fields.values()] != ["${local.firestore_field_overrides}"]:
+        problems.append(
+            "google_firestore_field must be one resource over local.firestore_field_overrides"
+        )
+    for name, body in fields.items():
+        dynamic = _text(body.get("dynamic", []))
+        if "ttl_config" not in dynamic or '"ttl"' not in dynamic:
+            problems.append(f"google_firestore_field.{name} does not set ttl_config from the file")
+        if "index_config" not in body:
+            problems.append(
+                f"google_firestore_field.{name} does not set index_config from the file"
+            )
+    source = str(infra.locals.get("firestore_field_overrides", ""))
+    if "local.firestore_document.fieldOverrides" not in source:
+        problems.append("local.firestore_field_overrides must read firestore.indexes.json")
     return problems
+
+
+def privacy_settings_validated(infra: Infra) -> list[str]:
+    """RETENTION_DAYS is optional and at least 62; LOCATION_MODE is full, country or none."""
+    problems = []
+    retention = infra.variables.get("retention_days", {})
+    if retention.get("default", "missing") is not None:
+        problems.append("var.retention_days must default to null (keep until erased)")
+    if ">= 62" not in _text(retention.get("validation", [])):
+        problems.append("var.retention_days is not validated to be at least 62")
+    location = _text(infra.variables.get("location_mode", {}).get("validation", []))
+    problems += [
+        f"var.location_mode does not allow {mode}"
+        for mode in ("full", "country", "none")
+        if f'"{mode}"' not in location
+    ]
+    if "latest" in str(infra.variables.get("erasure_key_version", {}).get("default", "latest")):
+        problems.append("ERASURE_KEY must be pinned to a version: a new key forgets every erasure")
+    return problems
+
+
+def webhook_deliveries_expire(infra: Infra) -> list[str]:
+    overrides = _field_overrides(infra)
+    if any(
+        o["collectionGroup"] == "webhook_deliveries"
+        and o["fieldPath"] == "expire_at"
+        and o.get("ttl")
+        for o in overrides
+    ) and infra.of_type("google_firestore_field"):
+        return []
+    return ["no TTL (google_firestore_field ttl_config) on webhook_deliveries.expire_at"]
 
 
 def apis_enabled(infra: Infra) -> list[str]:
@@ -462,8 +968,11 @@ def apis_enabled(infra: Infra) -> list[str]:
 
 def firestore_indexes_from_json(infra: Infra) -> list[str]:
     problems = []
+    document_source = str(infra.locals.get("firestore_document", ""))
     index_source = str(infra.locals.get("firestore_indexes", ""))
-    if 'jsondecode(file("${path.module}/firestore.indexes.json"))' not in index_source:
+    if 'jsondecode(file("${path.module}/firestore.indexes.json"))' not in document_source:
+        problems.append("local.firestore_document must read firestore.indexes.json")
+    if "local.firestore_document.indexes" not in index_source:
         problems.append("google_firestore_index must read firestore.indexes.json")
     if not infra.of_type("google_firestore_index"):
         problems.append("no google_firestore_index resource")
@@ -534,11 +1043,15 @@ def state_and_provider(infra: Infra) -> list[str]:
 def outputs_declared(infra: Infra) -> list[str]:
     needed = (
         "ingest_url",
-        "runtime_service_account_email",
-        "runtime_service_account_client_id",
+        "api_url",
+        "function_service_account_emails",
+        "delegation_service_account_email",
+        "delegation_service_account_client_id",
         "tasks_service_account_email",
         "scheduler_service_account_email",
+        "build_service_account_email",
         "tasks_queue",
+        "erasure_key_secret_id",
     )
     return [f"output {name} is missing" for name in needed if name not in infra.outputs]
 
@@ -547,19 +1060,26 @@ PROPERTIES: dict[str, Callable[[Infra], list[str]]] = {
     check.__name__: check
     for check in (
         no_service_account_keys,
-        no_primitive_roles,
+        no_broad_roles,
         only_ingest_is_public,
-        runtime_signs_for_itself,
+        each_function_has_its_own_account,
+        function_roles_are_least,
+        token_creator_only_on_delegation,
+        delegation_identity_holds_nothing,
+        secrets_only_where_read,
+        build_account_is_least,
         collect_invoked_only_by_tasks,
         backfill_invoked_only_by_its_callers,
+        api_invoked_only_by_its_principals,
         scheduler_uses_oidc,
         queue_sized_to_reports_quota,
         firestore_protected,
+        firestore_access_conditioned,
+        firestore_retention_and_erasure,
+        privacy_settings_validated,
         webhook_deliveries_expire,
-        webhook_secret_from_secret_manager,
         functions_have_settings,
         functions_built_right,
-        runtime_roles_are_least,
         apis_enabled,
         firestore_indexes_from_json,
         alerts_declared,

@@ -8,10 +8,74 @@ from pathlib import Path
 
 import pytest
 
-from tests.infra.terraform import INFRA
+from tests.infra.conftest import Edits
+from tests.infra.terraform import CHECKOV_DIR, INFRA
 from tests.infra.tools import CheckovReport, Tools, run_checkov
 
-CUSTOM_IDS = {"CKV_ATT_1", "CKV_ATT_2"}
+CUSTOM_IDS = {"CKV_ATT_1", "CKV_ATT_2", "CKV_ATT_3", "CKV_ATT_4", "CKV_ATT_5", "CKV_ATT_6"}
+
+MakeCopy = Callable[[Edits], Path]
+
+#: Resources that break one IAM policy each, added to a copy of infra/ (extra.tf).
+BAD_IAM = """
+resource "google_project_iam_member" "editor" {
+  project = var.project_id
+  role    = "roles/editor"
+  member  = "user:someone@example.com"
+}
+
+resource "google_project_iam_member" "sign_as_anyone" {
+  project = var.project_id
+  role    = "roles/iam.serviceAccountTokenCreator"
+  member  = "group:ops@example.com"
+}
+
+resource "google_project_iam_member" "webhook_secret_for_all" {
+  project = var.project_id
+  role    = "roles/secretmanager.secretAccessor"
+  member  = "serviceAccount:${google_service_account.collect.email}"
+}
+
+resource "google_project_iam_member" "every_database" {
+  project = var.project_id
+  role    = "roles/datastore.user"
+  member  = "serviceAccount:${google_service_account.collect.email}"
+}
+
+resource "google_project_iam_member" "any_database" {
+  project = var.project_id
+  role    = "roles/datastore.viewer"
+  member  = "group:billing@example.com"
+
+  condition {
+    title      = "not-a-database"
+    expression = "request.time < timestamp(\\"2030-01-01T00:00:00Z\\")"
+  }
+}
+
+resource "google_service_account_iam_member" "collect_signs_as_itself" {
+  service_account_id = google_service_account.collect.name
+  role               = "roles/iam.serviceAccountTokenCreator"
+  member             = "serviceAccount:${google_service_account.collect.email}"
+}
+
+resource "google_service_account_iam_member" "ingest_signs_as_delegation" {
+  service_account_id = google_service_account.delegation.name
+  role               = "roles/iam.serviceAccountTokenCreator"
+  member             = "serviceAccount:${google_service_account.ingest.email}"
+}
+"""
+
+#: (policy, resource) each bad resource must fail.
+EXPECTED_FAILURES = {
+    ("CKV_ATT_3", "google_project_iam_member.editor"),
+    ("CKV_ATT_3", "google_project_iam_member.sign_as_anyone"),
+    ("CKV_ATT_3", "google_project_iam_member.webhook_secret_for_all"),
+    ("CKV_ATT_4", "google_project_iam_member.every_database"),
+    ("CKV_ATT_4", "google_project_iam_member.any_database"),
+    ("CKV_ATT_5", "google_service_account_iam_member.collect_signs_as_itself"),
+    ("CKV_ATT_6", "google_service_account_iam_member.ingest_signs_as_delegation"),
+}
 
 
 @pytest.fixture(scope="module")
@@ -29,6 +93,14 @@ def test_custom_policies_ran_and_passed(report: CheckovReport) -> None:
     assert report.ids("passed") >= CUSTOM_IDS
 
 
+def test_every_custom_policy_file_is_tested() -> None:
+    declared = set()
+    for path in CHECKOV_DIR.glob("*.py"):
+        declared |= set(re.findall(r'id="(CKV_ATT_\d+)"', path.read_text("utf-8")))
+    assert declared == CUSTOM_IDS
+    assert {policy for policy, _ in EXPECTED_FAILURES} | {"CKV_ATT_1", "CKV_ATT_2"} == CUSTOM_IDS
+
+
 def test_every_skip_carries_a_reason(report: CheckovReport) -> None:
     for check in report.skipped:
         reason = str(check["check_result"].get("suppress_comment", "")).strip()
@@ -41,16 +113,25 @@ def test_every_skip_carries_a_reason(report: CheckovReport) -> None:
             assert match.group(3).strip(), f"{path.name}: {match.group(0)}"
 
 
-def test_checkov_fails_a_broken_copy(
-    tools: Tools, infra_copy: Callable[[dict[str, tuple[str, str]]], Path]
-) -> None:
+def test_checkov_fails_a_broken_copy(tools: Tools, infra_copy: MakeCopy) -> None:
+    # One checkov run over one copy broken in several independent ways (checkov takes ~20 s).
     broken = infra_copy(
         {
             "tasks.tf": ("retry_config {", "dummy_block {"),
             "scheduler.tf": ("oidc_token {", "oauth_token {"),
             # An unexplained public, internet-open function: checkov's own CKV_GCP_124 must fire.
             "functions.tf": ("  # checkov:skip=CKV_GCP_124: Cloud Tasks", "  # Cloud Tasks"),
+            "extra.tf": ("", BAD_IAM),
         }
     )
-    failed = run_checkov(tools, broken).ids("failed")
-    assert failed >= {"CKV_ATT_1", "CKV_ATT_2", "CKV_GCP_124"}
+    failed = {(str(c["check_id"]), str(c["resource"])) for c in run_checkov(tools, broken).failed}
+    expected = EXPECTED_FAILURES | {
+        ("CKV_ATT_1", "google_cloud_tasks_queue.collect"),
+        ("CKV_ATT_2", "google_cloud_scheduler_job.backfill"),
+        ("CKV_GCP_124", "google_cloudfunctions2_function.collect"),
+    }
+    assert failed >= expected
+    # Each custom policy fails exactly its own fixtures, nothing of the real configuration.
+    assert {pair for pair in failed if pair[0] in CUSTOM_IDS} == {
+        pair for pair in expected if pair[0] in CUSTOM_IDS
+    }

@@ -1,4 +1,5 @@
-"""cloudbuild.yaml: valid for Cloud Build, deploys every entry point, flags gcloud accepts."""
+"""cloudbuild.yaml: valid for Cloud Build, runs as the build account, deploys every entry point as
+its own account, changes code only, with flags gcloud accepts."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.infra.terraform import ENTRY_POINTS, REPO, main_entry_points
+from tests.infra.terraform import ENTRY_POINTS, REPO, load_infra, main_entry_points
 from tests.infra.tools import Tools, load_yaml, validate_cloudbuild
 
 CLOUDBUILD = REPO / "cloudbuild.yaml"
@@ -34,6 +35,26 @@ BUILT_IN = {
     "SERVICE_ACCOUNT_EMAIL",
     "SERVICE_ACCOUNT",
 }
+ACCOUNT_EMAIL = "${{_NAME_PREFIX}}-{name}@${{PROJECT_ID}}.iam.gserviceaccount.com"
+BUILD_ACCOUNT = "projects/${PROJECT_ID}/serviceAccounts/" + ACCOUNT_EMAIL.format(name="build")
+#: Flags that would change what Terraform owns: settings, secrets, invokers, identity, scaling.
+TERRAFORM_OWNS = (
+    "--allow-unauthenticated",
+    "--no-allow-unauthenticated",
+    "--set-env-vars",
+    "--update-env-vars",
+    "--remove-env-vars",
+    "--clear-env-vars",
+    "--env-vars-file",
+    "--set-secrets",
+    "--update-secrets",
+    "--remove-secrets",
+    "--clear-secrets",
+    "--ingress-settings",
+    "--max-instances",
+    "--min-instances",
+    "--clear-build-service-account",
+)
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +72,40 @@ def _steps(build: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _deploys(build: dict[str, Any]) -> list[dict[str, Any]]:
     return [s for s in _steps(build) if s.get("args", [])[:2] == ["functions", "deploy"]]
+
+
+def _flag(args: list[str], name: str) -> str | None:
+    values = [a.split("=", 1)[1] for a in args if a.startswith(f"{name}=")]
+    return values[0] if len(values) == 1 else None
+
+
+def identity_problems(build: dict[str, Any]) -> list[str]:
+    """The build runs as the build account (Cloud Logging logs, as a user-specified account needs)
+    and deploys each function as its own account, built by the build account, changing code only."""
+    problems = []
+    if build.get("serviceAccount") != BUILD_ACCOUNT:
+        problems.append(f"serviceAccount is {build.get('serviceAccount')!r}, not {BUILD_ACCOUNT!r}")
+    options = build.get("options", {})
+    if options.get("logging") not in ("CLOUD_LOGGING_ONLY", "GCS_ONLY") and not build.get(
+        "logsBucket"
+    ):
+        problems.append("a user-specified build account needs options.logging or logsBucket")
+    for step in _deploys(build):
+        args = step["args"]
+        entry = _flag(args, "--entry-point")
+        if args[2] != f"${{_NAME_PREFIX}}-{entry}":
+            problems.append(f"{step['id']} deploys {args[2]}, not the {entry} function")
+        if _flag(args, "--service-account") != ACCOUNT_EMAIL.format(name=entry):
+            problems.append(f"{step['id']} does not run {entry} as its own account")
+        if _flag(args, "--build-service-account") != BUILD_ACCOUNT:
+            problems.append(f"{step['id']} is not built by the build account")
+        problems += [
+            f"{step['id']} passes {flag}: Terraform owns it"
+            for flag in TERRAFORM_OWNS
+            for arg in args
+            if arg == flag or arg.startswith(f"{flag}=")
+        ]
+    return problems
 
 
 def test_schema(tools: Tools) -> None:
@@ -79,14 +134,56 @@ def test_every_entry_point_is_deployed_from_main(build: dict[str, Any]) -> None:
     deployed = []
     for step in _deploys(build):
         args = step["args"]
-        entry = next(a.split("=", 1)[1] for a in args if a.startswith("--entry-point="))
+        entry = _flag(args, "--entry-point")
         assert entry in defined, f"{step['id']}: {entry} is not a function in main.py"
         assert {"--gen2", "--runtime=python313", "--source=."} <= set(args)
         assert "--trigger-http" in args
         deployed.append(entry)
     assert sorted(deployed) == sorted(ENTRY_POINTS)
-    public = [s["id"] for s in _deploys(build) if "--allow-unauthenticated" in s["args"]]
-    assert public == ["deploy-ingest"]
+
+
+def test_identities(build: dict[str, Any]) -> None:
+    assert identity_problems(build) == []
+
+
+def test_identities_match_terraform() -> None:
+    # The emails cloudbuild.yaml names are the accounts infra/iam.tf creates.
+    accounts = load_infra().of_type("google_service_account")
+    for name in (*ENTRY_POINTS, "build"):
+        assert accounts[name]["account_id"] == f"${{var.name_prefix}}-{name}"
+
+
+IDENTITY_MUTATIONS = {
+    "default build account": ("serviceAccount: projects/", "# serviceAccount: projects/"),
+    "legacy logs bucket": ("logging: CLOUD_LOGGING_ONLY", "logging: LEGACY"),
+    "collect runs as ingest": (
+        "--service-account=${_NAME_PREFIX}-collect@",
+        "--service-account=${_NAME_PREFIX}-ingest@",
+    ),
+    "api built by the default account": (
+        "      - --entry-point=api\n      - --trigger-http\n      - --service-account=${_NAME_PREFIX}-api@${PROJECT_ID}.iam.gserviceaccount.com\n      - --build-service-account=",
+        "      - --entry-point=api\n      - --trigger-http\n      - --service-account=${_NAME_PREFIX}-api@${PROJECT_ID}.iam.gserviceaccount.com\n      - --build-worker-pool=",
+    ),
+    "a deploy makes ingest public": (
+        "      - --entry-point=ingest\n      - --trigger-http\n",
+        "      - --entry-point=ingest\n      - --trigger-http\n      - --allow-unauthenticated\n",
+    ),
+    "a deploy sets a secret": (
+        "      - --entry-point=collect\n      - --trigger-http\n",
+        "      - --entry-point=collect\n      - --trigger-http\n      - --set-secrets=WEBHOOK_SECRET=s:latest\n",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(IDENTITY_MUTATIONS))
+def test_identity_check_catches_a_breach(tools: Tools, tmp_path: Path, case: str) -> None:
+    old, new = IDENTITY_MUTATIONS[case]
+    text = CLOUDBUILD.read_text("utf-8")
+    assert old in text, f"mutation does not apply: {old!r}"
+    broken = tmp_path / "cloudbuild.yaml"
+    broken.write_text(text.replace(old, new, 1), encoding="utf-8")
+    document = load_yaml(tools, broken)
+    assert identity_problems(document), f"not noticed: {case}"
 
 
 def test_substitutions_are_defined_and_shell_variables_escaped(build: dict[str, Any]) -> None:
@@ -105,8 +202,12 @@ def _gcloud_parse(args: list[str]) -> subprocess.CompletedProcess[str]:
     gcloud = shutil.which("gcloud")
     if gcloud is None:
         pytest.skip("gcloud is not on PATH")
-    values = {"_REGION": "europe-west1", "_NAME_PREFIX": "attendance", "BUILD_ID": "b-1"}
-    values["_RUNTIME_SA"] = "attendance-run@offline-check.iam.gserviceaccount.com"
+    values = {
+        "_REGION": "europe-west1",
+        "_NAME_PREFIX": "attendance",
+        "BUILD_ID": "b-1",
+        "PROJECT_ID": "offline-check-000000",
+    }
     concrete = [re.sub(r"\$\{(\w+)\}", lambda m: values.get(m.group(1), "x"), a) for a in args]
     with tempfile.TemporaryDirectory() as config:
         env = {

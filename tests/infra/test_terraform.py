@@ -1,4 +1,8 @@
-"""The Terraform parses, keeps its security properties, and the checks catch a broken copy."""
+"""The Terraform parses, keeps its security properties, and the checks catch a broken copy.
+
+Every property of tests/infra/terraform.py has at least one mutation below: a copy of infra/ broken
+in one way, on which the property must report a problem (``test_property_check_catches_a_breach``).
+"""
 
 from __future__ import annotations
 
@@ -11,9 +15,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.infra.terraform import INFRA, PROPERTIES, load_infra, required_settings
+from tests.infra.conftest import Edits
+from tests.infra.terraform import (
+    ENTRY_POINTS,
+    INFRA,
+    PROPERTIES,
+    load_infra,
+    main_entry_points,
+    required_settings,
+)
 
-MakeCopy = Callable[[dict[str, tuple[str, str]]], Path]
+MakeCopy = Callable[[Edits], Path]
 
 
 def test_every_tf_file_parses() -> None:
@@ -22,9 +34,17 @@ def test_every_tf_file_parses() -> None:
     assert infra.of_type("google_cloudfunctions2_function")
 
 
+def test_every_function_is_an_entry_point_of_main() -> None:
+    assert set(ENTRY_POINTS) <= main_entry_points()
+
+
 def test_required_settings_are_read_from_config() -> None:
-    # The env-var property follows functions/config.py instead of a list copied here.
-    assert {"GOOGLE_CLOUD_PROJECT", "COLLECT_URL", "WEBHOOK_SECRET"} <= set(required_settings())
+    # The env-var properties follow functions/config.py instead of a list copied here.
+    assert {"GOOGLE_CLOUD_PROJECT", "COLLECT_URL", "WEBHOOK_SECRET", "ERASURE_KEY"} <= set(
+        required_settings("ingest")
+    )
+    assert {"API_URL", "API_PRINCIPALS"} <= set(required_settings("api"))
+    assert "WEBHOOK_SECRET" not in required_settings("collect")
 
 
 @pytest.mark.parametrize("name", sorted(PROPERTIES))
@@ -38,26 +58,98 @@ def test_firestore_indexes_json_is_deployable() -> None:
         assert index["queryScope"] in ("COLLECTION", "COLLECTION_GROUP")
         assert len(index["fields"]) >= 2
         assert {f["order"] for f in index["fields"]} <= {"ASCENDING", "DESCENDING"}
-    assert any(
-        o["collectionGroup"] == "webhook_deliveries" and o["fieldPath"] == "expire_at" and o["ttl"]
-        for o in document["fieldOverrides"]
-    )
+    keys = set()
+    for override in document["fieldOverrides"]:
+        keys.add(f"{override['collectionGroup']}-{override['fieldPath']}")
+        assert isinstance(override.get("ttl", False), bool)
+        for index in override["indexes"]:
+            assert index["queryScope"] in ("COLLECTION", "COLLECTION_GROUP")
+            assert ("order" in index) != ("arrayConfig" in index), index
+            assert index.get("order", "ASCENDING") in ("ASCENDING", "DESCENDING")
+            assert index.get("arrayConfig", "CONTAINS") == "CONTAINS"
+    assert len(keys) == len(document["fieldOverrides"]), "an override is declared twice"
+
+
+def test_the_existing_ttl_policy_moves_instead_of_being_recreated() -> None:
+    # google_firestore_field.webhook_deliveries_ttl became an instance of the JSON-driven resource.
+    infra = load_infra()
+    assert {
+        "from": "${google_firestore_field.webhook_deliveries_ttl}",
+        "to": '${google_firestore_field.overrides["webhook_deliveries-expire_at"]}',
+    } in infra.moved
 
 
 SA_KEY = 'resource "google_service_account_key" "leak" {\n  service_account_id = "x"\n}\n'
 
-MUTATIONS: dict[str, tuple[str, dict[str, tuple[str, str]]]] = {
+
+def _extra(resource: str, name: str, body: str) -> Edits:
+    """A new file extra.tf holding one resource."""
+    return {"extra.tf": ("", f'resource "{resource}" "{name}" {{\n{body}\n}}\n')}
+
+
+COLLECT_SA = "serviceAccount:${google_service_account.collect.email}"
+INGEST_SA = "serviceAccount:${google_service_account.ingest.email}"
+
+MUTATIONS: dict[str, tuple[str, Edits]] = {
     "service account key": ("no_service_account_keys", {"leak.tf": ("", SA_KEY)}),
+    # --- broad roles
     "editor role": (
-        "no_primitive_roles",
-        {"iam.tf": ('"roles/datastore.user",      #', '"roles/editor", #')},
+        "no_broad_roles",
+        {
+            "iam.tf": (
+                'role    = "roles/logging.logWriter"\n  member  = "serviceAccount:${each.value.email}"',
+                'role    = "roles/editor"\n  member  = "serviceAccount:${each.value.email}"',
+            )
+        },
     ),
+    "owner in a local": (
+        "no_broad_roles",
+        {"iam.tf": ("  build_member = ", '  admin_role   = "roles/owner"\n  build_member = ')},
+    ),
+    "datastore.owner": (
+        "no_broad_roles",
+        {"iam.tf": ('role    = "roles/datastore.user"', 'role    = "roles/datastore.owner"')},
+    ),
+    "secretmanager.admin": (
+        "no_broad_roles",
+        {
+            "iam.tf": (
+                'role      = "roles/secretmanager.secretAccessor"\n  member    = "serviceAccount:${google_service_account.ingest.email}"',
+                'role      = "roles/secretmanager.admin"\n  member    = "serviceAccount:${google_service_account.ingest.email}"',
+            )
+        },
+    ),
+    "token creator project-wide": (
+        "no_broad_roles",
+        _extra(
+            "google_project_iam_member",
+            "wide",
+            f'  project = var.project_id\n  role = "roles/iam.serviceAccountTokenCreator"\n  member = "{COLLECT_SA}"',
+        ),
+    ),
+    "actAs project-wide": (
+        "no_broad_roles",
+        _extra(
+            "google_project_iam_member",
+            "wide",
+            '  project = var.project_id\n  role = "roles/iam.serviceAccountUser"\n  member = "user:ops@example.com"',
+        ),
+    ),
+    "secret accessor project-wide": (
+        "no_broad_roles",
+        _extra(
+            "google_project_iam_member",
+            "wide",
+            f'  project = var.project_id\n  role = "roles/secretmanager.secretAccessor"\n  member = "{INGEST_SA}"',
+        ),
+    ),
+    # --- public access and invokers
     "collect public": (
         "only_ingest_is_public",
         {
             "functions.tf": (
-                'member   = "serviceAccount:${google_service_account.tasks.email}"',
-                'member   = "allUsers"',
+                'name     = google_cloudfunctions2_function.collect.name\n  role     = "roles/run.invoker"\n  member   = "serviceAccount:${google_service_account.tasks.email}"',
+                'name     = google_cloudfunctions2_function.collect.name\n  role     = "roles/run.invoker"\n  member   = "allUsers"',
             )
         },
     ),
@@ -65,8 +157,8 @@ MUTATIONS: dict[str, tuple[str, dict[str, tuple[str, str]]]] = {
         "collect_invoked_only_by_tasks",
         {
             "functions.tf": (
-                'member   = "serviceAccount:${google_service_account.tasks.email}"',
-                'member   = "allUsers"',
+                'name     = google_cloudfunctions2_function.collect.name\n  role     = "roles/run.invoker"\n  member   = "serviceAccount:${google_service_account.tasks.email}"',
+                'name     = google_cloudfunctions2_function.collect.name\n  role     = "roles/run.invoker"\n  member   = "allUsers"',
             )
         },
     ),
@@ -79,15 +171,253 @@ MUTATIONS: dict[str, tuple[str, dict[str, tuple[str, str]]]] = {
             )
         },
     ),
-    "no token creator on itself": (
-        "runtime_signs_for_itself",
+    "api public": (
+        "api_invoked_only_by_its_principals",
+        {"functions.tf": ('member   = "serviceAccount:${each.value}"', 'member   = "allUsers"')},
+    ),
+    "api public (public check)": (
+        "only_ingest_is_public",
+        {"functions.tf": ('member   = "serviceAccount:${each.value}"', 'member   = "allUsers"')},
+    ),
+    "api principals optional": (
+        "api_invoked_only_by_its_principals",
         {
-            "iam.tf": (
-                'role               = "roles/iam.serviceAccountTokenCreator"\n  member             = local.runtime_member',
-                'role               = "roles/iam.serviceAccountTokenCreator"\n  member             = "user:someone@example.com"',
+            "variables.tf": (
+                "  type        = list(string)\n\n  validation {\n    condition     = length(var.api_principals) > 0",
+                "  type        = list(string)\n  default     = []\n\n  validation {\n    condition     = length(var.api_principals) > 0",
             )
         },
     ),
+    # --- identities
+    "two functions share an account": (
+        "each_function_has_its_own_account",
+        {
+            "functions.tf": (
+                "service_account_email = google_service_account.collect.email",
+                "service_account_email = google_service_account.ingest.email",
+            )
+        },
+    ),
+    "a function runs as the delegation identity": (
+        "delegation_identity_holds_nothing",
+        {
+            "functions.tf": (
+                "service_account_email = google_service_account.api.email",
+                "service_account_email = google_service_account.delegation.email",
+            )
+        },
+    ),
+    "the delegation identity holds a role": (
+        "delegation_identity_holds_nothing",
+        _extra(
+            "google_project_iam_member",
+            "delegation_logs",
+            '  project = var.project_id\n  role = "roles/logging.logWriter"\n  member = "serviceAccount:${google_service_account.delegation.email}"',
+        ),
+    ),
+    "DELEGATION_SERVICE_ACCOUNT names a function": (
+        "each_function_has_its_own_account",
+        {
+            "functions.tf": (
+                "DELEGATION_SERVICE_ACCOUNT = google_service_account.delegation.email",
+                "DELEGATION_SERVICE_ACCOUNT = google_service_account.collect.email",
+            )
+        },
+    ),
+    "a function built by a function's account": (
+        "functions_built_right",
+        {
+            "functions.tf": (
+                "service_account = google_service_account.build.id",
+                "service_account = google_service_account.ingest.id",
+            )
+        },
+    ),
+    # --- roles of the function accounts
+    "extra function role": (
+        "function_roles_are_least",
+        {
+            "iam.tf": (
+                'role    = "roles/logging.logWriter"\n  member  = "serviceAccount:${each.value.email}"',
+                'role    = "roles/monitoring.metricWriter"\n  member  = "serviceAccount:${each.value.email}"',
+            )
+        },
+    ),
+    "enqueuer on the project": (
+        "function_roles_are_least",
+        _extra(
+            "google_project_iam_member",
+            "enqueue",
+            f'  project = var.project_id\n  role = "roles/cloudtasks.enqueuer"\n  member = "{COLLECT_SA}"',
+        ),
+    ),
+    "functions act as the scheduler": (
+        "function_roles_are_least",
+        {
+            "iam.tf": (
+                'service_account_id = google_service_account.tasks.name\n  role               = "roles/iam.serviceAccountUser"\n  member             = "serviceAccount:${each.value.email}"',
+                'service_account_id = google_service_account.scheduler.name\n  role               = "roles/iam.serviceAccountUser"\n  member             = "serviceAccount:${each.value.email}"',
+            )
+        },
+    ),
+    # --- token creator
+    "token creator for the public function": (
+        "token_creator_only_on_delegation",
+        _extra(
+            "google_service_account_iam_member",
+            "ingest_signs",
+            '  service_account_id = google_service_account.delegation.name\n  role = "roles/iam.serviceAccountTokenCreator"\n'
+            f'  member = "{INGEST_SA}"',
+        ),
+    ),
+    "token creator on itself": (
+        "token_creator_only_on_delegation",
+        {
+            "iam.tf": (
+                'resource "google_service_account_iam_member" "collect_signs_as_delegation" {\n  service_account_id = google_service_account.delegation.name',
+                'resource "google_service_account_iam_member" "collect_signs_as_delegation" {\n  service_account_id = google_service_account.collect.name',
+            )
+        },
+    ),
+    "api cannot sign as the delegation identity": (
+        "token_creator_only_on_delegation",
+        {
+            "iam.tf": (
+                'member             = "serviceAccount:${google_service_account.api.email}"',
+                'member             = "user:someone@example.com"',
+            )
+        },
+    ),
+    # --- secrets
+    "webhook secret readable by collect": (
+        "secrets_only_where_read",
+        {
+            "iam.tf": (
+                'role      = "roles/secretmanager.secretAccessor"\n  member    = "serviceAccount:${google_service_account.ingest.email}"',
+                'role      = "roles/secretmanager.secretAccessor"\n  member    = "serviceAccount:${google_service_account.collect.email}"',
+            )
+        },
+    ),
+    "webhook secret mounted into collect": (
+        "secrets_only_where_read",
+        {
+            "functions.tf": (
+                "    environment_variables            = local.function_env.collect\n",
+                "    environment_variables            = local.function_env.collect\n\n"
+                "    secret_environment_variables {\n"
+                '      key        = "WEBHOOK_SECRET"\n'
+                "      project_id = var.project_id\n"
+                "      secret     = google_secret_manager_secret.webhook.secret_id\n"
+                "      version    = var.webhook_secret_version\n"
+                "    }\n",
+            )
+        },
+    ),
+    "erasure key not mounted into api": (
+        "secrets_only_where_read",
+        {
+            "functions.tf": (
+                '    environment_variables            = local.function_env.api\n\n    secret_environment_variables {\n      key        = "ERASURE_KEY"',
+                '    environment_variables            = local.function_env.api\n\n    secret_environment_variables {\n      key        = "OTHER_KEY"',
+            )
+        },
+    ),
+    "functions read the webhook secret instead of the erasure key": (
+        "secrets_only_where_read",
+        {
+            "iam.tf": (
+                'secret_id = google_secret_manager_secret.erasure_key.secret_id\n  role      = "roles/secretmanager.secretAccessor"\n  member    = "serviceAccount:${each.value.email}"',
+                'secret_id = google_secret_manager_secret.webhook.secret_id\n  role      = "roles/secretmanager.secretAccessor"\n  member    = "serviceAccount:${each.value.email}"',
+            )
+        },
+    ),
+    "secret as plain env": (
+        "secrets_only_where_read",
+        {
+            "functions.tf": (
+                "    COLLECT_URL           = local.collect_url\n",
+                '    COLLECT_URL           = local.collect_url\n    ERASURE_KEY           = "x"\n',
+            )
+        },
+    ),
+    # --- settings
+    "missing COLLECT_URL": (
+        "functions_have_settings",
+        {"functions.tf": ("    COLLECT_URL           = local.collect_url\n", "")},
+    ),
+    "emulator in production": (
+        "functions_have_settings",
+        {
+            "functions.tf": (
+                "    COLLECT_URL           = local.collect_url\n",
+                '    COLLECT_URL           = local.collect_url\n    FIRESTORE_EMULATOR_HOST = "x:1"\n',
+            )
+        },
+    ),
+    "backfill lookback in ingest": (
+        "functions_have_settings",
+        {
+            "functions.tf": (
+                "ingest   = merge(local.timing_env,",
+                "ingest   = merge(var.app_settings,",
+            )
+        },
+    ),
+    "Reports settings in ingest": (
+        "functions_have_settings",
+        {
+            "functions.tf": (
+                "ingest   = merge(local.timing_env, local.retention_env, local.store_and_queue_env)",
+                "ingest   = merge(local.timing_env, local.retention_env, local.store_and_queue_env, local.reports_env)",
+            )
+        },
+    ),
+    "API settings in collect": (
+        "functions_have_settings",
+        {
+            "functions.tf": (
+                "collect  = merge(local.timing_env, local.retention_env, local.store_and_queue_env, local.reports_env)",
+                "collect  = merge(local.timing_env, local.retention_env, local.store_and_queue_env, local.reports_env, local.api_env)",
+            )
+        },
+    ),
+    "backfill without its URL": (
+        "functions_have_settings",
+        {"functions.tf": ("    BACKFILL_URL              = local.backfill_url\n", "")},
+    ),
+    "wrong entry point": (
+        "functions_built_right",
+        {"functions.tf": ('entry_point     = "backfill"', 'entry_point     = "collect"')},
+    ),
+    # --- the build account
+    "build account writes every repository": (
+        "build_account_is_least",
+        {
+            "iam.tf": (
+                '  condition {\n    title       = "gcf-artifacts-only"',
+                '  removed_condition {\n    title       = "gcf-artifacts-only"',
+            )
+        },
+    ),
+    "build account acts as the tasks identity": (
+        "build_account_is_least",
+        {
+            "iam.tf": (
+                'resource "google_service_account_iam_member" "build_acts_as_itself" {\n  service_account_id = google_service_account.build.name',
+                'resource "google_service_account_iam_member" "build_acts_as_itself" {\n  service_account_id = google_service_account.tasks.name',
+            )
+        },
+    ),
+    "operators act as a function": (
+        "build_account_is_least",
+        {
+            "iam.tf": (
+                'resource "google_service_account_iam_member" "operators_act_as_tasks" {\n  for_each = toset(var.operators)\n\n  service_account_id = google_service_account.tasks.name',
+                'resource "google_service_account_iam_member" "operators_act_as_tasks" {\n  for_each = toset(var.operators)\n\n  service_account_id = google_service_account.collect.name',
+            )
+        },
+    ),
+    # --- the rest
     "scheduler without OIDC": (
         "scheduler_uses_oidc",
         {"scheduler.tf": ("oidc_token {", "oauth_token {")},
@@ -108,42 +438,139 @@ MUTATIONS: dict[str, tuple[str, dict[str, tuple[str, str]]]] = {
         "firestore_protected",
         {"firestore.tf": ('"DELETE_PROTECTION_ENABLED"', '"DELETE_PROTECTION_DISABLED"')},
     ),
-    "no TTL": ("webhook_deliveries_expire", {"firestore.tf": ("  ttl_config {}\n", "")}),
-    "secret as plain env": (
-        "webhook_secret_from_secret_manager",
+    "Firestore access unconditioned": (
+        "firestore_access_conditioned",
         {
-            "functions.tf": (
-                "    IP_ADDRESS_MODE           = var.ip_address_mode\n",
-                '    IP_ADDRESS_MODE           = var.ip_address_mode\n    WEBHOOK_SECRET = "whsec_x"\n',
+            "iam.tf": (
+                'firestore_condition = "resource.name == \\"${local.firestore_database}\\""',
+                'firestore_condition = "true"',
             )
         },
     ),
-    "missing COLLECT_URL": (
-        "functions_have_settings",
-        {"functions.tf": ("    COLLECT_URL           = local.collect_url\n", "")},
-    ),
-    "emulator in production": (
-        "functions_have_settings",
+    "Firestore access to every database": (
+        "firestore_access_conditioned",
         {
-            "functions.tf": (
-                "    IP_ADDRESS_MODE           = var.ip_address_mode\n",
-                '    IP_ADDRESS_MODE           = var.ip_address_mode\n    FIRESTORE_EMULATOR_HOST = "x:1"\n',
+            "iam.tf": (
+                "/databases/${google_firestore_database.default.name}",
+                '/databases/\\" || true || \\"',
             )
         },
     ),
-    "wrong entry point": (
-        "functions_built_right",
-        {"functions.tf": ('entry_point     = "backfill"', 'entry_point     = "backfil"')},
+    "no TTL on participants": (
+        "firestore_retention_and_erasure",
+        {
+            "firestore.indexes.json": (
+                '"collectionGroup": "participants",\n      "fieldPath": "expire_at",\n      "ttl": true',
+                '"collectionGroup": "participants",\n      "fieldPath": "expire_at",\n      "ttl": false',
+            )
+        },
     ),
-    "extra runtime role": (
-        "runtime_roles_are_least",
-        {"iam.tf": ('"roles/logging.logWriter",', '"roles/logging.logWriter", "roles/run.admin",')},
+    "TTL on erasures": (
+        "firestore_retention_and_erasure",
+        {
+            "firestore.indexes.json": (
+                '  "fieldOverrides": [\n',
+                '  "fieldOverrides": [\n    {"collectionGroup": "erasures", "fieldPath": "expire_at", "ttl": true, "indexes": []},\n',
+            )
+        },
+    ),
+    "no collection-group index on participant_key": (
+        "firestore_retention_and_erasure",
+        {
+            "firestore.indexes.json": (
+                ',\n        {"order": "ASCENDING", "queryScope": "COLLECTION_GROUP"}',
+                "",
+            )
+        },
+    ),
+    "TTL not taken from the file": (
+        "firestore_retention_and_erasure",
+        {
+            "firestore.tf": (
+                'for_each = lookup(each.value, "ttl", false) ? [true] : []',
+                "for_each = []",
+            )
+        },
+    ),
+    "no TTL on webhook deliveries": (
+        "webhook_deliveries_expire",
+        {
+            "firestore.indexes.json": (
+                '"collectionGroup": "webhook_deliveries",\n      "fieldPath": "expire_at",\n      "ttl": true',
+                '"collectionGroup": "webhook_deliveries",\n      "fieldPath": "expire_at",\n      "ttl": false',
+            )
+        },
+    ),
+    "indexes not from the file": (
+        "firestore_indexes_from_json",
+        {
+            "firestore.tf": (
+                "for index in local.firestore_document.indexes :",
+                "for index in [] :",
+            )
+        },
+    ),
+    "billing index missing": (
+        "firestore_indexes_from_json",
+        {
+            "firestore.indexes.json": (
+                '{"fieldPath": "email", "order": "ASCENDING"},\n        ',
+                "",
+            )
+        },
+    ),
+    "retention below 62 days": (
+        "privacy_settings_validated",
+        {"variables.tf": ("var.retention_days >= 62", "var.retention_days >= 30")},
+    ),
+    "retention on by default": (
+        "privacy_settings_validated",
+        {
+            "variables.tf": (
+                "  type        = number\n  default     = null",
+                "  type        = number\n  default     = 30",
+            )
+        },
+    ),
+    "location mode unchecked": (
+        "privacy_settings_validated",
+        {"variables.tf": ('contains(["full", "country", "none"], var.location_mode)', "true")},
+    ),
+    "erasure key follows latest": (
+        "privacy_settings_validated",
+        {"variables.tf": ('  default     = "1"\n', '  default     = "latest"\n')},
+    ),
+    "iamcredentials API off": (
+        "apis_enabled",
+        {
+            "apis.tf": (
+                '    "iamcredentials.googleapis.com",       # signBlob: keyless domain-wide delegation\n',
+                "",
+            )
+        },
+    ),
+    "overdue chain alert lost": (
+        "alerts_declared",
+        {
+            "monitoring.tf": (
+                'jsonPayload.message=\\"overdue chain re-enqueued\\"',
+                'jsonPayload.message=\\"x\\"',
+            )
+        },
     ),
     "bucket in backend": (
         "state_and_provider",
         {"backend.tf": ('prefix = "', 'bucket = "b"\n    prefix = "')},
     ),
+    "api URL not output": (
+        "outputs_declared",
+        {"outputs.tf": ('output "api_url" {', 'output "api_address" {')},
+    ),
 }
+
+
+def test_every_property_has_a_mutation() -> None:
+    assert set(PROPERTIES) == {check for check, _ in MUTATIONS.values()}
 
 
 @pytest.mark.parametrize("case", sorted(MUTATIONS))
