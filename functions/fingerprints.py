@@ -45,9 +45,15 @@ def _short(*parts: str) -> str:
     return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()[:16]
 
 
-def stored_participant_fingerprint(participant: Participant, ip_mode: str) -> str:
-    """Of a participant document with real sessions, stored under ``ip_mode``."""
-    return _short(participant_fingerprint(participant), ip_mode, "real")
+def stored_participant_fingerprint(
+    participant: Participant, ip_mode: str, location_mode: str = "full"
+) -> str:
+    """Of a participant document with real sessions, stored under the privacy modes: the
+    ``participant`` as stored (``functions.model.in_stored_form``, never the fetched values), and
+    the modes, so a document is rewritten when they change. ``LOCATION_MODE=full`` adds nothing:
+    documents stored before that mode existed keep their fingerprints."""
+    modes = (ip_mode,) if location_mode == "full" else (ip_mode, "location:" + location_mode)
+    return _short(participant_fingerprint(participant), *modes, "real")
 
 
 def estimate_fingerprint(key: str, start: datetime, end: datetime) -> str:

@@ -454,9 +454,13 @@ class SessionCollector:
     """Accumulates de-duplicated sessions from activities, one at a time (streaming).
 
     Holds only sessions (small, strings shared through a pool), never the raw activities.
+    ``stored_form`` turns each session into what will be stored (a poll passes the privacy
+    modes, ``functions.model.in_stored_form``) before duplicates are resolved: the copy kept of
+    a duplicate never depends on a value the modes remove.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, stored_form: Callable[[Session], Session] | None = None) -> None:
+        self._stored_form = stored_form
         self._sessions: dict[tuple[str, str], Session] = {}
         self.events_read = 0
         self.events_skipped = 0
@@ -483,6 +487,8 @@ class SessionCollector:
             self.add_activity(item)
 
     def add_session(self, session: Session) -> None:
+        if self._stored_form is not None:
+            session = self._stored_form(session)
         key = dedupe_key(session)
         known = self._sessions.get(key)
         self._sessions[key] = session if known is None else preferred(known, session)
