@@ -1,4 +1,5 @@
-"""Cloud Functions entry points: ingest (public, signed), collect (Cloud Tasks), backfill.
+"""Cloud Functions entry points: ingest (public, signed), api (private, ID tokens), collect (Cloud
+Tasks), backfill (Cloud Scheduler).
 
 Each adapts Flask to the framework-free handlers in ``functions.app`` and nothing more.
 """
@@ -33,6 +34,11 @@ def _response(answer: app.Response) -> flask.Response:
 @functions_framework.http
 def ingest(request: flask.Request) -> flask.Response:
     return _response(app.ingest(_request(request)))
+
+
+@functions_framework.http
+def api(request: flask.Request) -> flask.Response:
+    return _response(app.api(_request(request)))
 
 
 @functions_framework.http

@@ -1,4 +1,4 @@
-"""Wiring: settings → adapters → use cases, and the three HTTP handlers behind ``main.py``.
+"""Wiring: settings → adapters → use cases, and the four HTTP handlers behind ``main.py``.
 
 Handlers take plain request values and return ``(status, json_body)``, so they run the same under
 functions-framework and in tests. A :class:`Runtime` holds our ports only; the adapters behind
@@ -18,16 +18,22 @@ from typing import Any
 
 from functions import logs
 from functions.backfill import default_range, fan_out, run_backfill_slice
-from functions.config import Settings
-from functions.declarations import accept_meeting_end
+from functions.config import Role, Settings
+from functions.declarations import Accepted, accept_meeting_end
 from functions.errors import AppError, ConfigError
 from functions.http_edge import (
     check_request,
     error_response,
+    route_api,
     route_ingest,
     unexpected_error_response,
 )
-from functions.payloads import parse_backfill_request, parse_collect_task, parse_meeting_ended
+from functions.payloads import (
+    parse_backfill_request,
+    parse_collect_task,
+    parse_erasure_request,
+    parse_meeting_ended,
+)
 from functions.polling import handle_collect_task, poll_meeting
 from functions.ports import Deps, IdTokenVerifier
 from functions.signatures import verify_webhook_signature
@@ -69,64 +75,78 @@ def build_runtime(settings: Settings) -> Runtime:
         window_before_s=settings.window_before_s,
         window_after_s=settings.window_after_s,
         ip_mode=settings.ip_address_mode,
+        location_mode=settings.location_mode,
+        erasure_key=settings.erasure_key,
+        retention_days=settings.retention_days,
     )
     return Runtime(settings, deps, GoogleIdTokenVerifier(certs_url=settings.oidc_certs_url))
 
 
 @functools.cache
-def runtime() -> Runtime:
-    """One per instance: settings are validated (all problems at once) on first use."""
-    return build_runtime(Settings.from_env())
+def runtime(role: Role) -> Runtime:
+    """One per instance and function: its settings are validated (all problems at once) on first
+    use."""
+    return build_runtime(Settings.from_env(role=role))
 
 
-def _trace(request: HttpRequest, rt: Runtime | None) -> dict[str, str]:
+def _trace(request: HttpRequest, rt: Runtime | None, role: Role) -> dict[str, str]:
     header = request.headers.get("x-cloud-trace-context")
     if not header:
         return {}
     try:
-        project = (rt or runtime()).settings.google_cloud_project
+        project = (rt or runtime(role)).settings.google_cloud_project
     except AppError:
         return {}
     return logs.trace_field(header, project)
 
 
-def guarded(handler: Callable[[], Response], request: HttpRequest, rt: Runtime | None) -> Response:
-    """Map every failure to an answer: AppErrors by their status, anything else to a 500."""
-    with logs.bind(**_trace(request, rt)):
+def guarded(
+    handler: Callable[[], Response], request: HttpRequest, rt: Runtime | None, role: Role
+) -> Response:
+    """Map every failure to an answer: AppErrors by their status, anything else to a 500.
+
+    Logs carry codes, never what the caller sent: a refusal's message may quote the input (an
+    email, a participant key), so only 5xx causes, which name settings and upstreams, are logged.
+    """
+    with logs.bind(**_trace(request, rt, role)):
         try:
             return handler()
         except AppError as error:
             status, body = error_response(error)
-            severity = "ERROR" if status >= 500 else "WARNING"
-            logs.log(
-                severity, "request refused", status=status, code=error.code, detail=error.message
-            )
+            if status >= 500:
+                logs.error("request failed", status=status, code=error.code, detail=error.message)
+            else:
+                field = body["error"].get("field")
+                logs.warning("request refused", status=status, code=error.code, field=field)
             return status, body
         except Exception as error:
+            # Frames only: an exception's message may hold the data it choked on.
             logs.error(
                 "unexpected failure",
                 error=type(error).__name__,
-                detail=str(error)[:500],
-                stack=traceback.format_exc()[-4000:],
+                stack=" < ".join(
+                    f"{frame.name} ({frame.filename.rsplit('/', 1)[-1]}:{frame.lineno})"
+                    for frame in reversed(traceback.extract_tb(error.__traceback__))
+                )[:4000],
             )
             return unexpected_error_response()
 
 
 # ------------------------------------------------------------------------------------------------
-# ingest (public, signed)
+# ingest (public, signed): meeting-ended declarations and nothing else
 
 
 def ingest(request: HttpRequest, rt: Runtime | None = None) -> Response:
     def handle() -> Response:
-        route = route_ingest(request.method, request.path)
+        route_ingest(request.method, request.path)
         check_request(
             method=request.method,
-            allowed=(request.method,),
+            allowed=("POST",),
             content_type=request.content_type,
             content_length=request.content_length,
             body=request.body,
         )
-        current = rt or runtime()
+        current = rt or runtime("ingest")
         now = current.deps.clock()
         webhook_id = verify_webhook_signature(
             headers=request.headers,
@@ -134,21 +154,14 @@ def ingest(request: HttpRequest, rt: Runtime | None = None) -> Response:
             secrets=current.settings.webhook_secrets,
             now=now,
         )
-        if route[0] == "meeting_ended":
-            return _meeting_ended(current, request.body, webhook_id=webhook_id, now=now)
-        meeting_id = route[1]
-        with logs.bind(meeting_id=meeting_id):
-            if route[0] == "sync":
-                return _sync(current, meeting_id)
-            return 200, meeting_view(current.deps.store, meeting_id)
+        declared = parse_meeting_ended(request.body, now=now)
+        accepted = accept_meeting_end(current.deps, declared, webhook_id=webhook_id)
+        return _accepted(accepted, webhook_id=webhook_id)
 
-    return guarded(handle, request, rt)
+    return guarded(handle, request, rt, "ingest")
 
 
-def _meeting_ended(rt: Runtime, body: bytes, *, webhook_id: str, now: datetime) -> Response:
-    accepted = accept_meeting_end(
-        rt.deps, parse_meeting_ended(body, now=now), webhook_id=webhook_id
-    )
+def _accepted(accepted: Accepted, *, webhook_id: str | None) -> Response:
     meeting = accepted.meeting
     answer = {
         "meeting_id": meeting.meeting_id,
@@ -161,8 +174,64 @@ def _meeting_ended(rt: Runtime, body: bytes, *, webhook_id: str, now: datetime) 
     return (202 if accepted.created else 200), answer
 
 
+# ------------------------------------------------------------------------------------------------
+# api (private: operators and back ends with Google-signed ID tokens)
+
+
+def api(request: HttpRequest, rt: Runtime | None = None) -> Response:
+    def handle() -> Response:
+        route = route_api(request.method, request.path)
+        check_request(
+            method=request.method,
+            allowed=("GET", "POST"),
+            content_type=request.content_type,
+            content_length=request.content_length,
+            body=request.body,
+        )
+        current = rt or runtime("api")
+        settings = current.settings
+        # Checked before anything is read or parsed: an unauthenticated caller learns nothing,
+        # not even whether a meeting exists.
+        current.id_tokens.verify(
+            authorization=request.headers.get("authorization"),
+            audience=settings.api_url or "",
+            allowed_emails=set(settings.api_principals),
+        )
+        if route[0] == "declare_and_sync":
+            return _declare_and_sync(current, request.body)
+        if route[0] == "erase":
+            return _erase(current, request.body)
+        meeting_id = route[1]
+        with logs.bind(meeting_id=meeting_id):
+            if route[0] == "sync":
+                return _sync(current, meeting_id)
+            return 200, meeting_view(current.deps.store, meeting_id)
+
+    return guarded(handle, request, rt, "api")
+
+
 def _sync(rt: Runtime, meeting_id: str) -> Response:
-    return sync_view(poll_meeting(rt.deps, meeting_id, reason="manual"), ip_mode=rt.deps.ip_mode)
+    outcome = poll_meeting(rt.deps, meeting_id, reason="manual")
+    return sync_view(outcome, ip_mode=rt.deps.ip_mode, location_mode=rt.deps.location_mode)
+
+
+def _declare_and_sync(rt: Runtime, body: bytes) -> Response:
+    declared = parse_meeting_ended(body, now=rt.deps.clock(), typed=False)
+    accepted = accept_meeting_end(rt.deps, declared, source="manual")
+    meeting_id = accepted.meeting.meeting_id
+    with logs.bind(meeting_id=meeting_id):
+        logs.info("manual meeting accepted", created=accepted.created)
+        status, answer = _sync(rt, meeting_id)
+    return status, {"meeting_id": meeting_id, **answer}
+
+
+def _erase(rt: Runtime, body: bytes) -> Response:
+    from functions.erasure import erase_participant
+
+    participant_key = parse_erasure_request(body)
+    changed = erase_participant(rt.deps, participant_key)
+    logs.info("participant erased", meetings_changed=changed)
+    return 200, {"meetings_changed": changed}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -190,7 +259,7 @@ def _authenticated_post(
 
 def collect(request: HttpRequest, rt: Runtime | None = None) -> Response:
     def handle() -> Response:
-        current = rt or runtime()
+        current = rt or runtime("collect")
         settings = current.settings
         _authenticated_post(
             request,
@@ -216,12 +285,12 @@ def collect(request: HttpRequest, rt: Runtime | None = None) -> Response:
                 "revision": None if meeting is None else meeting.revision,
             }
 
-    return guarded(handle, request, rt)
+    return guarded(handle, request, rt, "collect")
 
 
 def backfill(request: HttpRequest, rt: Runtime | None = None) -> Response:
     def handle() -> Response:
-        current = rt or runtime()
+        current = rt or runtime("backfill")
         settings = current.settings
         if settings.backfill_url is None:
             raise ConfigError(["BACKFILL_URL is required by the backfill function"])
@@ -241,7 +310,7 @@ def backfill(request: HttpRequest, rt: Runtime | None = None) -> Response:
         )
         return 200, fan_out(current.deps, since=since, until=until).to_json()
 
-    return guarded(handle, request, rt)
+    return guarded(handle, request, rt, "backfill")
 
 
 def json_bytes(body: Mapping[str, Any]) -> bytes:

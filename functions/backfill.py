@@ -33,10 +33,11 @@ from functions.meeting_codes import canonical_meeting_code, reports_meeting_code
 from functions.model import Declared, MeetingRecord, meeting_id_for
 from functions.ports import BackfillSlice, CollectTask, Deps
 from functions.reports_events import parse_activity
+from functions.retention import check_retained, retention_cutoff
 from functions.schedule import Status
 from functions.selection import Partition
 from functions.stored_state import committed
-from functions.timestamps import format_timestamp, from_ms, to_ms
+from functions.timestamps import EPOCH, format_timestamp, from_ms, to_ms
 
 DEFAULT_SLICE = timedelta(hours=6)
 #: Meetings whose stored sessions may differ from the scan are re-polled only once final: a live
@@ -123,6 +124,8 @@ class BackfillReport:
     meetings_created: list[str] = field(default_factory=list)
     repolled: list[str] = field(default_factory=list)
     reenqueued: list[str] = field(default_factory=list)
+    #: Meetings deleted by retention (the daily run only).
+    expired: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -135,6 +138,7 @@ class BackfillReport:
             "meetings_created": len(self.meetings_created),
             "repolled": len(self.repolled),
             "reenqueued": len(self.reenqueued),
+            "expired": len(self.expired),
         }
 
 
@@ -179,7 +183,9 @@ def slices(since: datetime, until: datetime, length: timedelta) -> list[tuple[da
     return bounds
 
 
-def check_range(since: datetime, until: datetime, now: datetime) -> None:
+def check_range(
+    since: datetime, until: datetime, now: datetime, *, retention_days: int | None = None
+) -> None:
     if since.tzinfo is None or until.tzinfo is None:
         raise InvalidInput("since and until must carry a UTC offset", field="since")
     if since >= until:
@@ -191,6 +197,23 @@ def check_range(since: datetime, until: datetime, now: datetime) -> None:
             "since is more than 180 days ago: the Reports API keeps 180 days of Meet activity",
             field="since",
         )
+    # Meetings found before the cutoff would be deleted at once, then found again every run.
+    check_retained(since, now=now, retention_days=retention_days, field="since")
+
+
+def apply_retention(deps: Deps, *, now: datetime) -> list[str]:
+    """Delete the meetings that ended more than ``RETENTION_DAYS`` ago, with everything under
+    them: what Firestore's TTL has not deleted yet, and documents written before the setting
+    (which carry no ``expire_at``). The meetings deleted."""
+    cutoff = retention_cutoff(now, deps.retention_days)
+    if cutoff is None:
+        return []
+    expired = sorted(m.meeting_id for m in deps.store.ended_between(EPOCH, cutoff))
+    for meeting_id in expired:
+        deps.store.delete_meeting(meeting_id)
+    if expired:
+        logs.info("retention applied", meetings_deleted=len(expired))
+    return expired
 
 
 def run_backfill(
@@ -204,7 +227,7 @@ def run_backfill(
 ) -> BackfillReport:
     """The whole run in this process: slices scanned by threads (the CLI, local runs)."""
     now = deps.clock()
-    check_range(since, until, now)
+    check_range(since, until, now, retention_days=deps.retention_days)
     until = min(until, now)
     ranges = slices(since, until, slice_length)
     report = BackfillReport(since=since, until=until, slices=len(ranges))
@@ -226,6 +249,7 @@ def run_backfill(
     # Every slice of the range was scanned: each conference's summary is complete.
     _reconcile(deps, scan, report, whole_range=None)
     report.reenqueued = restart_overdue_chains(deps, now=now)
+    report.expired = apply_retention(deps, now=now)
     logs.info("backfill finished", **report.to_json())
     return report
 
@@ -239,7 +263,7 @@ def fan_out(
     scheduler deliveries, a manual retry) create each slice once.
     """
     now = deps.clock()
-    check_range(since, until, now)
+    check_range(since, until, now, retention_days=deps.retention_days)
     until = min(until, now)
     ranges = slices(since, until, slice_length)
     report = BackfillReport(since=since, until=until, slices=len(ranges))
@@ -248,6 +272,7 @@ def fan_out(
         name = task_name("backfill", format_timestamp(since), format_timestamp(until), index)
         deps.queue.enqueue_backfill_slice(part, task_id=name)
     report.reenqueued = restart_overdue_chains(deps, now=now)
+    report.expired = apply_retention(deps, now=now)
     logs.info("backfill slices enqueued", **report.to_json())
     return report
 

@@ -39,7 +39,7 @@ from rich.text import Text
 
 from functions.attendance import Meeting
 from functions.dumps import Summary, paused_gc, summarize_dumps, write_summary_json
-from functions.errors import AppError, Busy, CommandFailed, InvalidInput, NotFound
+from functions.errors import AppError, Busy, CommandFailed, ConfigError, InvalidInput, NotFound
 from functions.export import ExportFormat, month_bounds, write_rows
 from functions.polling import PollOutcome, Skipped
 from functions.timestamps import format_timestamp
@@ -225,12 +225,20 @@ def render_summary_table(summary: Summary, out: IO[str]) -> None:
 # Commands on the running system: sync, show, export
 
 
-def operator_runtime() -> Runtime:
-    """Settings → adapters, as the functions build them (``ConfigError`` names every problem)."""
+def operator_runtime(*, writes: bool = False) -> Runtime:
+    """Settings → adapters, as the functions build them (``ConfigError`` names every problem).
+
+    ``writes``: the command may write participants (``sync``, ``backfill``, ``erase``), so it
+    needs ``ERASURE_KEY`` to honour erasures; reading commands do not."""
     from functions.app import build_runtime
     from functions.config import Settings
 
-    return build_runtime(Settings.from_env())
+    settings = Settings.from_env()
+    if writes and settings.erasure_key is None:
+        raise ConfigError(
+            ["ERASURE_KEY is required by commands that write participants (Secret Manager)"]
+        )
+    return build_runtime(settings)
 
 
 def _checked_meeting_id(meeting_id: str) -> str:
@@ -349,7 +357,7 @@ def _declare_for_sync(
         expect=expect,
         now=datetime.now(UTC),
     )
-    rt = operator_runtime()
+    rt = operator_runtime(writes=True)
     accepted = accept_meeting_end(rt.deps, declared, source="manual")
     meeting = accepted.meeting
     verb = "created" if accepted.created else "found"
@@ -401,7 +409,7 @@ def sync(
         if given:
             raise InvalidInput(f"{', '.join(given)}: only with --code, not with MEETING_ID")
         meeting_id = _checked_meeting_id(meeting_id)
-        rt = operator_runtime()
+        rt = operator_runtime(writes=True)
         stored = rt.deps.store.get(meeting_id)
         if stored is None:
             raise NotFound.meeting(meeting_id)
@@ -500,7 +508,7 @@ def backfill(since: str, until: str | None) -> None:
     start = parse_time_field(since, field="--since")
     end = parse_time_field(until, field="--until") if until else now
     check_range(start, end, now)  # a bad range exits 2 before any setting is read
-    rt = operator_runtime()
+    rt = operator_runtime(writes=True)
     err = Console(stderr=True, highlight=False)
     with Progress(console=err, transient=True) as progress:
         task = progress.add_task("scanning Reports slices", total=None)
@@ -525,6 +533,19 @@ def backfill(since: str, until: str | None) -> None:
         summary.add_row(label, value)
     _stdout_console().print(summary)
     sys.stdout.flush()
+
+
+@cli.command()
+@click.argument("participant_key")
+@reports_failures("erase")
+def erase(participant_key: str) -> None:
+    """Erase PARTICIPANT_KEY from every meeting, for good (CONTRACT §3 Privacy)."""
+    from functions.erasure import erase_participant
+    from functions.payloads import parse_erasure_request
+
+    key = parse_erasure_request(json.dumps({"participant_key": participant_key}).encode())
+    changed = erase_participant(operator_runtime(writes=True).deps, key)
+    click.echo(f"erase: {changed} meeting(s) changed; the participant is recorded as erased")
 
 
 def main() -> None:

@@ -15,7 +15,7 @@ from typing import Any, Final
 
 from functions import logs
 from functions.chain import ensure_link
-from functions.errors import Conflict, InvalidInput, NotFound, StoreContention
+from functions.errors import ConfigError, Conflict, InvalidInput, NotFound, StoreContention
 from functions.limits import REPORTS_RETENTION
 from functions.meeting_codes import canonical_meeting_code
 from functions.model import (
@@ -30,8 +30,9 @@ from functions.model import (
     meeting_id_for,
 )
 from functions.neighbours import absorb_and_repoll_neighbours
-from functions.participant_keys import participant_doc_id
+from functions.participant_keys import erased_among, participant_doc_id
 from functions.ports import Deps, MeetingCommit
+from functions.retention import check_retained
 from functions.schedule import Status, deadline, first_poll_at
 from functions.selection import declared_window
 from functions.stored_state import StoredState, carrying_landed_token, with_previous
@@ -102,6 +103,12 @@ def accept_meeting_end(
         replayed = _replayed(deps, webhook_id)
         if replayed is not None:
             return replayed
+    if source not in FOUND_SOURCES:
+        # Found meetings come from backfill ranges, which are refused at the edge instead.
+        check_retained(
+            declared.ended_at, now=now, retention_days=deps.retention_days, field="ended_at"
+        )
+    declared = _without_erased(deps, declared)
 
     meeting_id = meeting_id_for(
         external_id=declared.external_id,
@@ -129,6 +136,22 @@ def accept_meeting_end(
                 webhook_id=webhook_id, meeting_id=meeting_id, expire_at=now + DELIVERY_MEMORY
             )
         return Accepted(meeting, created=created)
+
+
+def _without_erased(deps: Deps, declared: Declared) -> Declared:
+    """The declaration without erased participants among the expected ones: a declaration
+    replayed or sent again after an erasure never brings one back (CONTRACT §3)."""
+    expected = declared.expected_participants
+    erasures = deps.store.erased() if expected else frozenset()
+    if not erasures:
+        return declared
+    if deps.erasure_key is None:
+        raise ConfigError(["ERASURE_KEY is required: erasures are recorded and must be honoured"])
+    erased = erased_among(expected, erasures=erasures, erasure_key=deps.erasure_key)
+    if not erased:
+        return declared
+    logs.info("erased participants left out of the declaration", count=len(erased))
+    return replace(declared, expected_participants=tuple(k for k in expected if k not in erased))
 
 
 def tell_neighbours(deps: Deps, meeting: MeetingRecord) -> MeetingRecord:

@@ -34,6 +34,7 @@ __all__ = [
     "Route",
     "check_request",
     "error_response",
+    "route_api",
     "route_ingest",
     "unexpected_error_response",
 ]
@@ -97,24 +98,42 @@ def unexpected_error_response() -> Answer:
 
 
 # ------------------------------------------------------------------------------
-# Routes of ``ingest`` (CONTRACT §4.1)
+# Routes of ``ingest`` (CONTRACT §4.1) and ``api`` (§4.2)
 
 MeetingEndedRoute: TypeAlias = tuple[Literal["meeting_ended"]]
+DeclareAndSyncRoute: TypeAlias = tuple[Literal["declare_and_sync"]]
+EraseRoute: TypeAlias = tuple[Literal["erase"]]
 SyncRoute: TypeAlias = tuple[Literal["sync"], str]
 GetRoute: TypeAlias = tuple[Literal["get"], str]
-Route: TypeAlias = MeetingEndedRoute | SyncRoute | GetRoute
+Route: TypeAlias = DeclareAndSyncRoute | EraseRoute | SyncRoute | GetRoute
 
 _MEETING_PATH: Final = re.compile(r"/meetings/(?P<id>[^/]*)(?P<sync>/sync)?")
 
 
-def route_ingest(method: str, path: str) -> Route:
-    """Which handler serves ``method path``; 404 for unknown paths, 405 for known ones."""
+def _only(method: str, allowed: str) -> None:
+    if method != allowed:
+        raise MethodNotAllowed(method, (allowed,))
+
+
+def route_ingest(method: str, path: str) -> MeetingEndedRoute:
+    """``ingest`` serves ``POST /`` only: 404 for any other path, 405 for another method."""
+    if path not in ("", "/"):
+        raise NotFound(f"no such resource: {quoted(path)}")
+    _only(method.upper(), "POST")
+    return ("meeting_ended",)
+
+
+def route_api(method: str, path: str) -> Route:
+    """Which handler of ``api`` serves ``method path``; 404 for unknown paths (and meeting ids
+    that cannot exist), 405 for known ones."""
     method = method.upper()
-    if path in ("", "/"):
-        if method != "POST":
-            raise MethodNotAllowed(method, ("POST",))
-        return ("meeting_ended",)
-    match = _MEETING_PATH.fullmatch(path.removesuffix("/"))
+    path = path.removesuffix("/")
+    if path == "/erasures":
+        _only(method, "POST")
+        return ("erase",)
+    if path == "/meetings/sync" and method == "POST":
+        return ("declare_and_sync",)
+    match = _MEETING_PATH.fullmatch(path)
     if match is None or not is_meeting_id(match["id"]):
         raise NotFound(f"no such resource: {quoted(path)}")
     meeting_id = match["id"]

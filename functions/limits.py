@@ -38,6 +38,10 @@ MAX_EXPECTED_PARTICIPANTS: Final = 1000
 FIRESTORE_COMMIT_BYTES: Final = 8 * 1024 * 1024
 EMULATOR_COMMIT_BYTES: Final = 3 * 1024 * 1024
 MAX_PARTICIPANT_KEY_LENGTH: Final = 1024
+#: ``RETENTION_DAYS`` is at least this: no month is deleted before it is billed (CONTRACT §3).
+MIN_RETENTION_DAYS: Final = 62
+#: An ``ERASURE_KEY`` shorter than this could be guessed, and with it every erased key.
+MIN_ERASURE_KEY_LENGTH: Final = 32
 
 # --- Settings' defaults (CONTRACT §5) ---------------------------------------------------------
 

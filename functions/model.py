@@ -30,8 +30,9 @@ Source = Literal["webhook", "backfill", "manual"]
 #: Sources that only found a meeting (from its sessions) rather than declaring a class: their
 #: meetings take what no declared meeting covers (``functions.selection``).
 FOUND_SOURCES: frozenset[str] = frozenset({"backfill"})
-RevisionReason = Literal["poll", "backfill", "neighbour", "manual", "declaration"]
+RevisionReason = Literal["poll", "backfill", "neighbour", "manual", "declaration", "erasure"]
 IpMode = Literal["full", "truncated", "none"]
+LocationMode = Literal["full", "country", "none"]
 
 
 def meeting_id_for(
@@ -58,12 +59,14 @@ def meeting_id_for(
 
 
 _MEETING_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
+#: Firestore reserves document ids of this form (``__name__``, ``__x__``): reading one fails.
+_RESERVED_ID = re.compile(r"__.*__")
 
 
 def is_meeting_id(value: str) -> bool:
     """Path-safe meeting ids: letters, digits, ``_`` and ``-``, 1 to 128 of them (what
-    :func:`meeting_id_for` makes, and what a caller may name)."""
-    return _MEETING_ID.fullmatch(value) is not None
+    :func:`meeting_id_for` makes, and what a caller may name), never one Firestore reserves."""
+    return _MEETING_ID.fullmatch(value) is not None and _RESERVED_ID.fullmatch(value) is None
 
 
 def _short_hash(*parts: str) -> str:
@@ -322,7 +325,21 @@ def apply_ip_mode(address: str | None, *, mode: IpMode) -> str | None:
     return str(ipaddress.ip_network(f"{parsed}/{prefix}", strict=False).network_address)
 
 
-def session_document(session: Session, ip_mode: IpMode) -> dict[str, Any]:
+def apply_location_mode(
+    country: str | None, region: str | None, *, mode: LocationMode
+) -> tuple[str | None, str | None]:
+    """``LOCATION_MODE``: ``(location_country, location_region)`` both kept (full), the country
+    only (country), or neither (none)."""
+    if mode == "full":
+        return country, region
+    return (country if mode == "country" else None), None
+
+
+def session_document(
+    session: Session, ip_mode: IpMode, location_mode: LocationMode = "full"
+) -> dict[str, Any]:
+    """A session as a participant document stores it: in :func:`in_stored_form`."""
+    session = in_stored_form(session, ip_mode, location_mode)
     return {
         "conference_id": session.conference_id,
         "endpoint_id": session.endpoint_id,
@@ -330,18 +347,40 @@ def session_document(session: Session, ip_mode: IpMode) -> dict[str, Any]:
         "leave_time": session.leave_time,
         "duration_seconds": session.duration_seconds,
         "device_type": session.device_type,
-        "ip_address": apply_ip_mode(session.ip_address, mode=ip_mode),
+        "ip_address": session.ip_address,
         "location_country": session.location_country,
         "location_region": session.location_region,
         "event_id": session.event_id,
     }
 
 
-def in_stored_form(session: Session, ip_mode: IpMode) -> Session:
-    """A fetched session as it will be stored: its address under ``IP_ADDRESS_MODE``, so a
-    session fetched again and the one read back from the store are equal."""
+def in_stored_form(session: Session, ip_mode: IpMode, location_mode: LocationMode) -> Session:
+    """A session as it will be stored (CONTRACT §3 Privacy): its address under
+    ``IP_ADDRESS_MODE``, its location under ``LOCATION_MODE``. The one home of both rules:
+    sessions take this form before anything is de-duplicated, selected, fingerprinted or
+    stored, so nothing stored or derived depends on a value the modes remove, and a session
+    fetched again equals the one read back. Applying it twice changes nothing; under the
+    ``full`` modes it is the session itself."""
     address = apply_ip_mode(session.ip_address, mode=ip_mode)
-    return session if address == session.ip_address else replace(session, ip_address=address)
+    country, region = apply_location_mode(
+        session.location_country, session.location_region, mode=location_mode
+    )
+    if (address, country, region) == (
+        session.ip_address,
+        session.location_country,
+        session.location_region,
+    ):
+        return session
+    return replace(session, ip_address=address, location_country=country, location_region=region)
+
+
+def _participant_in_stored_form(
+    participant: Participant, ip_mode: IpMode, location_mode: LocationMode
+) -> Participant:
+    sessions = tuple(in_stored_form(s, ip_mode, location_mode) for s in participant.sessions)
+    if all(a is b for a, b in zip(sessions, participant.sessions, strict=True)):
+        return participant
+    return replace(participant, sessions=sessions)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -368,7 +407,11 @@ def participant_record(
     revision: int,
     status: Status,
     ip_mode: IpMode,
+    location_mode: LocationMode = "full",
 ) -> ParticipantRecord:
+    """A participant with real sessions, its document and fingerprint both over the sessions in
+    :func:`in_stored_form`: the fingerprint is of what is stored, never of a removed value."""
+    participant = _participant_in_stored_form(participant, ip_mode, location_mode)
     document: dict[str, Any] = {
         "participant_key": participant.participant_key,
         "email": participant.email,
@@ -381,11 +424,11 @@ def participant_record(
         "session_count": participant.session_count,
         "total_session_seconds": participant.total_session_seconds,
         "attended_seconds": participant.attended_seconds,
-        "sessions": [session_document(s, ip_mode) for s in participant.sessions],
+        "sessions": [session_document(s, ip_mode, location_mode) for s in participant.sessions],
         "estimated": False,
         "absent": False,
     }
-    fingerprint = stored_participant_fingerprint(participant, ip_mode)
+    fingerprint = stored_participant_fingerprint(participant, ip_mode, location_mode)
     return _with_meeting_fields(
         participant.participant_key,
         document,

@@ -20,8 +20,10 @@ endpoint id. Decisions where the contract is silent: a non-email identifier with
 from __future__ import annotations
 
 import hashlib
+import hmac
 import re
 import unicodedata
+from collections.abc import Collection, Iterable
 from typing import Any, Final, Protocol
 
 from functions.errors import quoted
@@ -30,6 +32,8 @@ from functions.limits import MAX_PARTICIPANT_KEY_LENGTH
 __all__ = [
     "HasIdentity",
     "declared_key",
+    "erased_among",
+    "erasure_name",
     "has_control_characters",
     "identity_fields",
     "normalise_email",
@@ -176,6 +180,20 @@ def identity_fields(key: str) -> dict[str, Any]:
 
 
 _SLUG_UNSAFE: Final = re.compile(r"[^a-z0-9@._+\-]+")
+
+
+def erasure_name(key: str, erasure_key: str) -> str:
+    """What names an erased participant (CONTRACT §3 "Erasure"): HMAC-SHA256 of the key with
+    ``ERASURE_KEY``, in hex. Keyed, so no one without the secret can test a guess against it."""
+    return hmac.new(erasure_key.encode("utf-8"), key.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def erased_among(
+    keys: Iterable[str], *, erasures: Collection[str], erasure_key: str
+) -> dict[str, str]:
+    """Which of ``keys`` are erased (their name is in ``erasures``): key → name."""
+    named = ((key, erasure_name(key, erasure_key)) for key in set(keys))
+    return {key: name for key, name in named if name in erasures}
 
 
 def participant_doc_id(key: str) -> str:

@@ -46,6 +46,7 @@ __all__ = [
     "collect_task_body",
     "parse_backfill_request",
     "parse_collect_task",
+    "parse_erasure_request",
     "parse_meeting_ended",
     "parse_time_field",
 ]
@@ -139,10 +140,16 @@ def parse_time_field(raw: str, *, field: str) -> datetime:
 # POST / — meeting ended (CONTRACT §4.1)
 
 
-def parse_meeting_ended(body: bytes, *, now: datetime) -> Declared:
-    """Validate a ``meeting.ended`` body; InvalidInput (``invalid_payload``) names the field."""
+def parse_meeting_ended(body: bytes, *, now: datetime, typed: bool = True) -> Declared:
+    """Validate a ``meeting.ended`` body; InvalidInput (``invalid_payload``) names the field.
+
+    ``typed=False`` is ``POST /meetings/sync``'s body (CONTRACT §4.2): ``type`` may be left out,
+    and when present it must still be ``meeting.ended``.
+    """
     data = _load_object(body, code=_PAYLOAD)
-    kind = _required_str(data, "type", code=_PAYLOAD)
+    kind = (
+        _required_str(data, "type", code=_PAYLOAD) if typed or "type" in data else "meeting.ended"
+    )
     if kind != "meeting.ended":
         raise InvalidInput(
             f"type must be 'meeting.ended', not {quoted(kind)}", field="type", code=_PAYLOAD
@@ -262,6 +269,24 @@ def _expected_participants(value: object) -> tuple[str, ...]:
         except ValueError as exc:
             raise InvalidInput(f"{where} {exc}", field=where, code=_PAYLOAD) from None
     return tuple(keys)
+
+
+# ------------------------------------------------------------------------------
+# Erasures (CONTRACT §4.2)
+
+
+def parse_erasure_request(body: bytes) -> str:
+    """``{"participant_key": "..."}`` → the key, normalised as a declared one (the form it is
+    stored under, so ``Alice@School.example`` erases ``alice@school.example``)."""
+    data = _load_object(body, code=_PAYLOAD)
+    raw = _required_str(data, "participant_key", code=_PAYLOAD)
+    try:
+        return declared_key(raw)
+    except ValueError as exc:
+        # The key itself is not repeated: it names a person.
+        raise InvalidInput(
+            f"participant_key {exc}", field="participant_key", code=_PAYLOAD
+        ) from None
 
 
 # ------------------------------------------------------------------------------

@@ -18,7 +18,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any, Final
 
 from functions.attendance import Meeting, Session, build_meeting
 from functions.duplicates import dedupe_key, preferred
@@ -27,17 +26,25 @@ from functions.model import (
     AttendanceChange,
     IpMode,
     LastError,
+    LocationMode,
     MeetingRecord,
     ParticipantRecord,
-    RevisionReason,
     RevisionRecord,
     absent_record,
     estimated_record,
     in_stored_form,
     participant_record,
 )
-from functions.participant_keys import participant_doc_id
-from functions.schedule import Decision, PollHistory, PollResult, Status, Timing, decide
+from functions.participant_keys import participant_doc_id, participant_key
+from functions.poll_types import (
+    INCOMPLETE_ANSWER,
+    TEXTS_REPAIRED,
+    UNUSABLE_EVENTS,
+    Key,
+    PollInputs,
+    PollPlan,
+)
+from functions.schedule import Decision, PollHistory, PollResult, Status, decide
 from functions.schedule import next_poll_at as scheduled_after
 from functions.selection import (
     MeetingSpec,
@@ -63,62 +70,27 @@ __all__ = [
     "plan_without_documents",
 ]
 
-#: ``last_warning.code`` when Reports returned fewer of the selection's sessions than are stored.
-INCOMPLETE_ANSWER: Final = "incomplete_answer"
-#: ``last_warning.code`` when the answer held ``call_ended`` events that could not be used.
-UNUSABLE_EVENTS: Final = "unusable_events"
-#: ``last_warning.code`` when descriptive texts of the answer were repaired (not valid Unicode).
-TEXTS_REPAIRED: Final = "texts_repaired"
 
-Documents = Sequence[Mapping[str, Any]]
-Key = tuple[str, str]
+def _without_erased(sessions: Iterable[Session], inputs: PollInputs) -> list[Session]:
+    """The sessions of participants not erased: an erased one's are never stored again."""
+    if not inputs.erased:
+        return list(sessions)
+    return [s for s in sessions if participant_key(s) not in inputs.erased]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PollInputs:
-    """What one poll read. ``fetched`` is None when the Reports poll failed (``error`` says how);
-    ``donors`` holds the participant documents of neighbours whose sessions may belong here."""
-
-    meeting: MeetingRecord
-    neighbours: Sequence[MeetingRecord]
-    stored: Documents
-    donors: Mapping[str, Documents]
-    fetched: Sequence[Session] | None
-    error: LastError | None
-    #: What the decoder said of the answer (skipped events, repaired texts), and how many of
-    #: its events it skipped.
-    answer_warnings: tuple[str, ...] = ()
-    skipped_events: int = 0
-    polled_at: datetime
-    revision_reason: RevisionReason
-    in_chain: bool
-    timing: Timing
-    window_before_s: int
-    window_after_s: int
-    ip_mode: IpMode
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PollPlan:
-    """Everything the poll changes. ``meeting`` is the document after it (lease released)."""
-
-    meeting: MeetingRecord
-    upserts: tuple[ParticipantRecord, ...]
-    deletes: tuple[str, ...]
-    status_updates: tuple[str, ...]
-    #: Documents naming the staged change this meeting landed before (MeetingCommit.settle).
-    settle: tuple[str, ...]
-    revision: RevisionRecord | None
-    selected: Meeting
-    decision: Decision
-    created: tuple[str, ...]
-    updated: tuple[str, ...]
-    #: Neighbours to re-poll now: they hold sessions this meeting took and no longer select
-    #: them (so they let them go), or a found meeting's shrunken times moved their spans.
-    repolls: tuple[str, ...]
-    #: Sessions this meeting let go that no meeting takes: held here (and counted) until a
-    #: found meeting is given them and takes them from here (CONTRACT §3 "never to none").
-    orphans: tuple[Session, ...]
+def _expected(meeting: MeetingRecord, inputs: PollInputs) -> MeetingRecord:
+    """The meeting with erased participants out of its expected and missing lists."""
+    if not inputs.erased:
+        return meeting
+    return replace(
+        meeting,
+        expected_participants=tuple(
+            k for k in meeting.expected_participants if k not in inputs.erased
+        ),
+        missing_participants=tuple(
+            k for k in meeting.missing_participants if k not in inputs.erased
+        ),
+    )
 
 
 def _spec(meeting: MeetingRecord, inputs: PollInputs) -> MeetingSpec:
@@ -127,11 +99,16 @@ def _spec(meeting: MeetingRecord, inputs: PollInputs) -> MeetingSpec:
     )
 
 
-def _union(*groups: Iterable[Session], fresh: Iterable[Session]) -> dict[Key, Session]:
-    """One copy of each session: duplicates resolved by the rule, a fresh copy winning a tie."""
+def _union(
+    *groups: Iterable[Session], fresh: Iterable[Session], modes: tuple[IpMode, LocationMode]
+) -> dict[Key, Session]:
+    """One copy of each session: duplicates resolved by the rule, a fresh copy winning a tie.
+    Stored copies take the modes' stored form too (``fresh`` ones have it): one stored under a
+    laxer mode is written again in the current one, and no copy wins by a removed value."""
     sessions: dict[Key, Session] = {}
     for group in groups:
-        for session in group:
+        for stored in group:
+            session = in_stored_form(stored, *modes)
             key = dedupe_key(session)
             known = sessions.get(key)
             sessions[key] = session if known is None else preferred(known, session)
@@ -156,15 +133,20 @@ class _Selection:
 def _select(inputs: PollInputs, *, documents_read: bool) -> _Selection:
     meeting = inputs.meeting
     code = meeting.meeting_code
-    own = stored_sessions(inputs.stored, meeting)
+    own = _without_erased(stored_sessions(inputs.stored, meeting), inputs)
     by_id = {n.meeting_id: n for n in inputs.neighbours}
     theirs = {
-        neighbour_id: {dedupe_key(s): s for s in stored_sessions(docs, by_id[neighbour_id])}
+        neighbour_id: {
+            dedupe_key(s): s
+            for s in _without_erased(stored_sessions(docs, by_id[neighbour_id]), inputs)
+        }
         for neighbour_id, docs in inputs.donors.items()
         if neighbour_id in by_id
     }
-    fetched = [in_stored_form(s, inputs.ip_mode) for s in inputs.fetched or ()]
-    union = _union(own, *(d.values() for d in theirs.values()), fresh=fetched)
+    modes = (inputs.ip_mode, inputs.location_mode)
+    fetched = [in_stored_form(s, *modes) for s in inputs.fetched or ()]
+    fetched = _without_erased(fetched, inputs)
+    union = _union(own, *(d.values() for d in theirs.values()), fresh=fetched, modes=modes)
     specs = [_spec(n, inputs) for n in inputs.neighbours] + [_spec(meeting, inputs)]
     selection = select_meetings(specs, union.values())[meeting.meeting_id]
     chosen = {dedupe_key(s): s for s in selection.sessions}
@@ -309,7 +291,12 @@ def _records(
     records: dict[str, ParticipantRecord] = {}
     for participant in selected.participants:
         record = participant_record(
-            participant, meeting=meeting, revision=revision, status=status, ip_mode=inputs.ip_mode
+            participant,
+            meeting=meeting,
+            revision=revision,
+            status=status,
+            ip_mode=inputs.ip_mode,
+            location_mode=inputs.location_mode,
         )
         records[record.doc_id] = record
     unseen = absent_record if status is Status.COMPLETE else estimated_record
@@ -351,7 +338,11 @@ def _attendance(inputs: PollInputs, selected: Meeting, status: Status) -> _Atten
 
 
 def _changes(
-    state: StoredState, changed: Mapping[str, ParticipantRecord], removed: Sequence[str]
+    state: StoredState,
+    changed: Mapping[str, ParticipantRecord],
+    removed: Sequence[str],
+    *,
+    names: Mapping[str, str],
 ) -> list[AttendanceChange]:
     changes = [
         AttendanceChange(
@@ -363,9 +354,10 @@ def _changes(
     ]
     changes += [
         AttendanceChange(
-            participant_key=state.before[doc_id][0], before=state.attended(doc_id), after=None
+            participant_key=names.get(key, key), before=state.attended(doc_id), after=None
         )
         for doc_id in removed
+        for key in (state.before.get(doc_id, ("", None))[0],)
         if state.attended(doc_id) is not None
     ]
     return sorted(changes, key=lambda c: c.participant_key)
@@ -517,6 +509,7 @@ def plan_without_documents(inputs: PollInputs) -> PollPlan | None:
 
 
 def _plan(inputs: PollInputs, *, documents_read: bool) -> PollPlan:
+    inputs = replace(inputs, meeting=_expected(inputs.meeting, inputs)) if inputs.erased else inputs
     selection = _select(inputs, documents_read=documents_read)
     decision = _decide(inputs, selection.meeting)
     merged_into = _absorbed(inputs, selection)
@@ -541,6 +534,7 @@ def _plan(inputs: PollInputs, *, documents_read: bool) -> PollPlan:
                 StoredState.of(inputs.stored, inputs.meeting),
                 attendance.changed,
                 attendance.removed,
+                names=inputs.erased,
             ),
         )
     real = {participant_doc_id(p.participant_key) for p in selection.meeting.participants}

@@ -18,28 +18,58 @@ poll that outlives its lease stores nothing. A delivery whose ``attempt`` is not
 
 from __future__ import annotations
 
+import time
 import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Final
+from typing import Any, Final
 
 from functions import logs
 from functions.attendance import Meeting, Session
 from functions.backfill import give_found_meetings
 from functions.chain import ensure_link, task_name
 from functions.declarations import tell_neighbours
-from functions.errors import Busy, Conflict, NotFound, ReportsError, StoreContention
+from functions.errors import (
+    Busy,
+    ConfigError,
+    Conflict,
+    NotFound,
+    ReportsError,
+    StoreContention,
+    Unavailable,
+)
 from functions.meeting_codes import reports_meeting_code
-from functions.model import LastError, MeetingRecord, RevisionReason
+from functions.model import (
+    AttendanceChange,
+    LastError,
+    MeetingRecord,
+    RevisionReason,
+    RevisionRecord,
+    in_stored_form,
+)
+from functions.participant_keys import (
+    erased_among,
+    erasure_name,
+    participant_doc_id,
+    participant_key,
+)
 from functions.poll_plan import PollInputs, PollPlan, plan_poll, plan_without_documents
 from functions.ports import CollectReason, CollectTask, Deps, FetchStats, MeetingCommit, Versioned
 from functions.reports_events import SessionCollector
 from functions.schedule import Status
 from functions.selection import reports_query_start, selection_spans
-from functions.stored_state import carrying_landed_token, lagging_mirrors
+from functions.stored_state import carrying_landed_token, committed_attended, lagging_mirrors
 from functions.timestamps import format_optional
 
-__all__ = ["LEASE", "PollOutcome", "Skipped", "handle_collect_task", "poll_meeting"]
+__all__ = [
+    "LEASE",
+    "PollOutcome",
+    "Skipped",
+    "erase_from_meeting",
+    "handle_collect_task",
+    "poll_meeting",
+]
 
 #: How long one poll may hold a meeting: longer than the slowest poll (the Reports adapter waits
 #: at most two minutes in backoff, on top of its requests), short enough that a crashed worker's
@@ -253,7 +283,10 @@ def _fetch(deps: Deps, query: tuple[str, datetime], polled_at: datetime) -> _Fet
     except ReportsError as failure:
         error = LastError(code=failure.code, message=failure.message, at=polled_at)
         return _Fetched(query, None, None, error)
-    collector = SessionCollector()
+    # The privacy modes apply before the answer's duplicates are resolved (CONTRACT §3).
+    collector = SessionCollector(
+        stored_form=lambda s: in_stored_form(s, deps.ip_mode, deps.location_mode)
+    )
     collector.add_activities(activities)
     warnings = tuple(collector.warnings())
     if warnings:
@@ -278,14 +311,14 @@ def _may_exchange(deps: Deps, one: MeetingRecord, other: MeetingRecord) -> bool:
 
 
 def _revision_reason(reason: CollectReason) -> RevisionReason:
-    if reason in ("backfill", "neighbour", "manual"):
+    if reason in ("backfill", "neighbour", "manual", "erasure"):
         return reason
     return "poll"
 
 
 def _plan(
     deps: Deps, meeting: MeetingRecord, fetched: _Fetched | None, *, reason: CollectReason
-) -> tuple[PollPlan, _Fetched]:
+) -> tuple[PollPlan, _Fetched, Mapping[str, str]]:
     neighbours = [
         m for m in deps.store.with_code(meeting.meeting_code) if m.meeting_id != meeting.meeting_id
     ]
@@ -321,18 +354,47 @@ def _plan(
         window_before_s=deps.window_before_s,
         window_after_s=deps.window_after_s,
         ip_mode=deps.ip_mode,
+        location_mode=deps.location_mode,
     )
+    # Read after the meeting (so after its lease): an erasure recorded before this read is
+    # honoured here, and one recorded later finds what this poll stores (``_erased_since``).
+    erasures = deps.store.erased()
+    if erasures:
+        inputs = replace(inputs, erased=_erased(deps, erasures, inputs, ()))
     # An unchanged re-poll need not read every participant document (most polls of a settling
     # meeting): the plan made without them holds when it changes none and none lags. The
     # query runs after the meeting was read, and every write of a document but a status mirror
-    # changes the meeting, so the fenced commit fails if they changed in between.
-    plan = plan_without_documents(inputs)
+    # changes the meeting, so the fenced commit fails if they changed in between. An erasure's
+    # poll reads them: the erased participant may be in them alone.
+    plan = None if reason == "erasure" else plan_without_documents(inputs)
     if plan is not None and not deps.store.any_participant_not_mirroring(
         meeting.meeting_id, str(meeting.status)
     ):
-        return plan, fetched
+        return plan, fetched, inputs.erased
     stored = deps.store.participants(meeting.meeting_id)
-    return plan_poll(replace(inputs, stored=stored)), fetched
+    if erasures:
+        inputs = replace(inputs, erased=_erased(deps, erasures, inputs, stored))
+    return plan_poll(replace(inputs, stored=stored)), fetched, inputs.erased
+
+
+def _erased(
+    deps: Deps,
+    erasures: frozenset[str],
+    inputs: PollInputs,
+    stored: Sequence[Mapping[str, Any]],
+) -> dict[str, str]:
+    """The erased participants among those the poll read (fetched, stored, neighbours' and
+    expected ones): key → the keyed hash that names them."""
+    if deps.erasure_key is None:
+        raise ConfigError(["ERASURE_KEY is required: erasures are recorded and must be honoured"])
+    meeting = inputs.meeting
+    keys = {participant_key(s) for s in inputs.fetched or ()}
+    keys.update(str(d["participant_key"]) for d in stored)
+    for documents in inputs.donors.values():
+        keys.update(str(d["participant_key"]) for d in documents)
+    keys.update(meeting.expected_participants)
+    keys.update(meeting.missing_participants)
+    return erased_among(keys, erasures=erasures, erasure_key=deps.erasure_key)
 
 
 def _poll_leased(
@@ -343,7 +405,7 @@ def _poll_leased(
     orphans_given = False
     for _ in range(MAX_PLANS):
         meeting = leased.record
-        plan, fetched = _plan(deps, meeting, fetched, reason=reason)
+        plan, fetched, erased = _plan(deps, meeting, fetched, reason=reason)
         lease_until = meeting.lease_until
         if lease_until is None or deps.clock() >= lease_until:
             logs.warning("poll outlived its lease; nothing stored")
@@ -355,6 +417,11 @@ def _poll_leased(
             orphans_given = True
             committed = None
         else:
+            # Before the commit that removes them: a crash in between leaves their documents,
+            # which the next poll or erasure finds; after it, nothing would lead back here.
+            # A change committed meanwhile (its revision unrenamed) fences this commit out.
+            for key, name in sorted(erased.items()):
+                deps.store.rename_in_revisions(meeting.meeting_id, key, name)
             committed = deps.store.commit(
                 MeetingCommit(
                     meeting=plan.meeting,
@@ -367,7 +434,9 @@ def _poll_leased(
                 )
             )
         if committed is not None:
-            return _committed(deps, plan, committed.record, fetched, in_chain=in_chain)
+            outcome = _committed(deps, plan, committed.record, fetched, in_chain=in_chain)
+            _erased_since(deps, plan)
+            return outcome
         fresh = deps.store.read(meeting.meeting_id)
         if fresh is None:
             raise NotFound.meeting(meeting.meeting_id)
@@ -380,6 +449,111 @@ def _poll_leased(
         logs.info("meeting changed during the poll; planning again")
         leased = fresh
     raise StoreContention(leased.record.meeting_id)
+
+
+# ------------------------------------------------------------------------------------------------
+# Erasure (CONTRACT §3 "Privacy"): the use case is functions.erasure; removing one participant
+# from one meeting lives here, beside the poll that does it.
+
+#: How long an erasure waits for a poll holding the meeting's lease before answering "retry".
+ERASURE_WAIT: Final = timedelta(seconds=30)
+
+
+def _erased_since(deps: Deps, plan: PollPlan) -> None:
+    """Erase participants this poll stored whose erasure was recorded while it ran.
+
+    The poll left out those erased before it read the erasures; an erasure recorded later looks
+    for its participant's documents itself, but may have looked before this commit. Either that
+    search finds what this poll stored, or this check (after the commit) finds the erasure."""
+    if deps.erasure_key is None or not plan.upserts:
+        return
+    erasures = deps.store.erased()
+    if not erasures:
+        return
+    for key in sorted({record.participant_key for record in plan.upserts}):
+        name = erasure_name(key, deps.erasure_key)
+        if name in erasures:
+            logs.warning("participant erased during the poll; erasing it now")
+            erase_from_meeting(deps, plan.meeting.meeting_id, key, name)
+
+
+def erase_from_meeting(deps: Deps, meeting_id: str, key: str, name: str) -> bool:
+    """Remove participant ``key`` from one meeting: its documents, its expected and missing
+    entries, and its key from every revision record (replaced by ``name``, the keyed hash).
+    Whether anything changed.
+
+    The meeting is re-planned by a poll (reason ``erasure``, which leaves the participant out),
+    so its totals follow the same rules as any change; a merged meeting, which polls skip, is
+    changed directly. Either way the revision records are renamed before the commit that removes
+    the documents (so a retry still finds the meeting), and once more after it.
+    """
+    meeting = deps.store.get(meeting_id)
+    changed = False
+    if meeting is not None and meeting.status is Status.MERGED:
+        changed = _erase_from_merged(deps, meeting_id, key, name)
+    elif meeting is not None:
+        outcome = _erasure_poll(deps, meeting_id)
+        changed = outcome.meeting is not None and outcome.meeting.revision != meeting.revision
+    renamed = deps.store.rename_in_revisions(meeting_id, key, name)
+    return changed or renamed > 0
+
+
+def _erasure_poll(deps: Deps, meeting_id: str) -> PollOutcome | Skipped:
+    # Waited by the wall clock: the poll holding the lease runs in real time.
+    give_up = time.monotonic() + ERASURE_WAIT.total_seconds()
+    pause = 0.25
+    while True:
+        try:
+            return poll_meeting(deps, meeting_id, reason="erasure")
+        except Busy:
+            if time.monotonic() + pause > give_up:
+                raise Unavailable(
+                    f"meeting {meeting_id} is being polled; the erasure is recorded, retry it"
+                ) from None
+            time.sleep(pause)
+            pause = min(pause * 2, 4.0)
+
+
+def _erase_from_merged(deps: Deps, meeting_id: str, key: str, name: str) -> bool:
+    for _ in range(MAX_PLANS):
+        current = deps.store.read(meeting_id)
+        if current is None:
+            return False
+        record = current.record
+        documents = [
+            d for d in deps.store.participants(meeting_id) if d.get("participant_key") == key
+        ]
+        listed = key in record.expected_participants or key in record.missing_participants
+        if not documents and not listed:
+            return False
+        deps.store.rename_in_revisions(meeting_id, key, name)
+        doc_ids = (participant_doc_id(key),) if documents else ()
+        now = deps.clock()
+        revision = record.revision + 1
+        before = committed_attended(documents[0], record) if documents else None
+        change = MeetingCommit(
+            meeting=replace(
+                record,
+                revision=revision,
+                participant_fingerprints={
+                    d: f for d, f in record.participant_fingerprints.items() if d not in doc_ids
+                },
+                expected_participants=tuple(k for k in record.expected_participants if k != key),
+                missing_participants=tuple(k for k in record.missing_participants if k != key),
+                updated_at=now,
+            ),
+            expected=current.version,
+            deletes=doc_ids,
+            revision=RevisionRecord(
+                revision=revision,
+                at=now,
+                reason="erasure",
+                changes=[AttendanceChange(participant_key=name, before=before, after=None)],
+            ),
+        )
+        if deps.store.commit(change) is not None:
+            return True
+    raise StoreContention(meeting_id)
 
 
 def _committed(

@@ -14,12 +14,18 @@ from datetime import datetime
 from typing import Any, Literal, Protocol
 
 from functions.limits import WINDOW_AFTER_S, WINDOW_BEFORE_S
-from functions.model import IpMode, MeetingRecord, ParticipantRecord, RevisionRecord
+from functions.model import (
+    IpMode,
+    LocationMode,
+    MeetingRecord,
+    ParticipantRecord,
+    RevisionRecord,
+)
 from functions.schedule import Timing
 from functions.selection import MeetingSpec
 
 Clock = Callable[[], datetime]
-CollectReason = Literal["poll", "neighbour", "backfill", "manual", "restart"]
+CollectReason = Literal["poll", "neighbour", "backfill", "manual", "restart", "erasure"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +179,30 @@ class MeetingStore(Protocol):
         self, *, webhook_id: str, meeting_id: str, expire_at: datetime
     ) -> None: ...
 
+    # Privacy (CONTRACT §3): erasures and retention.
+
+    def erased(self) -> frozenset[str]:
+        """The names (keyed hashes) of every erased participant."""
+        ...
+
+    def record_erasure(self, name: str, *, at: datetime) -> None:
+        """Remember an erasure for good (``erasures/{name}``, never expiring); idempotent."""
+        ...
+
+    def meetings_naming(self, participant_key: str) -> list[str]:
+        """The meetings with a participant document of ``participant_key``, or naming it as
+        expected or missing."""
+        ...
+
+    def rename_in_revisions(self, meeting_id: str, participant_key: str, name: str) -> int:
+        """Replace ``participant_key`` by ``name`` in the meeting's revision records; how many
+        records changed."""
+        ...
+
+    def delete_meeting(self, meeting_id: str) -> None:
+        """Delete the meeting and everything under it (retention); idempotent."""
+        ...
+
 
 class IdTokenVerifier(Protocol):
     def verify(
@@ -197,6 +227,10 @@ class Deps:
     window_before_s: int = WINDOW_BEFORE_S
     window_after_s: int = WINDOW_AFTER_S
     ip_mode: IpMode = "full"
+    location_mode: LocationMode = "full"
+    #: The key of the erasure hashes (CONTRACT §3 Privacy); None only where nothing is written.
+    erasure_key: str | None = None
+    retention_days: int | None = None
 
     def spec(self, meeting: MeetingRecord) -> MeetingSpec:
         """The meeting as the selection rules see it, with this deployment's windows."""

@@ -21,7 +21,7 @@ from typing import Any, Final
 
 from functions.attendance import Meeting, Participant
 from functions.errors import NotFound
-from functions.model import IpMode, MeetingRecord, apply_ip_mode
+from functions.model import IpMode, LocationMode, MeetingRecord, in_stored_form
 from functions.polling import PollOutcome, Skipped
 from functions.ports import MeetingStore
 from functions.schedule import Status
@@ -47,6 +47,8 @@ __all__ = [
 ]
 
 _NEVER: Final = datetime.max.replace(tzinfo=UTC)
+#: The message of a sync whose Reports poll failed (502).
+SYNC_FAILED: Final = "the Reports poll failed; see the meeting's last_error"
 #: Bookkeeping of a participant document that readers do not see.
 _INTERNAL_PARTICIPANT_FIELDS: Final = ("fingerprint", PREVIOUS_ATTENDED, STAGED_COMMIT)
 
@@ -88,8 +90,11 @@ def meeting_view(store: MeetingStore, meeting_id: str) -> dict[str, Any]:
     return {"meeting": to_json(meeting.public_document()), "participants": to_json(participants)}
 
 
-def _session_rows(participant: Participant, ip_mode: IpMode) -> Iterable[dict[str, Any]]:
-    for session in participant.sessions:
+def _session_rows(
+    participant: Participant, modes: tuple[IpMode, LocationMode]
+) -> Iterable[dict[str, Any]]:
+    """The sessions as stored (the sync answer shows nothing the privacy modes remove)."""
+    for session in (in_stored_form(s, *modes) for s in participant.sessions):
         yield {
             "email": participant.email,
             "participant_key": participant.participant_key,
@@ -98,23 +103,25 @@ def _session_rows(participant: Participant, ip_mode: IpMode) -> Iterable[dict[st
             "leave_time": format_timestamp(session.leave_time),
             "duration_seconds": session.duration_seconds,
             "device_type": session.device_type,
-            "ip_address": apply_ip_mode(session.ip_address, mode=ip_mode),
+            "ip_address": session.ip_address,
             "location_country": session.location_country,
             "location_region": session.location_region,
         }
 
 
-def sync_view(outcome: PollOutcome | Skipped, *, ip_mode: IpMode) -> tuple[int, dict[str, Any]]:
+def sync_view(
+    outcome: PollOutcome | Skipped, *, ip_mode: IpMode, location_mode: LocationMode
+) -> tuple[int, dict[str, Any]]:
     """``POST /meetings/{id}/sync`` in the seed's shape; 502 when the Reports poll failed (the
     upstream's fault), with the message that names the missing step. A skipped poll (a merged
-    meeting) synced nobody."""
+    meeting) synced nobody. Sessions are shown in their stored form (CONTRACT §3 Privacy)."""
     if isinstance(outcome, Skipped):
         selected, error, created, updated = None, None, 0, 0
     else:
         selected, error = outcome.selected, outcome.error
         created, updated = len(outcome.created), len(outcome.updated)
     sessions = (
-        [row for p in selected.participants for row in _session_rows(p, ip_mode)]
+        [row for p in selected.participants for row in _session_rows(p, (ip_mode, location_mode))]
         if selected is not None
         else []
     )
@@ -122,7 +129,9 @@ def sync_view(outcome: PollOutcome | Skipped, *, ip_mode: IpMode) -> tuple[int, 
     meeting = outcome.meeting
     body: dict[str, Any] = {
         "status": "success" if error is None else "error",
-        "message": f"Synced {count} participants" if error is None else error,
+        # Upstream text stays out of a 5xx answer (CONTRACT §4.4): the meeting's last_error,
+        # which operators read, says what failed and which setup step it points to.
+        "message": f"Synced {count} participants" if error is None else SYNC_FAILED,
         "updated": updated,
         "created": created,
         "participants": sessions,

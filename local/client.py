@@ -18,6 +18,8 @@ import requests
 
 from functions.signatures import sign_webhook
 
+OPERATOR = "operator@local.test"  # a principal of the stack's API_PRINCIPALS (CONTRACT §6)
+
 
 @dataclass(frozen=True)
 class Answer:
@@ -69,11 +71,51 @@ class StackClient:
         body = json.dumps(payload).encode()
         return self.signed("POST", "/", body, webhook_id=webhook_id)
 
+    # The private api, with ID tokens from the stack's token mint (CONTRACT §4.2, §6).
+
+    def mint(self, *, audience: str, email: str = OPERATOR) -> str:
+        """An ID token for ``email`` and ``audience``, as Google would issue it."""
+        answer = self._post(self.env["TOKEN_MINT_URL"], {"audience": audience, "email": email})
+        token: str = answer["id_token"]
+        return token
+
+    def call_api(
+        self,
+        method: str,
+        path: str,
+        body: Mapping[str, Any] | bytes | None = None,
+        *,
+        email: str | None = OPERATOR,
+        token: str | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> Answer:
+        """``method path`` on the api, authenticated as ``email`` (None: no token at all)."""
+        url = self.env["API_URL"].rstrip("/") + path
+        headers: dict[str, str] = {}
+        if token is None and email is not None:
+            token = self.mint(audience=self.env["API_URL"], email=email)
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        data = json.dumps(body).encode() if isinstance(body, Mapping) else (body or b"")
+        if data:
+            headers["Content-Type"] = "application/json"
+        headers.update(extra_headers or {})
+        response = self._session.request(
+            method, url, data=data, headers=headers, timeout=self.timeout_s
+        )
+        return Answer(response.status_code, _json_or_text(response))
+
     def meeting(self, meeting_id: str) -> Answer:
-        return self.signed("GET", f"/meetings/{meeting_id}")
+        return self.call_api("GET", f"/meetings/{meeting_id}")
 
     def sync(self, meeting_id: str) -> Answer:
-        return self.signed("POST", f"/meetings/{meeting_id}/sync")
+        return self.call_api("POST", f"/meetings/{meeting_id}/sync")
+
+    def declare_and_sync(self, payload: Mapping[str, Any]) -> Answer:
+        return self.call_api("POST", "/meetings/sync", payload)
+
+    def erase(self, participant_key: str) -> Answer:
+        return self.call_api("POST", "/erasures", {"participant_key": participant_key})
 
     def trigger_backfill(self, body: Mapping[str, Any] | None = None) -> str:
         """Call the backfill function the way Cloud Scheduler does: an HTTP request carrying an
@@ -84,7 +126,7 @@ class StackClient:
         from functions.adapters.cloud_tasks import tasks_client
         from functions.config import Settings
 
-        settings = Settings.from_env(self.env)
+        settings = Settings.from_env(self.env, role="backfill")
         assert settings.backfill_url is not None
         identity = settings.scheduler_service_account or settings.tasks_service_account
         task = tasks_v2.Task(
@@ -168,9 +210,10 @@ class StackClient:
         self._post(self.env["TASKS_EMULATOR_CONTROL_URL"] + "/_emulator/reset", {})
         self.tasks_config(deliver_twice=False, run_immediately=False)
 
-    def _post(self, url: str, payload: Mapping[str, Any]) -> None:
+    def _post(self, url: str, payload: Mapping[str, Any]) -> Any:
         response = self._session.post(url, json=payload, timeout=self.timeout_s)
         response.raise_for_status()
+        return _json_or_text(response)
 
 
 def _json_or_text(response: requests.Response) -> Any:

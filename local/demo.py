@@ -186,6 +186,10 @@ def run(client: StackClient) -> int:
             f"status={answer.body['status']} first poll {clock(answer.body['first_poll_at'])}"
         )
 
+    console.print(
+        "reading them through the private api as operator@local.test "
+        "(ID tokens from the stack's token mint)"
+    )
     seen: dict[str, tuple[Any, ...]] = {}
     started = time.monotonic()
     views: dict[str, dict[str, Any]] = {}

@@ -26,14 +26,18 @@ from pathlib import Path
 from types import FrameType
 from typing import IO
 
-from functions.config import Settings
+from functions.config import Role, Settings
 from functions.errors import ConfigError
 from local._net import LOOPBACK, die_with_parent, free_port, http_get, wait_until
 from local.firestore_emulator import EmulatorUnavailable, FirestoreEmulator, no_metadata_env
+from local.tasks_emulator import TOKEN_MINT_PATH
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_ENV_FILE = ROOT / ".local" / "stack.env"
-FUNCTIONS = ("ingest", "collect", "backfill")
+FUNCTIONS: tuple[Role, ...] = ("ingest", "api", "collect", "backfill")
+
+#: The identity an operator's token names (CONTRACT §6); the stack's API_PRINCIPALS include it.
+OPERATOR = "operator@local.test"
 
 #: What the stack runs with when the environment does not say otherwise.
 LOCAL_DEFAULTS = {
@@ -42,6 +46,7 @@ LOCAL_DEFAULTS = {
     "TASKS_QUEUE": "attendance-collect",
     "TASKS_SERVICE_ACCOUNT": "collect-tasks@demo-attendance.iam.gserviceaccount.com",
     "SCHEDULER_SERVICE_ACCOUNT": "backfill-scheduler@demo-attendance.iam.gserviceaccount.com",
+    "API_PRINCIPALS": OPERATOR,
 }
 
 #: Settings that belong to the stack itself: whatever the environment says, the stand-ins win.
@@ -52,11 +57,32 @@ STAND_IN_SETTINGS = (
     "OIDC_CERTS_URL",
     "COLLECT_URL",
     "BACKFILL_URL",
+    "API_URL",
 )
 
 
 def new_webhook_secret() -> str:
     return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def new_erasure_key() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def stack_settings(source: Mapping[str, str]) -> dict[str, str]:
+    """Every setting the stack's functions run with, each function's own checked by its own
+    rules (so a setting only one function reads is still validated); ConfigError names every
+    problem."""
+    env: dict[str, str] = {}
+    problems: list[str] = []
+    for role in FUNCTIONS:
+        try:
+            env.update(Settings.from_env(source, role=role).to_env())
+        except ConfigError as error:
+            problems.extend(p for p in error.problems if p not in problems)
+    if problems:
+        raise ConfigError(problems)
+    return env
 
 
 @dataclass
@@ -79,6 +105,14 @@ class Child:
             start_new_session=True,
             preexec_fn=die_with_parent,
         )
+
+    def output(self) -> str:
+        """Everything the child wrote so far. Read with pread: the child shares the file's
+        offset, and moving it would make its next lines overwrite earlier ones."""
+        if self.log is None:
+            return ""
+        descriptor = self.log.fileno()
+        return os.pread(descriptor, os.fstat(descriptor).st_size, 0).decode(errors="replace")
 
     def death_note(self) -> str | None:
         if self.process is None or self.process.poll() is None:
@@ -135,21 +169,28 @@ class Stack:
         """Choose ports and settings; raises ConfigError naming every bad setting."""
         source = {**LOCAL_DEFAULTS, **self._environ}
         source.setdefault("WEBHOOK_SECRET", new_webhook_secret())
+        source.setdefault("ERASURE_KEY", new_erasure_key())
+        principals = [p.strip() for p in source["API_PRINCIPALS"].split(",") if p.strip()]
+        if OPERATOR not in principals:
+            source["API_PRINCIPALS"] = ",".join([*principals, OPERATOR])
         tasks_port, tasks_http_port, reports_port = free_port(), free_port(), free_port()
         function_ports = {name: free_port() for name in FUNCTIONS}
         self.firestore = FirestoreEmulator(project=source["GOOGLE_CLOUD_PROJECT"])
+        control_url = f"http://{LOOPBACK}:{tasks_http_port}"
         stand_ins = {
             "FIRESTORE_EMULATOR_HOST": self.firestore.host,
             "CLOUD_TASKS_EMULATOR_HOST": f"{LOOPBACK}:{tasks_port}",
             "REPORTS_API_ENDPOINT": f"http://{LOOPBACK}:{reports_port}",
-            "OIDC_CERTS_URL": f"http://{LOOPBACK}:{tasks_http_port}/oauth2/v1/certs",
+            "OIDC_CERTS_URL": f"{control_url}/oauth2/v1/certs",
             "COLLECT_URL": f"http://{LOOPBACK}:{function_ports['collect']}/",
             "BACKFILL_URL": f"http://{LOOPBACK}:{function_ports['backfill']}/",
+            "API_URL": f"http://{LOOPBACK}:{function_ports['api']}/",
         }
-        settings = Settings.from_env({**source, **stand_ins})
-        env = settings.to_env()
+        env = stack_settings({**source, **stand_ins})
+        settings = Settings.from_env(env, role="collect")
         env["INGEST_URL"] = f"http://{LOOPBACK}:{function_ports['ingest']}/"
-        env["TASKS_EMULATOR_CONTROL_URL"] = f"http://{LOOPBACK}:{tasks_http_port}"
+        env["TASKS_EMULATOR_CONTROL_URL"] = control_url
+        env["TOKEN_MINT_URL"] = control_url + TOKEN_MINT_PATH
         self.env = env
 
         python = sys.executable
@@ -208,6 +249,10 @@ class Stack:
         except BaseException:
             self.stop()
             raise
+
+    def output(self) -> dict[str, str]:
+        """Each child's output (its log lines) so far, by child."""
+        return {child.name: child.output() for child in self.children}
 
     def first_death(self) -> str | None:
         for child in self.children:
@@ -277,7 +322,14 @@ def main(argv: list[str] | None = None) -> int:
         write_env_file(args.env_file, env)
         elapsed = time.monotonic() - started
         print(f"stack ready in {elapsed:.1f} s; settings in {args.env_file}", flush=True)
-        for name in ("INGEST_URL", "COLLECT_URL", "BACKFILL_URL", "REPORTS_API_ENDPOINT"):
+        for name in (
+            "INGEST_URL",
+            "API_URL",
+            "COLLECT_URL",
+            "BACKFILL_URL",
+            "TOKEN_MINT_URL",
+            "REPORTS_API_ENDPOINT",
+        ):
             print(f"  {name}={env[name]}", flush=True)
         print(f"  FIRESTORE_EMULATOR_HOST={env['FIRESTORE_EMULATOR_HOST']}", flush=True)
         print(f"  CLOUD_TASKS_EMULATOR_HOST={env['CLOUD_TASKS_EMULATOR_HOST']}", flush=True)

@@ -66,6 +66,10 @@ MIN_DEADLINE_S = 15.0
 MAX_DEADLINE_S = 1800.0
 MAX_TASK_BYTES = 1024 * 1024
 ISSUER = "https://accounts.google.com"
+#: The token mint of CONTRACT §6 (TOKEN_MINT_URL is the control URL plus this path).
+TOKEN_MINT_PATH = "/token"  # noqa: S105 - a path, not a secret
+#: What Google sends with its certificates (their lifetime varies; hours, not minutes).
+CERTS_CACHE_CONTROL = "public, max-age=19000, must-revalidate, no-transform"
 
 _PROJECT = r"[A-Za-z0-9\-:.]+"
 _LOCATION = r"[A-Za-z0-9\-]+"
@@ -933,7 +937,7 @@ class TasksEmulator:
                 headers["X-CloudTasks-TaskPreviousResponse"] = str(task.previous_status)
             headers["X-CloudTasks-TaskRetryReason"] = task.previous_reason
         if task.oidc is not None:
-            headers["Authorization"] = f"Bearer {self._id_token(*task.oidc)}"
+            headers["Authorization"] = f"Bearer {self.id_token(*task.oidc)}"
         request = _Request(
             task=task,
             url=task.url,
@@ -947,7 +951,7 @@ class TasksEmulator:
         assert self._pool is not None
         self._pool.submit(self._deliver, request, queue)
 
-    def _id_token(self, email: str, audience: str) -> str:
+    def id_token(self, email: str, audience: str) -> str:
         iat = int(time.time())
         sub = _subject_id(email)
         payload = {
@@ -1110,19 +1114,40 @@ class _ControlHandler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         pass
 
-    def _json(self, status: int, payload: object) -> None:
+    def _json(self, status: int, payload: object, *, cache_control: str | None = None) -> None:
         body = json.dumps(payload).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
+        if cache_control is not None:
+            self.send_header("Cache-Control", cache_control)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+
+    def _mint(self, raw: bytes) -> None:
+        """The token mint of CONTRACT §6: ``{"audience", "email"}`` → ``{"id_token"}``."""
+        try:
+            asked = json.loads(raw or b"{}")
+        except ValueError:
+            asked = None
+        if (
+            not isinstance(asked, dict)
+            or not isinstance(asked.get("audience"), str)
+            or not isinstance(asked.get("email"), str)
+            or not asked["audience"]
+            or "@" not in asked["email"]
+        ):
+            self._json(400, {"error": 'expected {"audience": URL, "email": EMAIL}'})
+            return
+        token = self.server.emulator.id_token(asked["email"], asked["audience"])
+        self._json(200, {"id_token": token})
 
     def do_GET(self) -> None:
         emulator = self.server.emulator
         path = urlsplit(self.path).path
         if path == "/oauth2/v1/certs":
-            self._json(200, emulator.certificates())
+            # As Google serves its certificates: reusable for hours, so verifiers cache them.
+            self._json(200, emulator.certificates(), cache_control=CERTS_CACHE_CONTROL)
         elif path == "/_emulator/dispatches":
             self._json(200, emulator.dispatches())
         else:
@@ -1136,6 +1161,8 @@ class _ControlHandler(BaseHTTPRequestHandler):
         if path == "/_emulator/reset":
             emulator.reset()
             self._json(200, {"ok": True})
+        elif path == TOKEN_MINT_PATH:
+            self._mint(raw)
         elif path == "/_emulator/config":
             try:
                 config = json.loads(raw or b"{}")

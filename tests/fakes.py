@@ -45,6 +45,7 @@ class MemoryStore:
         self.participant_docs: dict[str, dict[str, dict[str, Any]]] = {}
         self.revision_docs: dict[str, dict[int, dict[str, Any]]] = {}
         self.deliveries: dict[str, str] = {}
+        self.erasures: dict[str, datetime] = {}
         self.participant_writes = 0
         self.max_commit_bytes = max_commit_bytes
         self.between_stages: Callable[[], None] = lambda: None
@@ -192,6 +193,49 @@ class MemoryStore:
 
     def remember_delivery(self, *, webhook_id: str, meeting_id: str, expire_at: datetime) -> None:
         self.deliveries[webhook_id] = meeting_id
+
+    def erased(self) -> frozenset[str]:
+        return frozenset(self.erasures)
+
+    def record_erasure(self, name: str, *, at: datetime) -> None:
+        self.writes += 1
+        self.erasures.setdefault(name, at)
+
+    def meetings_naming(self, participant_key: str) -> list[str]:
+        found = {
+            meeting_id
+            for meeting_id, docs in self.participant_docs.items()
+            if any(d.get("participant_key") == participant_key for d in docs.values())
+        }
+        found.update(
+            m.meeting_id
+            for m in self.meetings.values()
+            if participant_key in m.expected_participants
+            or participant_key in m.missing_participants
+        )
+        return sorted(found)
+
+    def rename_in_revisions(self, meeting_id: str, participant_key: str, name: str) -> int:
+        renamed = 0
+        for revision in self.revision_docs.get(meeting_id, {}).values():
+            changes = revision.get("changes") or []
+            if any(c.get("participant_key") == participant_key for c in changes):
+                self.writes += 1
+                revision["changes"] = [
+                    {**c, "participant_key": name}
+                    if c.get("participant_key") == participant_key
+                    else c
+                    for c in changes
+                ]
+                renamed += 1
+        return renamed
+
+    def delete_meeting(self, meeting_id: str) -> None:
+        self.writes += 1
+        self.participant_docs.pop(meeting_id, None)
+        self.revision_docs.pop(meeting_id, None)
+        self.meetings.pop(meeting_id, None)
+        self.versions.pop(meeting_id, None)
 
 
 @dataclass

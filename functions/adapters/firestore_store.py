@@ -6,6 +6,10 @@ Layout (CONTRACT §3 "Documents")::
     meetings/{meeting_id}/participants/{doc_id} one participant (collection group: billing queries)
     meetings/{meeting_id}/revisions/{revision}  the audit trail
     webhook_deliveries/{sha256(webhook-id)}     replay protection; ``expire_at`` is the TTL field
+    erasures/{HMAC(ERASURE_KEY, key)}           erased participants; never expire
+
+With ``RETENTION_DAYS`` set, every meeting, participant and revision document carries
+``expire_at`` (``functions.retention``), written with it: the TTL field of their policies.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import contextlib
 import hashlib
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -30,12 +34,14 @@ from functions.errors import StoreContention
 from functions.limits import EMULATOR_COMMIT_BYTES, FIRESTORE_COMMIT_BYTES
 from functions.model import MeetingRecord
 from functions.ports import MeetingCommit, Version, Versioned
+from functions.retention import EXPIRE_AT, expire_at
 from functions.schedule import LIVE_STATUSES
 
 MEETINGS = "meetings"
 PARTICIPANTS = "participants"
 REVISIONS = "revisions"
 DELIVERIES = "webhook_deliveries"
+ERASURES = "erasures"
 #: Tries of one optimistic update before it answers "retry later" (503).
 MAX_UPDATE_ATTEMPTS = 10
 #: Reads and tries of one request of status mirrors while other writers keep changing the meeting.
@@ -55,21 +61,39 @@ def firestore_client(settings: Settings) -> firestore.Client:
 
 class FirestoreStore:
     def __init__(
-        self, client: firestore.Client, *, max_commit_bytes: int = EMULATOR_COMMIT_BYTES
+        self,
+        client: firestore.Client,
+        *,
+        max_commit_bytes: int = EMULATOR_COMMIT_BYTES,
+        retention_days: int | None = None,
     ) -> None:
         """``max_commit_bytes``: the largest request this store writes in one commit (Google
         takes 10 MiB, the emulator 4 MiB); larger changes go in stages (``functions.commits``).
-        The default fits both."""
+        The default fits both. ``retention_days``: ``RETENTION_DAYS``, for ``expire_at``."""
         self._client = client
         self._meetings = client.collection(MEETINGS)
         self._max_commit_bytes = max_commit_bytes
+        self._retention_days = retention_days
 
     @classmethod
     def from_settings(cls, settings: Settings) -> FirestoreStore:
         limit = (
             EMULATOR_COMMIT_BYTES if settings.firestore_emulator_host else FIRESTORE_COMMIT_BYTES
         )
-        return cls(firestore_client(settings), max_commit_bytes=limit)
+        return cls(
+            firestore_client(settings),
+            max_commit_bytes=limit,
+            retention_days=settings.retention_days,
+        )
+
+    def _expiring(self, data: Mapping[str, Any] | None, ended_at: datetime) -> dict[str, Any]:
+        """A meeting's, participant's or revision's fields with their ``expire_at``: every write
+        carries it, so it follows the meeting's ``ended_at`` (and the setting) as they change."""
+        document = dict(data or {})
+        expiry = expire_at(ended_at, self._retention_days)
+        if expiry is not None:
+            document[EXPIRE_AT] = expiry
+        return document
 
     def get(self, meeting_id: str) -> MeetingRecord | None:
         stored = self.read(meeting_id)
@@ -85,7 +109,8 @@ class FirestoreStore:
 
     def create(self, meeting: MeetingRecord) -> bool:
         try:
-            self._meetings.document(meeting.meeting_id).create(meeting.to_document())
+            document = self._expiring(meeting.to_document(), meeting.ended_at)
+            self._meetings.document(meeting.meeting_id).create(document)
         except AlreadyExists:
             return False
         return True
@@ -119,7 +144,8 @@ class FirestoreStore:
                 return current
             precondition = self._client.write_option(last_update_time=current.version)
             try:
-                result = reference.update(updated.to_document(), option=precondition)
+                document = self._expiring(updated.to_document(), updated.ended_at)
+                result = reference.update(document, option=precondition)
             except (FailedPrecondition, Aborted):
                 time.sleep(min(1.0, 0.02 * 2**attempt) * (0.5 + random.random()))  # noqa: S311
                 continue
@@ -137,7 +163,9 @@ class FirestoreStore:
                     break  # the meeting moved on: whoever moved it mirrors what it needs
                 continue
             try:
-                version = self._commit_writes(meeting_id, stage.writes, version)
+                version = self._commit_writes(
+                    meeting_id, stage.writes, version, ended_at=change.meeting.ended_at
+                )
             except (FailedPrecondition, Aborted, NotFound):
                 return None
         return Versioned(change.meeting, version)
@@ -151,7 +179,12 @@ class FirestoreStore:
                 return False
             fence = mirror_fence(current.record)
             try:
-                self._commit_writes(meeting_id, [*stage.writes, fence], current.version)
+                self._commit_writes(
+                    meeting_id,
+                    [*stage.writes, fence],
+                    current.version,
+                    ended_at=current.record.ended_at,
+                )
                 return True
             except (FailedPrecondition, Aborted):
                 continue  # the meeting changed since the read: decide again
@@ -166,26 +199,31 @@ class FirestoreStore:
                         return False
                     with contextlib.suppress(NotFound):
                         self._commit_writes(
-                            meeting_id, [write, mirror_fence(one.record)], one.version
+                            meeting_id,
+                            [write, mirror_fence(one.record)],
+                            one.version,
+                            ended_at=one.record.ended_at,
                         )
                 return True
             except (FailedPrecondition, Aborted):
                 continue
         return False
 
-    def _commit_writes(self, meeting_id: str, writes: list[Write], version: Version) -> Version:
+    def _commit_writes(
+        self, meeting_id: str, writes: list[Write], version: Version, *, ended_at: datetime
+    ) -> Version:
         batch = self._client.batch()
         for write in writes:
             reference = self._reference(meeting_id, write)
             if write.kind == "delete":
                 batch.delete(reference)
             elif write.kind == "set":
-                batch.set(reference, dict(write.data or {}))
+                batch.set(reference, self._expiring(write.data, ended_at))
             elif write.fenced:
                 option = self._client.write_option(last_update_time=version)
-                batch.update(reference, dict(write.data or {}), option=option)
+                batch.update(reference, self._expiring(write.data, ended_at), option=option)
             else:
-                batch.update(reference, dict(write.data or {}))
+                batch.update(reference, self._expiring(write.data, ended_at))
         results = batch.commit()
         for write, result in zip(writes, results, strict=True):
             if write.fenced:
@@ -239,6 +277,60 @@ class FirestoreStore:
         self._client.collection(DELIVERIES).document(_delivery_id(webhook_id)).set(
             {"webhook_id": webhook_id[:256], "meeting_id": meeting_id, "expire_at": expire_at}
         )
+
+    # Privacy: erasures and retention.
+
+    def erased(self) -> frozenset[str]:
+        # Keys only: the names are the document ids.
+        documents = self._client.collection(ERASURES).select([]).stream()
+        return frozenset(snapshot.id for snapshot in documents)
+
+    def record_erasure(self, name: str, *, at: datetime) -> None:
+        with contextlib.suppress(AlreadyExists):
+            # No expire_at: no TTL policy ever deletes an erasure.
+            self._client.collection(ERASURES).document(name).create({"erased_at": at})
+
+    def meetings_naming(self, participant_key: str) -> list[str]:
+        # Index: the participants collection group by participant_key (infra/firestore.tf).
+        group = self._client.collection_group(PARTICIPANTS).where(
+            filter=FieldFilter("participant_key", "==", participant_key)
+        )
+        found = {snapshot.reference.parent.parent.id for snapshot in group.select([]).stream()}
+        for listed in ("expected_participants", "missing_participants"):
+            query = self._meetings.where(
+                filter=FieldFilter(listed, "array_contains", participant_key)
+            )
+            found.update(snapshot.id for snapshot in query.select([]).stream())
+        return sorted(found)
+
+    def rename_in_revisions(self, meeting_id: str, participant_key: str, name: str) -> int:
+        collection = self._meetings.document(meeting_id).collection(REVISIONS)
+        renamed = 0
+        for snapshot in collection.stream():
+            changes = (snapshot.to_dict() or {}).get("changes") or []
+            if not any(c.get("participant_key") == participant_key for c in changes):
+                continue
+            snapshot.reference.update({"changes": _renamed(changes, participant_key, name)})
+            renamed += 1
+        return renamed
+
+    def delete_meeting(self, meeting_id: str) -> None:
+        # Children first: a crash in between leaves the meeting, so the next sweep finds it.
+        reference = self._meetings.document(meeting_id)
+        for collection in (PARTICIPANTS, REVISIONS):
+            self._client.recursive_delete(reference.collection(collection))
+        reference.delete()
+
+
+def _renamed(
+    changes: list[dict[str, Any]], participant_key: str, name: str
+) -> list[dict[str, Any]]:
+    return [
+        {**change, "participant_key": name}
+        if change.get("participant_key") == participant_key
+        else change
+        for change in changes
+    ]
 
 
 def _delivery_id(webhook_id: str) -> str:

@@ -1,8 +1,9 @@
 """Credentials for the Reports API through domain-wide delegation.
 
-The production path is keyless: the runtime service account signs the delegation assertion with
-the IAM Credentials ``signBlob`` API, so no key file exists anywhere. The key-file path is kept for
-local runs against a real Workspace only.
+The production path is keyless: the function's service account signs the delegation assertion as
+the delegation identity (``DELEGATION_SERVICE_ACCOUNT``; by default itself) with the IAM
+Credentials ``signBlob`` API, so no key file exists anywhere. The key-file path is kept for local
+runs against a real Workspace only.
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ UNAUTHORIZED_CLIENT_HELP = (
 )
 SUBJECT_HELP = "REPORTS_ADMIN_SUBJECT must be an existing admin user"
 SIGN_BLOB_HELP = (
-    "grant roles/iam.serviceAccountTokenCreator to the runtime service account on itself "
-    "and enable the IAM Credentials API"
+    "grant the function's service account roles/iam.serviceAccountTokenCreator on the "
+    "delegation service account (DELEGATION_SERVICE_ACCOUNT) and enable the IAM Credentials API"
 )
 
 

@@ -9,7 +9,10 @@ so nothing is weakened.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+import email.utils
+import threading
+import time
+from collections.abc import Callable, Collection, Mapping
 from typing import Any, Final
 
 import google.auth.exceptions
@@ -19,7 +22,7 @@ from google.oauth2 import id_token
 
 from functions.errors import Forbidden, Unauthorized, Unavailable
 
-__all__ = ["GOOGLE_CERTS_URL", "GOOGLE_ISSUERS", "GoogleIdTokenVerifier"]
+__all__ = ["GOOGLE_CERTS_URL", "GOOGLE_ISSUERS", "CertificateCache", "GoogleIdTokenVerifier"]
 
 GOOGLE_ISSUERS: Final = ("https://accounts.google.com", "accounts.google.com")
 GOOGLE_CERTS_URL: Final = "https://www.googleapis.com/oauth2/v1/certs"
@@ -42,8 +45,102 @@ def _token_problem(exc: Exception) -> str:
     return "token signature or format is invalid"
 
 
+def _max_age_s(headers: Mapping[str, str], now: float) -> float:
+    """How long a certificates answer may be reused: ``Cache-Control: max-age`` less ``Age``,
+    else ``Expires``; 0 when neither says (or ``no-store``/``no-cache`` forbids reuse)."""
+    lowered = {name.lower(): value for name, value in headers.items()}
+    directives = [part.strip().lower() for part in lowered.get("cache-control", "").split(",")]
+    if "no-store" in directives or "no-cache" in directives:
+        return 0.0
+    for directive in directives:
+        name, _, value = directive.partition("=")
+        if name.strip() == "max-age" and value.strip().isdigit():
+            age = lowered.get("age", "0").strip()
+            return max(0.0, int(value) - (int(age) if age.isdigit() else 0))
+    expires = lowered.get("expires")
+    if expires:
+        try:
+            return max(0.0, email.utils.parsedate_to_datetime(expires).timestamp() - now)
+        except (TypeError, ValueError):
+            return 0.0
+    return 0.0
+
+
+class CertificateCache(google.auth.transport.Request):
+    """A transport that answers repeated GETs of one URL from memory until the answer's HTTP
+    expiry (Google serves its certificates with ``Cache-Control: max-age`` of several hours).
+
+    google-auth fetches the certificates on every verification; without this each private call
+    would cost a round trip to Google and fail whenever that fetch does. Only successful GETs
+    without a body are cached; anything else goes to the inner transport every time.
+    """
+
+    def __init__(
+        self,
+        inner: google.auth.transport.Request,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._inner = inner
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._cached: dict[str, tuple[float, google.auth.transport.Response]] = {}
+        self.fetches = 0  # how many requests reached the inner transport (for tests)
+
+    def __call__(
+        self,
+        url: str,
+        method: str = "GET",
+        body: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+        **kwargs: Any,
+    ) -> google.auth.transport.Response:
+        cacheable = method.upper() == "GET" and body is None
+        now = self._clock()
+        if cacheable:
+            with self._lock:
+                hit = self._cached.get(url)
+            if hit is not None and hit[0] > now:
+                return hit[1]
+        self.fetches += 1
+        response: google.auth.transport.Response = self._inner(
+            url, method=method, body=body, headers=headers, timeout=timeout
+        )
+        if cacheable and response.status == 200:
+            kept = _KeptResponse(response.status, dict(response.headers), response.data)
+            lifetime = _max_age_s(kept.headers, now)
+            with self._lock:
+                if lifetime > 0:
+                    self._cached[url] = (now + lifetime, kept)
+                else:
+                    self._cached.pop(url, None)
+            return kept
+        return response
+
+
+class _KeptResponse(google.auth.transport.Response):
+    def __init__(self, status: int, headers: Mapping[str, str], data: bytes) -> None:
+        self._status = status
+        self._headers = dict(headers)
+        self._data = data
+
+    @property
+    def status(self) -> int:
+        return self._status
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        return self._headers
+
+    @property
+    def data(self) -> bytes:
+        return self._data
+
+
 class GoogleIdTokenVerifier:
-    """Verifies tokens against Google's signing certificates (or ``certs_url``, a stand-in's)."""
+    """Verifies tokens against Google's signing certificates (or ``certs_url``, a stand-in's),
+    fetched again only when their HTTP expiry has passed."""
 
     def __init__(
         self,
@@ -52,7 +149,7 @@ class GoogleIdTokenVerifier:
         request: google.auth.transport.Request | None = None,
     ) -> None:
         self._certs_url = certs_url or GOOGLE_CERTS_URL
-        self._request = request or google.auth.transport.requests.Request()
+        self._request = CertificateCache(request or google.auth.transport.requests.Request())
 
     def verify(
         self, *, authorization: str | None, audience: str, allowed_emails: Collection[str]

@@ -77,7 +77,9 @@ def reports_credentials(settings: Settings) -> Credentials:
         return key_file_delegated_credentials(
             key_json=settings.reports_credentials, subject=subject
         )
-    return keyless_delegated_credentials(subject=subject)
+    return keyless_delegated_credentials(
+        subject=subject, service_account_email=settings.delegation_service_account
+    )
 
 
 def reports_service(

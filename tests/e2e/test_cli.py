@@ -508,13 +508,13 @@ def test_a_bad_expected_key_and_a_start_after_the_end_are_refused(stack: Stack) 
 def test_missing_settings_are_one_line_naming_every_problem(
     stack: Stack, command: list[str]
 ) -> None:
-    removed = {"GOOGLE_CLOUD_PROJECT", "WEBHOOK_SECRET"}
+    removed = {"GOOGLE_CLOUD_PROJECT", "COLLECT_URL"}
     env = {k: v for k, v in {**os.environ, **stack.env}.items() if k not in removed}
     env["SETTLE_S"] = "soon"
     error = one_line_error(
         run_cli(stack, *command, env=env), 1, f"{command[0]}: invalid configuration: "
     )
-    for name in ("GOOGLE_CLOUD_PROJECT", "WEBHOOK_SECRET", "SETTLE_S"):
+    for name in ("GOOGLE_CLOUD_PROJECT", "COLLECT_URL", "SETTLE_S"):
         assert name in error
 
 

@@ -384,7 +384,10 @@ def test_bad_input_gets_a_4xx_and_writes_nothing(
 def test_routes_and_unknown_meetings(client: StackClient) -> None:
     assert client.meeting("x-unknown").status == 404
     assert client.sync("x-unknown").status == 404
-    assert client.signed("DELETE", "/meetings/x-1").status == 405
+    assert client.call_api("DELETE", "/meetings/x-1").status == 405
+    assert client.signed("GET", "/meetings/x-1").status == 404  # ingest serves POST / only
+    assert client.call_api("GET", "/meetings/x-1", email=None).status == 401
+    assert client.call_api("GET", "/meetings/x-1", email="someone@school.example").status == 403
     assert client.signed("GET", "/nowhere").status == 404
     collect_url = client.env["COLLECT_URL"]
     unauthenticated = requests.post(

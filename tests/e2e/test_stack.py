@@ -31,6 +31,10 @@ CONTRACT_SETTINGS = {
     "WINDOW_AFTER_S",
     "BACKFILL_LOOKBACK_S",
     "IP_ADDRESS_MODE",
+    "LOCATION_MODE",
+    "ERASURE_KEY",
+    "API_URL",
+    "API_PRINCIPALS",
     "FIRESTORE_EMULATOR_HOST",
     "CLOUD_TASKS_EMULATOR_HOST",
     "REPORTS_API_ENDPOINT",
@@ -91,15 +95,16 @@ def test_stack_is_ready_fast_writes_its_settings_and_leaves_nothing_behind(
     assert process.returncode == 0, output
     assert "stack stopped" in output
     assert set(settings) >= CONTRACT_SETTINGS
-    assert {"INGEST_URL", "BACKFILL_URL"} <= set(settings)
+    assert {"INGEST_URL", "BACKFILL_URL", "TOKEN_MINT_URL"} <= set(settings)
+    assert "operator@local.test" in settings["API_PRINCIPALS"].split(",")
     # Settings of the environment are honoured; everything points at loopback.
     assert (settings["SETTLE_S"], settings["IP_ADDRESS_MODE"]) == ("7", "truncated")
-    for name in ("INGEST_URL", "BACKFILL_URL", "COLLECT_URL", "REPORTS_API_ENDPOINT"):
+    for name in ("INGEST_URL", "API_URL", "BACKFILL_URL", "COLLECT_URL", "TOKEN_MINT_URL"):
         assert settings[name].startswith("http://127.0.0.1:")
     for name in ("FIRESTORE_EMULATOR_HOST", "CLOUD_TASKS_EMULATOR_HOST"):
         assert settings[name].startswith("127.0.0.1:")
-    # Firestore (java), the Tasks emulator, the fake Reports API and three functions, at least.
-    assert len(children) >= 6
+    # Firestore (java), the Tasks emulator, the fake Reports API and four functions, at least.
+    assert len(children) >= 7
     wait_for(lambda: not any(alive(pid) for pid in children), timeout_s=20, what="no orphans")
     assert not env_file.exists()
 

@@ -490,3 +490,92 @@ def _delete_participant(store: MeetingStore, doc_id: str) -> None:
         return
     assert isinstance(store, FirestoreStore)
     store._meetings.document("c-meeting1").collection("participants").document(doc_id).delete()
+
+
+# ----------------------------------------------------------------------------- privacy
+
+
+def test_erasures_are_remembered_once_and_listed(subject: Subject) -> None:
+    store = subject.store
+    assert store.erased() == frozenset()
+    store.record_erasure("a" * 64, at=ENDED)
+    store.record_erasure("a" * 64, at=ENDED + timedelta(days=1))  # a retried erasure
+    store.record_erasure("b" * 64, at=ENDED)
+    assert store.erased() == {"a" * 64, "b" * 64}
+
+
+def test_meetings_naming_a_participant_are_found_by_document_or_list(subject: Subject) -> None:
+    store = subject.store
+    key = "kid@school.example"
+    assert commit(store, created(store), upserts=[participant(key)]) is not None
+    created(store, meeting("c-listed", expected_participants=("t@school.example", key)))
+    created(store, meeting("c-missing", missing_participants=(key,)))
+    other = created(store, meeting("c-other", expected_participants=("t@school.example",)))
+    assert commit(store, other, upserts=[participant("other@school.example")]) is not None
+    assert store.meetings_naming(key) == ["c-listed", "c-meeting1", "c-missing"]
+    assert store.meetings_naming("nobody@school.example") == []
+
+
+def test_renaming_in_revisions_replaces_only_that_key(subject: Subject) -> None:
+    store = subject.store
+    current = created(store)
+    for number in (1, 2):
+        changes = [AttendanceChange("kid@school.example", None, 60)] if number == 1 else []
+        changes.append(AttendanceChange("t@school.example", None, 60 * number))
+        landed = commit(
+            store,
+            current,
+            revision=RevisionRecord(revision=number, at=ENDED, reason="poll", changes=changes),
+        )
+        assert landed is not None
+        current = landed
+
+    assert store.rename_in_revisions("c-meeting1", "kid@school.example", "h" * 64) == 1
+    assert store.rename_in_revisions("c-meeting1", "kid@school.example", "h" * 64) == 0
+    revisions = subject.revisions("c-meeting1")
+    assert [[c["participant_key"] for c in r["changes"]] for r in revisions] == [
+        ["h" * 64, "t@school.example"],
+        ["t@school.example"],
+    ]
+    assert revisions[0]["changes"][0] == {"participant_key": "h" * 64, "before": None, "after": 60}
+
+
+def test_deleting_a_meeting_deletes_everything_under_it(subject: Subject) -> None:
+    store = subject.store
+    base = created(store)
+    revision = RevisionRecord(revision=1, at=ENDED, reason="poll", changes=[])
+    assert commit(store, base, upserts=[participant("a"), participant("b")], revision=revision)
+    kept = created(store, meeting("c-kept"))
+    store.delete_meeting("c-meeting1")
+    store.delete_meeting("c-meeting1")  # idempotent
+    assert store.read("c-meeting1") is None
+    assert store.participants("c-meeting1") == []
+    assert subject.revisions("c-meeting1") == []
+    assert store.read("c-kept") == kept
+
+
+def test_every_document_of_a_meeting_carries_its_expiry(firestore_db: FirestoreEmulator) -> None:
+    """With RETENTION_DAYS, what Firestore's TTL reads: ``expire_at`` = ``ended_at`` + days on
+    the meeting, its participants and its revisions, following ``ended_at`` when it moves."""
+    client: firestore.Client = firestore_client(settings_for(firestore_db))
+    store = FirestoreStore(client, retention_days=90)
+    base = created(store)
+    revision = RevisionRecord(revision=1, at=ENDED, reason="poll", changes=[])
+    landed = commit(store, base, upserts=[participant("a")], revision=revision)
+    assert landed is not None
+    reference = client.collection("meetings").document("c-meeting1")
+    expiry = ENDED + timedelta(days=90)
+    documents = [
+        reference.get(),
+        reference.collection("participants").document("a").get(),
+        reference.collection("revisions").document("1").get(),
+    ]
+    assert [(d.to_dict() or {})["expire_at"] for d in documents] == [expiry] * 3
+    moved = ENDED + timedelta(hours=2)
+    assert store.update("c-meeting1", lambda m: replace(m, ended_at=moved)) is not None
+    assert (reference.get().to_dict() or {})["expire_at"] == moved + timedelta(days=90)
+    # Without the setting nothing expires.
+    plain = FirestoreStore(client)
+    assert plain.create(meeting("c-plain"))
+    plain_document = client.collection("meetings").document("c-plain").get().to_dict() or {}
+    assert "expire_at" not in plain_document

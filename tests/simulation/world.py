@@ -97,6 +97,27 @@ class SwitchingStore:
             webhook_id=webhook_id, meeting_id=meeting_id, expire_at=expire_at
         )
 
+    def erased(self) -> frozenset[str]:
+        # No switch point: the simulated worlds record no erasures, and a point in every poll
+        # would move every schedule (and the seeds that find the mutants).
+        return self.inner.erased()
+
+    def record_erasure(self, name: str, *, at: datetime) -> None:
+        self._point("store.record_erasure")
+        self.inner.record_erasure(name, at=at)
+
+    def meetings_naming(self, participant_key: str) -> list[str]:
+        self._point("store.meetings_naming")
+        return self.inner.meetings_naming(participant_key)
+
+    def rename_in_revisions(self, meeting_id: str, participant_key: str, name: str) -> int:
+        self._point("store.rename_in_revisions")
+        return self.inner.rename_in_revisions(meeting_id, participant_key, name)
+
+    def delete_meeting(self, meeting_id: str) -> None:
+        self._point("store.delete_meeting")
+        self.inner.delete_meeting(meeting_id)
+
 
 @dataclass
 class Pending:

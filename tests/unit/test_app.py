@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -10,26 +11,37 @@ import pytest
 
 from functions import app
 from functions.config import Settings
+from functions.errors import ReportsError
 from functions.polling import poll_meeting
 from functions.ports import Deps
 from functions.schedule import Timing
 from functions.signatures import sign_webhook
+from functions.views import SYNC_FAILED
 from local.simulate import Stay, activities_for
 from tests.fakes import FakeIdTokens, ManualClock, MemoryQueue, MemoryStore, ScriptedReports
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 NOW = datetime(2026, 11, 20, 11, 0, tzinfo=UTC)
 END = NOW - timedelta(minutes=15)
-SETTINGS = Settings.from_env(
-    {
-        "GOOGLE_CLOUD_PROJECT": "acme",
-        "TASKS_LOCATION": "here",
-        "TASKS_QUEUE": "q",
-        "COLLECT_URL": "http://127.0.0.1:9/",
-        "TASKS_SERVICE_ACCOUNT": "tasks@acme.iam.gserviceaccount.com",
-        "REPORTS_API_ENDPOINT": "http://127.0.0.1:9",
-        "WEBHOOK_SECRET": SECRET,
-    }
+API_URL = "http://127.0.0.1:10/"
+OPERATOR = "operator@acme.iam.gserviceaccount.com"
+ENV = {
+    "GOOGLE_CLOUD_PROJECT": "acme",
+    "TASKS_LOCATION": "here",
+    "TASKS_QUEUE": "q",
+    "COLLECT_URL": "http://127.0.0.1:9/",
+    "TASKS_SERVICE_ACCOUNT": "tasks@acme.iam.gserviceaccount.com",
+    "REPORTS_API_ENDPOINT": "http://127.0.0.1:9",
+    "WEBHOOK_SECRET": SECRET,
+    "ERASURE_KEY": "k" * 32,
+    "API_URL": API_URL,
+    "API_PRINCIPALS": OPERATOR,
+}
+# One runtime serves both public and private handlers here; each reads only its own fields.
+SETTINGS = replace(
+    Settings.from_env(ENV, role="ingest"),
+    api_url=API_URL,
+    api_principals=(OPERATOR,),
 )
 
 
@@ -41,8 +53,23 @@ def rt() -> app.Runtime:
         reports=ScriptedReports(),
         clock=ManualClock(NOW),
         timing=Timing(),
+        erasure_key=SETTINGS.erasure_key,
     )
-    return app.Runtime(SETTINGS, deps, FakeIdTokens(SETTINGS.collect_url))
+    return app.Runtime(SETTINGS, deps, FakeIdTokens(SETTINGS.collect_url, API_URL))
+
+
+def operator(
+    method: str, path: str, body: bytes = b"", *, email: str | None = OPERATOR
+) -> app.HttpRequest:
+    """A request to the api carrying an ID token for ``email`` (None: no token)."""
+    return app.HttpRequest(
+        method=method,
+        path=path,
+        headers={} if email is None else {"authorization": f"Bearer {email}"},
+        body=body,
+        content_type="application/json" if body else None,
+        content_length=len(body),
+    )
 
 
 def signed(
@@ -92,7 +119,7 @@ def test_meeting_ended_answers_202_then_200_with_the_same_meeting(rt: app.Runtim
 
 def test_get_meeting_shows_the_document_and_estimates(rt: app.Runtime) -> None:
     _, created = app.ingest(signed("POST", "/", meeting_ended_body()), rt)
-    status, view = app.ingest(signed("GET", f"/meetings/{created['meeting_id']}"), rt)
+    status, view = app.api(operator("GET", f"/meetings/{created['meeting_id']}"), rt)
     assert status == 200
     meeting = view["meeting"]
     assert meeting["meeting_code"] == "abc-defg-hij"
@@ -177,12 +204,84 @@ def test_an_unexpected_failure_is_a_500_without_details(
         raise RuntimeError("secret internals")
 
     rt.deps.store.get = broken  # type: ignore[method-assign]
-    status, body = app.ingest(signed("GET", "/meetings/x-1"), rt)
+    status, body = app.api(operator("GET", "/meetings/x-1"), rt)
     assert status == 500
     assert "secret internals" not in json.dumps(body)
     lines = log_lines(capsys)
     assert lines[-1]["severity"] == "ERROR"
-    assert lines[-1]["detail"] == "secret internals"
+    assert lines[-1]["error"] == "RuntimeError"
+    assert lines[-1]["stack"].startswith("broken (test_app.py:")
+    # The exception's message may hold the data it choked on: it is not logged.
+    assert "secret internals" not in json.dumps(lines)
+
+
+def test_refusals_log_codes_never_what_was_sent(
+    rt: app.Runtime, capsys: pytest.CaptureFixture[str]
+) -> None:
+    body = meeting_ended_body(expected_participants=["not-an-email@", "kid@school.example"])
+    status, answer = app.ingest(signed("POST", "/", body), rt)
+    assert status == 400
+    assert "not-an-email@" in answer["error"]["message"]  # the caller is told what was wrong
+    (line,) = log_lines(capsys)
+    assert (line["code"], line["field"]) == ("invalid_payload", "expected_participants[0]")
+    assert "not-an-email" not in json.dumps(line)
+
+
+def test_ingest_serves_only_declarations(rt: app.Runtime) -> None:
+    _, created = app.ingest(signed("POST", "/", meeting_ended_body()), rt)
+    meeting_id = created["meeting_id"]
+    for method, path in (
+        ("GET", f"/meetings/{meeting_id}"),
+        ("POST", f"/meetings/{meeting_id}/sync"),
+    ):
+        status, answer = app.ingest(signed(method, path), rt)
+        assert (status, answer["error"]["code"]) == (404, "not_found")
+    assert rt.deps.reports.calls == []  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("request_", "status", "code"),
+    [
+        (operator("GET", "/meetings/x-1", email=None), 401, "unauthorized"),
+        (operator("GET", "/meetings/x-1", email="student@school.example"), 403, "forbidden"),
+        # A webhook signature is no credential here: a captured one opens nothing.
+        (signed("GET", "/meetings/x-1"), 401, "unauthorized"),
+        (signed("POST", "/meetings/x-1/sync"), 401, "unauthorized"),
+        (operator("GET", "/meetings/__x__"), 404, "not_found"),
+        (operator("GET", "/meetings/a.b"), 404, "not_found"),
+        (operator("GET", "/"), 404, "not_found"),
+        (operator("PUT", "/meetings/x-1"), 405, "method_not_allowed"),
+        (operator("GET", "/erasures"), 405, "method_not_allowed"),
+        (operator("POST", "/erasures", b'{"participant_key": ""}'), 400, "invalid_payload"),
+        (operator("POST", "/meetings/sync", b'{"meeting_code": "abc"}'), 400, "invalid_payload"),
+        (operator("POST", "/meetings/x-1/sync"), 404, "not_found"),
+    ],
+)
+def test_api_refusals(rt: app.Runtime, request_: app.HttpRequest, status: int, code: str) -> None:
+    got_status, body = app.api(request_, rt)
+    assert (got_status, body["error"]["code"]) == (status, code)
+    assert rt.deps.store.meetings == {}  # type: ignore[attr-defined]
+    assert rt.deps.reports.calls == []  # type: ignore[attr-defined]
+
+
+def test_api_declares_and_syncs_a_manual_meeting(rt: app.Runtime) -> None:
+    reports: ScriptedReports = rt.deps.reports  # type: ignore[assignment]
+    reports.activities += activities_for(
+        [Stay("teacher@school.example", END - timedelta(minutes=45), END)],
+        meeting_code="abc-defg-hij",
+        conference_id="c",
+    )
+    body = json.loads(meeting_ended_body())
+    del body["type"]
+    body["expected_participants"] = []
+    status, answer = app.api(operator("POST", "/meetings/sync", json.dumps(body).encode()), rt)
+    assert status == 200
+    assert (answer["status"], answer["created"]) == ("success", 1)
+    stored = rt.deps.store.get(answer["meeting_id"])
+    assert stored is not None
+    assert stored.source == "manual"
+    again_status, again = app.api(operator("POST", "/meetings/sync", json.dumps(body).encode()), rt)
+    assert (again_status, again["meeting_id"], again["created"]) == (200, answer["meeting_id"], 0)
 
 
 def test_log_lines_carry_meeting_id_attempt_status_and_trace(
@@ -232,10 +331,29 @@ def test_sync_answers_in_the_seed_shape(rt: app.Runtime) -> None:
         meeting_code="abc-defg-hij",
         conference_id="c",
     )
-    status, body = app.ingest(signed("POST", f"/meetings/{created['meeting_id']}/sync"), rt)
+    status, body = app.api(operator("POST", f"/meetings/{created['meeting_id']}/sync"), rt)
     assert status == 200
     assert (body["status"], body["message"]) == ("success", "Synced 2 participants")
     assert (body["created"], body["updated"]) == (2, 0)
     assert len(body["participants"]) == 3
     assert body["participants"][0]["email"] == "teacher@school.example"
     assert body["participants"][0]["join_time"] == "2026-11-20T10:00:00.000Z"
+
+
+def test_a_failed_sync_answers_502_without_upstream_text(rt: app.Runtime) -> None:
+    _, created = app.ingest(signed("POST", "/", meeting_ended_body()), rt)
+    meeting_id = created["meeting_id"]
+    reports: ScriptedReports = rt.deps.reports  # type: ignore[assignment]
+    upstream = (
+        "Error 403 from admin.googleapis.com: caller lacks privilege for admin@school.example"
+    )
+    reports.failures.append(ReportsError(upstream, kind="permission"))
+
+    status, body = app.api(operator("POST", f"/meetings/{meeting_id}/sync"), rt)
+
+    assert (status, body["status"], body["message"]) == (502, "error", SYNC_FAILED)
+    assert "googleapis" not in json.dumps(body)
+    assert "admin@school.example" not in json.dumps(body)
+    # Operators read the cause where it is kept.
+    _, view = app.api(operator("GET", f"/meetings/{meeting_id}"), rt)
+    assert view["meeting"]["last_error"]["message"] == upstream

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,7 @@ from functions.errors import (
 from functions.http_edge import (
     check_request,
     error_response,
+    route_api,
     route_ingest,
     unexpected_error_response,
 )
@@ -169,26 +171,45 @@ def test_unexpected_errors_answer_500_without_internals() -> None:
 # Routes
 
 
+@pytest.mark.parametrize(("method", "path"), [("POST", "/"), ("POST", ""), ("post", "/")])
+def test_ingest_routes_declarations(method: str, path: str) -> None:
+    assert route_ingest(method, path) == ("meeting_ended",)
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/meetings/m_1-A", "/meetings/m_1-A/sync", "/meetings/sync", "/erasures", "/other", "//"],
+)
+def test_ingest_serves_nothing_else(path: str) -> None:
+    # The operator routes moved to the private api (CONTRACT v2 §4.1): 404 whatever the method.
+    for method in ("GET", "POST"):
+        with pytest.raises(AppError) as caught:
+            route_ingest(method, path)
+        assert (caught.value.status, caught.value.code) == (404, "not_found")
+
+
 @pytest.mark.parametrize(
     ("method", "path", "route"),
     [
-        ("POST", "/", ("meeting_ended",)),
-        ("POST", "", ("meeting_ended",)),
-        ("post", "/", ("meeting_ended",)),
         ("POST", "/meetings/m_1-A/sync", ("sync", "m_1-A")),
         ("POST", "/meetings/m_1-A/sync/", ("sync", "m_1-A")),
         ("GET", "/meetings/m_1-A", ("get", "m_1-A")),
         ("GET", "/meetings/m_1-A/", ("get", "m_1-A")),
         ("GET", "/meetings/" + "x" * 128, ("get", "x" * 128)),
+        ("POST", "/meetings/sync", ("declare_and_sync",)),
+        ("POST", "/meetings/sync/", ("declare_and_sync",)),
+        ("GET", "/meetings/sync", ("get", "sync")),
+        ("POST", "/erasures", ("erase",)),
     ],
 )
-def test_routes_of_ingest(method: str, path: str, route: tuple[str, ...]) -> None:
-    assert route_ingest(method, path) == route
+def test_routes_of_the_api(method: str, path: str, route: tuple[str, ...]) -> None:
+    assert route_api(method, path) == route
 
 
 @pytest.mark.parametrize(
     "path",
     [
+        "/",
         "/meetings",
         "/meetings/",
         "/meetings//sync",
@@ -201,6 +222,10 @@ def test_routes_of_ingest(method: str, path: str, route: tuple[str, ...]) -> Non
         "/meetings/abc/sync/extra",
         "/meetings/abc/other",
         "/meetings/abc//",
+        # Ids Firestore reserves: reading one fails, so they cannot name a meeting.
+        "/meetings/__x__",
+        "/meetings/__name__",
+        "/meetings/____",
         "/sync",
         "/other",
         "//",
@@ -209,25 +234,26 @@ def test_routes_of_ingest(method: str, path: str, route: tuple[str, ...]) -> Non
 def test_unknown_paths_are_404(path: str) -> None:
     for method in ("GET", "POST"):
         with pytest.raises(AppError) as caught:
-            route_ingest(method, path)
+            route_api(method, path)
         assert (caught.value.status, caught.value.code) == (404, "not_found")
 
 
 @pytest.mark.parametrize(
-    ("method", "path", "allowed"),
+    ("route", "method", "path", "allowed"),
     [
-        ("GET", "/", ("POST",)),
-        ("PUT", "/", ("POST",)),
-        ("GET", "/meetings/abc/sync", ("POST",)),
-        ("POST", "/meetings/abc", ("GET",)),
-        ("DELETE", "/meetings/abc", ("GET",)),
+        (route_ingest, "GET", "/", ("POST",)),
+        (route_ingest, "PUT", "/", ("POST",)),
+        (route_api, "GET", "/meetings/abc/sync", ("POST",)),
+        (route_api, "POST", "/meetings/abc", ("GET",)),
+        (route_api, "DELETE", "/meetings/abc", ("GET",)),
+        (route_api, "GET", "/erasures", ("POST",)),
     ],
 )
 def test_known_paths_with_the_wrong_method_are_405(
-    method: str, path: str, allowed: tuple[str, ...]
+    route: Callable[[str, str], object], method: str, path: str, allowed: tuple[str, ...]
 ) -> None:
     with pytest.raises(MethodNotAllowed) as caught:
-        route_ingest(method, path)
+        route(method, path)
     assert (caught.value.status, caught.value.code) == (405, "method_not_allowed")
     assert caught.value.allowed == allowed
 
@@ -235,5 +261,16 @@ def test_known_paths_with_the_wrong_method_are_405(
 @settings(max_examples=300)
 @given(method=st.sampled_from(["GET", "POST", "PUT"]), path=st.text(max_size=160))
 def test_any_path_routes_or_is_404_or_405(method: str, path: str) -> None:
-    result = outcome(lambda: route_ingest(method, path)[0])
-    assert result in ("meeting_ended", "sync", "get", "not_found", "method_not_allowed")
+    assert outcome(lambda: route_ingest(method, path)[0]) in (
+        "meeting_ended",
+        "not_found",
+        "method_not_allowed",
+    )
+    assert outcome(lambda: route_api(method, path)[0]) in (
+        "declare_and_sync",
+        "erase",
+        "sync",
+        "get",
+        "not_found",
+        "method_not_allowed",
+    )

@@ -1,0 +1,95 @@
+"""What a poll reads and what it changes: the values of ``functions.poll_plan``, and the warning
+codes its plans write. Pure data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final
+
+from functions.attendance import Meeting, Session
+from functions.model import (
+    IpMode,
+    LastError,
+    LocationMode,
+    MeetingRecord,
+    ParticipantRecord,
+    RevisionReason,
+    RevisionRecord,
+)
+from functions.schedule import Decision, Timing
+
+__all__ = [
+    "INCOMPLETE_ANSWER",
+    "TEXTS_REPAIRED",
+    "UNUSABLE_EVENTS",
+    "Documents",
+    "Key",
+    "PollInputs",
+    "PollPlan",
+]
+
+#: ``last_warning.code`` when Reports returned fewer of the selection's sessions than are stored.
+INCOMPLETE_ANSWER: Final = "incomplete_answer"
+#: ``last_warning.code`` when the answer held ``call_ended`` events that could not be used.
+UNUSABLE_EVENTS: Final = "unusable_events"
+#: ``last_warning.code`` when descriptive texts of the answer were repaired (not valid Unicode).
+TEXTS_REPAIRED: Final = "texts_repaired"
+
+Documents = Sequence[Mapping[str, Any]]
+Key = tuple[str, str]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PollInputs:
+    """What one poll read. ``fetched`` is None when the Reports poll failed (``error`` says how);
+    ``donors`` holds the participant documents of neighbours whose sessions may belong here."""
+
+    meeting: MeetingRecord
+    neighbours: Sequence[MeetingRecord]
+    stored: Documents
+    donors: Mapping[str, Documents]
+    fetched: Sequence[Session] | None
+    error: LastError | None
+    #: What the decoder said of the answer (skipped events, repaired texts), and how many of
+    #: its events it skipped.
+    answer_warnings: tuple[str, ...] = ()
+    skipped_events: int = 0
+    polled_at: datetime
+    revision_reason: RevisionReason
+    in_chain: bool
+    timing: Timing
+    window_before_s: int
+    window_after_s: int
+    #: The privacy modes (CONTRACT §3): every session read or fetched takes their stored form.
+    ip_mode: IpMode
+    location_mode: LocationMode = "full"
+    #: Erased participants among those this poll read (CONTRACT §3 "Erasure"): key → the keyed
+    #: hash that names them in revision records. Their sessions, wherever they come from, and
+    #: their expected entries are left out, so their documents are removed.
+    erased: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PollPlan:
+    """Everything the poll changes. ``meeting`` is the document after it (lease released)."""
+
+    meeting: MeetingRecord
+    upserts: tuple[ParticipantRecord, ...]
+    deletes: tuple[str, ...]
+    status_updates: tuple[str, ...]
+    #: Documents naming the staged change this meeting landed before (MeetingCommit.settle).
+    settle: tuple[str, ...]
+    revision: RevisionRecord | None
+    selected: Meeting
+    decision: Decision
+    created: tuple[str, ...]
+    updated: tuple[str, ...]
+    #: Neighbours to re-poll now: they hold sessions this meeting took and no longer select
+    #: them (so they let them go), or a found meeting's shrunken times moved their spans.
+    repolls: tuple[str, ...]
+    #: Sessions this meeting let go that no meeting takes: held here (and counted) until a
+    #: found meeting is given them and takes them from here (CONTRACT §3 "never to none").
+    orphans: tuple[Session, ...]

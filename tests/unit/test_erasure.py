@@ -1,0 +1,317 @@
+"""Erasure (CONTRACT §3 "Privacy"): a participant erased is gone from every meeting, named only by
+its keyed hash in the audit trail, and never comes back — from a later poll, a re-declaration, a
+replayed webhook, a neighbour's sessions, or a poll that was already running. Over the in-memory
+ports, through the real use cases."""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import replace
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from functions.declarations import accept_meeting_end
+from functions.erasure import erase_participant
+from functions.errors import ConfigError, ReportsError
+from functions.model import Declared, MeetingRecord
+from functions.participant_keys import erasure_name
+from functions.polling import poll_meeting
+from functions.ports import MeetingCommit, Versioned
+from functions.schedule import Status
+from functions.stored_state import committed
+from local.simulate import Stay, activities_for
+from tests.unit.test_use_cases import CODE, END, START, STUDENT, TEACHER, World, minutes
+
+SECRET = "erasure-key-of-the-tests-0123456789"
+NAME = erasure_name(STUDENT, SECRET)
+OTHER = "other@school.example"
+
+
+def erasing_world() -> World:
+    world = World()
+    world.deps = replace(world.deps, erasure_key=SECRET)
+    return world
+
+
+def complete(world: World, **declared: object) -> MeetingRecord:
+    meeting = world.declare(**declared)
+    while world.store.meetings[meeting.meeting_id].status is not Status.COMPLETE:
+        world.run_next()
+    return world.store.meetings[meeting.meeting_id]
+
+
+def everything(world: World) -> str:
+    """Every value the store holds, as one text: what must never contain an erased key."""
+    store = world.store
+    held = {
+        "meetings": {k: m.to_document() for k, m in store.meetings.items()},
+        "participants": store.participant_docs,
+        "revisions": store.revision_docs,
+        "deliveries": store.deliveries,
+    }
+    return json.dumps(held, default=str, sort_keys=True)
+
+
+def keys_of(world: World, meeting_id: str) -> set[str]:
+    meeting = world.store.meetings[meeting_id]
+    return {
+        str(d["participant_key"]) for d in committed(world.store.participants(meeting_id), meeting)
+    }
+
+
+def student_sessions(conference: str = "conf-1") -> list[Any]:
+    return activities_for(
+        [Stay(STUDENT, START, START + minutes(20)), Stay(STUDENT, START + minutes(22), END)],
+        meeting_code=CODE,
+        conference_id=conference,
+    )
+
+
+def test_an_erased_participant_is_gone_from_every_meeting_and_named_only_by_its_hash() -> None:
+    world = erasing_world()
+    world.class_activities()
+    first = complete(world)
+    before = world.store.meetings[first.meeting_id]
+    assert STUDENT in keys_of(world, first.meeting_id)
+    assert STUDENT in everything(world)
+    student_seconds = next(
+        int(d["attended_seconds"])
+        for d in world.store.participants(first.meeting_id)
+        if d["participant_key"] == STUDENT
+    )
+
+    changed = erase_participant(world.deps, STUDENT)
+
+    assert changed == 1
+    after = world.store.meetings[first.meeting_id]
+    assert keys_of(world, first.meeting_id) == {TEACHER}
+    assert STUDENT not in after.expected_participants
+    assert after.participant_count == before.participant_count - 1
+    assert after.total_attended_seconds == before.total_attended_seconds - student_seconds
+    assert after.status is Status.COMPLETE
+    assert after.revision == before.revision + 1
+    latest = world.store.revision_docs[first.meeting_id][after.revision]
+    assert latest["reason"] == "erasure"
+    assert latest["changes"] == [
+        {"participant_key": NAME, "before": student_seconds, "after": None}
+    ]
+    # Every earlier revision record names the hash instead of the key.
+    named = [
+        c["participant_key"]
+        for r in world.store.revision_docs[first.meeting_id].values()
+        for c in r["changes"]
+    ]
+    assert NAME in named
+    assert STUDENT not in named
+    assert STUDENT not in everything(world)
+    assert world.store.erased() == {NAME}
+
+
+def test_erasing_again_changes_nothing() -> None:
+    world = erasing_world()
+    world.class_activities()
+    complete(world)
+    assert erase_participant(world.deps, STUDENT) == 1
+    snapshot = everything(world)
+    writes = world.store.writes
+    assert erase_participant(world.deps, STUDENT) == 0
+    assert everything(world) == snapshot
+    assert world.store.writes == writes + 1  # the erasure record, found already there
+
+
+def test_no_later_poll_redeclaration_or_replay_brings_the_participant_back() -> None:
+    world = erasing_world()
+    world.class_activities()
+    meeting = complete(world)
+    erase_participant(world.deps, STUDENT)
+
+    # Reports still holds the student's sessions: a manual sync leaves them out.
+    poll_meeting(world.deps, meeting.meeting_id, reason="manual")
+    # The platform sends the class again, the student expected; and replays its webhook.
+    world.declare(expected_participants=(TEACHER, STUDENT))
+    # Not even until the next poll: the declaration itself leaves the student out.
+    assert STUDENT not in world.store.meetings[meeting.meeting_id].expected_participants
+    assert STUDENT not in everything(world)
+    declared = Declared(
+        meeting_code=CODE,
+        ended_at=END,
+        started_at=START,
+        external_id="class-1",
+        expected_participants=(STUDENT,),
+    )
+    accept_meeting_end(world.deps, declared, webhook_id="msg-1")
+    accept_meeting_end(world.deps, declared, webhook_id="msg-1")
+    # A second class the same day, with the student in it and expected.
+    world.clock.now = END + timedelta(hours=3)
+    later_end = END + timedelta(hours=2)
+    world.reports.activities += activities_for(
+        [Stay(STUDENT, later_end - minutes(30), later_end)],
+        meeting_code=CODE,
+        conference_id="conf-2",
+    )
+    second = world.declare(
+        external_id="class-2",
+        started_at=later_end - minutes(45),
+        ended_at=later_end,
+        expected_participants=(STUDENT, OTHER),
+    )
+    while world.queue.tasks:
+        world.run_next()
+
+    for meeting_id in (meeting.meeting_id, second.meeting_id):
+        assert STUDENT not in keys_of(world, meeting_id)
+        stored = world.store.meetings[meeting_id]
+        assert STUDENT not in stored.expected_participants
+        assert STUDENT not in stored.missing_participants
+    assert OTHER in world.store.meetings[second.meeting_id].expected_participants
+    assert STUDENT not in everything(world)
+
+
+def test_a_failing_reports_answer_does_not_stop_the_erasure() -> None:
+    world = erasing_world()
+    world.class_activities()
+    meeting = complete(world)
+    world.reports.failures.append(ReportsError("Reports is down", kind="transient"))
+    assert erase_participant(world.deps, STUDENT) == 1
+    assert keys_of(world, meeting.meeting_id) == {TEACHER}
+    stored = world.store.meetings[meeting.meeting_id]
+    assert stored.status is Status.COMPLETE
+    assert stored.last_error is not None  # recorded as any failed sync is
+    assert STUDENT not in everything(world)
+
+
+def test_an_expected_participant_never_seen_is_erased_from_the_lists() -> None:
+    world = erasing_world()
+    meeting = world.declare(expected_participants=(TEACHER, STUDENT))
+    assert STUDENT in world.store.meetings[meeting.meeting_id].expected_participants
+    assert erase_participant(world.deps, STUDENT) == 1
+    stored = world.store.meetings[meeting.meeting_id]
+    assert stored.expected_participants == (TEACHER,)
+    assert keys_of(world, meeting.meeting_id) == {TEACHER}
+    assert STUDENT not in everything(world)
+
+
+def test_a_merged_meeting_is_erased_too() -> None:
+    world = erasing_world()
+    world.class_activities()
+    meeting = complete(world)
+    # Stand in for a found meeting merged into this one: its documents are its audit trail.
+    merged_id = "b-merged"
+    world.store.meetings[merged_id] = replace(
+        world.store.meetings[meeting.meeting_id],
+        meeting_id=merged_id,
+        status=Status.MERGED,
+        merged_into=meeting.meeting_id,
+    )
+    world.store.versions[merged_id] = 1
+    world.store.participant_docs[merged_id] = copy.deepcopy(
+        world.store.participant_docs[meeting.meeting_id]
+    )
+    world.store.revision_docs[merged_id] = copy.deepcopy(
+        world.store.revision_docs[meeting.meeting_id]
+    )
+
+    assert erase_participant(world.deps, STUDENT) == 2
+
+    assert STUDENT not in keys_of(world, merged_id)
+    assert world.store.meetings[merged_id].status is Status.MERGED
+    assert STUDENT not in everything(world)
+
+
+def test_a_poll_running_while_the_erasure_is_recorded_erases_after_its_commit() -> None:
+    """The poll read the erasures before the record; the erasure searched before the poll's
+    commit stored the student (new to this meeting): the check after the commit removes it."""
+    world = erasing_world()
+    meeting = world.declare(expected_participants=(TEACHER,))
+    world.reports.activities += student_sessions()
+    store = world.store
+    commit = store.commit
+    erased_first = False
+
+    def erase_then_commit(change: MeetingCommit) -> Versioned | None:
+        nonlocal erased_first
+        if not erased_first and any(r.participant_key == STUDENT for r in change.upserts):
+            erased_first = True
+            assert erase_participant(world.deps, STUDENT) == 0  # nothing stored yet
+        return commit(change)
+
+    store.commit = erase_then_commit  # type: ignore[method-assign]
+    poll_meeting(world.deps, meeting.meeting_id, reason="manual")
+
+    assert erased_first
+    assert STUDENT not in keys_of(world, meeting.meeting_id)
+    assert STUDENT not in everything(world)
+
+
+def test_an_erasure_that_died_halfway_finishes_when_run_again() -> None:
+    world = erasing_world()
+    world.class_activities()
+    first = complete(world)
+    world.clock.now = END + timedelta(hours=3)
+    later_end = END + timedelta(hours=2)
+    world.reports.activities += activities_for(
+        [Stay(STUDENT, later_end - minutes(30), later_end)],
+        meeting_code=CODE,
+        conference_id="conf-2",
+    )
+    second = complete(
+        world,
+        external_id="class-2",
+        started_at=later_end - minutes(45),
+        ended_at=later_end,
+        expected_participants=(STUDENT,),
+    )
+    clean = erasing_world()
+    clean.store = copy.deepcopy(world.store)
+    clean.deps = replace(world.deps, store=clean.store)
+
+    rename = world.store.rename_in_revisions
+    calls = 0
+
+    def dies_on_the_second_meeting(meeting_id: str, key: str, name: str) -> int:
+        nonlocal calls
+        calls += 1
+        if meeting_id == second.meeting_id:
+            raise RuntimeError("instance died")
+        return rename(meeting_id, key, name)
+
+    world.store.rename_in_revisions = dies_on_the_second_meeting  # type: ignore[method-assign,assignment]
+    with pytest.raises(RuntimeError):
+        erase_participant(world.deps, STUDENT)
+    world.store.rename_in_revisions = rename  # type: ignore[method-assign]
+    assert STUDENT in keys_of(world, second.meeting_id)
+    # A poll in between already leaves the student out: the erasure is recorded.
+    poll_meeting(world.deps, second.meeting_id, reason="manual")
+    assert STUDENT not in keys_of(world, second.meeting_id)
+
+    erase_participant(world.deps, STUDENT)
+    erase_participant(clean.deps, STUDENT)
+    for meeting_id in (first.meeting_id, second.meeting_id):
+        assert keys_of(world, meeting_id) == keys_of(clean, meeting_id)
+        got, want = world.store.meetings[meeting_id], clean.store.meetings[meeting_id]
+        assert (got.participant_count, got.total_attended_seconds) == (
+            want.participant_count,
+            want.total_attended_seconds,
+        )
+    assert STUDENT not in everything(world)
+
+
+def test_erasing_needs_the_key_and_polls_refuse_to_ignore_recorded_erasures() -> None:
+    world = World()
+    world.class_activities()
+    meeting = complete(world)
+    with pytest.raises(ConfigError, match="ERASURE_KEY"):
+        erase_participant(world.deps, STUDENT)
+    world.store.record_erasure(NAME, at=END)
+    with pytest.raises(ConfigError, match="ERASURE_KEY"):
+        poll_meeting(world.deps, meeting.meeting_id, reason="manual")
+
+
+def test_the_erasure_name_is_keyed() -> None:
+    assert erasure_name(STUDENT, SECRET) != erasure_name(STUDENT, SECRET + "x")
+    assert erasure_name(STUDENT, SECRET) != erasure_name(OTHER, SECRET)
+    assert len(NAME) == 64
+    assert int(NAME, 16) >= 0
