@@ -138,16 +138,21 @@ def accept_meeting_end(
         return Accepted(meeting, created=created)
 
 
+def _erased_names(deps: Deps, keys: Sequence[str]) -> dict[str, str]:
+    """The erased participants among ``keys``: key → the keyed hash that names them."""
+    erasures = deps.store.erased() if keys else frozenset()
+    if not erasures:
+        return {}
+    if deps.erasure_key is None:
+        raise ConfigError(["ERASURE_KEY is required: erasures are recorded and must be honoured"])
+    return erased_among(keys, erasures=erasures, erasure_key=deps.erasure_key)
+
+
 def _without_erased(deps: Deps, declared: Declared) -> Declared:
     """The declaration without erased participants among the expected ones: a declaration
     replayed or sent again after an erasure never brings one back (CONTRACT §3)."""
     expected = declared.expected_participants
-    erasures = deps.store.erased() if expected else frozenset()
-    if not erasures:
-        return declared
-    if deps.erasure_key is None:
-        raise ConfigError(["ERASURE_KEY is required: erasures are recorded and must be honoured"])
-    erased = erased_among(expected, erasures=erasures, erasure_key=deps.erasure_key)
+    erased = _erased_names(deps, expected)
     if not erased:
         return declared
     logs.info("erased participants left out of the declaration", count=len(erased))
@@ -204,10 +209,12 @@ def expected_change(
     *,
     expected: tuple[str, ...],
     now: datetime,
+    names: Mapping[str, str] | None = None,
 ) -> MeetingCommit | None:
     """The commit that makes ``expected`` the meeting's expected participants: estimates (or
     absences, once complete) for those not seen, the documents of those no longer expected
-    removed; None when nothing changes. Real participants are left as they are."""
+    removed; None when nothing changes. Real participants are left as they are. ``names``:
+    erased participants among the stored ones, named in the revision record by their hash."""
     state = StoredState.of(stored, meeting)
     before, dirty, seen = state.before, state.dirty, state.seen
     unseen = [key for key in expected if key not in seen]
@@ -242,7 +249,11 @@ def expected_change(
         )
         for r in upserts
     ] + [
-        AttendanceChange(participant_key=before[d][0], before=before[d][1], after=None)
+        AttendanceChange(
+            participant_key=(names or {}).get(before[d][0], before[d][0]),
+            before=before[d][1],
+            after=None,
+        )
         for d in deletes
         if before.get(d, ("", None))[1] is not None
     ]
@@ -274,7 +285,11 @@ def expected_change(
 
 def write_estimates(deps: Deps, meeting: MeetingRecord, *, expected: tuple[str, ...]) -> None:
     """Make ``expected`` the meeting's expected participants, in one fenced commit with their
-    estimates (idempotent; re-decided when the meeting changed meanwhile)."""
+    estimates (idempotent; re-decided when the meeting changed meanwhile).
+
+    Erased participants are left out (CONTRACT §3): the erasures are read after the meeting, so
+    one recorded before is honoured here, and one recorded later is found by the check after
+    the commit, which then writes again without them."""
     for _ in range(_ESTIMATE_ATTEMPTS):
         current = deps.store.read(meeting.meeting_id)
         if current is None or current.record.status is Status.MERGED:
@@ -284,10 +299,16 @@ def write_estimates(deps: Deps, meeting: MeetingRecord, *, expected: tuple[str, 
         record = current.record
         unread = not record.participant_fingerprints and not record.multi_commit
         stored = [] if unread else deps.store.participants(meeting.meeting_id)
-        change = expected_change(current.record, stored, expected=expected, now=deps.clock())
+        names = _erased_names(deps, [*expected, *(str(d["participant_key"]) for d in stored)])
+        expected = tuple(key for key in expected if key not in names)
+        change = expected_change(record, stored, expected=expected, now=deps.clock(), names=names)
         if change is None:
             return
-        if deps.store.commit(replace(change, expected=current.version)) is not None:
+        # As a poll does: renamed before the commit that removes their documents.
+        for key, name in sorted(names.items()):
+            deps.store.rename_in_revisions(meeting.meeting_id, key, name)
+        committed = deps.store.commit(replace(change, expected=current.version)) is not None
+        if committed and not _erased_names(deps, expected):
             return
     raise StoreContention(meeting.meeting_id)
 

@@ -536,7 +536,11 @@ class AttendanceChange:
 
 @dataclass(frozen=True, slots=True)
 class RevisionRecord:
-    """``meetings/{id}/revisions/{revision}``: the audit trail for billing disputes."""
+    """``meetings/{id}/revisions/{revision}``: the audit trail for billing disputes.
+
+    ``participant_keys`` repeats the keys its changes name, so that an erasure finds every
+    record naming a participant with one collection-group query (Firestore cannot query a field
+    inside an array of maps)."""
 
     revision: int
     at: datetime
@@ -549,4 +553,5 @@ class RevisionRecord:
             "at": self.at,
             "reason": self.reason,
             "changes": [asdict(change) for change in self.changes],
+            "participant_keys": sorted({change.participant_key for change in self.changes}),
         }

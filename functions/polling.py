@@ -18,7 +18,6 @@ poll that outlives its lease stores nothing. A delivery whose ``attempt`` is not
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -37,21 +36,17 @@ from functions.errors import (
     NotFound,
     ReportsError,
     StoreContention,
-    Unavailable,
 )
 from functions.meeting_codes import reports_meeting_code
 from functions.model import (
-    AttendanceChange,
     LastError,
     MeetingRecord,
     RevisionReason,
-    RevisionRecord,
     in_stored_form,
 )
 from functions.participant_keys import (
     erased_among,
     erasure_name,
-    participant_doc_id,
     participant_key,
 )
 from functions.poll_plan import PollInputs, PollPlan, plan_poll, plan_without_documents
@@ -59,14 +54,16 @@ from functions.ports import CollectReason, CollectTask, Deps, FetchStats, Meetin
 from functions.reports_events import SessionCollector
 from functions.schedule import Status
 from functions.selection import reports_query_start, selection_spans
-from functions.stored_state import carrying_landed_token, committed_attended, lagging_mirrors
+from functions.stored_state import (
+    carrying_landed_token,
+    lagging_mirrors,
+)
 from functions.timestamps import format_optional
 
 __all__ = [
     "LEASE",
     "PollOutcome",
     "Skipped",
-    "erase_from_meeting",
     "handle_collect_task",
     "poll_meeting",
 ]
@@ -452,11 +449,8 @@ def _poll_leased(
 
 
 # ------------------------------------------------------------------------------------------------
-# Erasure (CONTRACT §3 "Privacy"): the use case is functions.erasure; removing one participant
-# from one meeting lives here, beside the poll that does it.
-
-#: How long an erasure waits for a poll holding the meeting's lease before answering "retry".
-ERASURE_WAIT: Final = timedelta(seconds=30)
+# Erasure (CONTRACT §3 "Privacy"): the use case, and removing one participant from one meeting,
+# are functions.erasure; a poll only leaves erased participants out, and checks after its commit.
 
 
 def _erased_since(deps: Deps, plan: PollPlan) -> None:
@@ -473,87 +467,11 @@ def _erased_since(deps: Deps, plan: PollPlan) -> None:
     for key in sorted({record.participant_key for record in plan.upserts}):
         name = erasure_name(key, deps.erasure_key)
         if name in erasures:
+            # Imported here: the erasure use case polls through this module.
+            from functions.erasure import erase_from_meeting
+
             logs.warning("participant erased during the poll; erasing it now")
             erase_from_meeting(deps, plan.meeting.meeting_id, key, name)
-
-
-def erase_from_meeting(deps: Deps, meeting_id: str, key: str, name: str) -> bool:
-    """Remove participant ``key`` from one meeting: its documents, its expected and missing
-    entries, and its key from every revision record (replaced by ``name``, the keyed hash).
-    Whether anything changed.
-
-    The meeting is re-planned by a poll (reason ``erasure``, which leaves the participant out),
-    so its totals follow the same rules as any change; a merged meeting, which polls skip, is
-    changed directly. Either way the revision records are renamed before the commit that removes
-    the documents (so a retry still finds the meeting), and once more after it.
-    """
-    meeting = deps.store.get(meeting_id)
-    changed = False
-    if meeting is not None and meeting.status is Status.MERGED:
-        changed = _erase_from_merged(deps, meeting_id, key, name)
-    elif meeting is not None:
-        outcome = _erasure_poll(deps, meeting_id)
-        changed = outcome.meeting is not None and outcome.meeting.revision != meeting.revision
-    renamed = deps.store.rename_in_revisions(meeting_id, key, name)
-    return changed or renamed > 0
-
-
-def _erasure_poll(deps: Deps, meeting_id: str) -> PollOutcome | Skipped:
-    # Waited by the wall clock: the poll holding the lease runs in real time.
-    give_up = time.monotonic() + ERASURE_WAIT.total_seconds()
-    pause = 0.25
-    while True:
-        try:
-            return poll_meeting(deps, meeting_id, reason="erasure")
-        except Busy:
-            if time.monotonic() + pause > give_up:
-                raise Unavailable(
-                    f"meeting {meeting_id} is being polled; the erasure is recorded, retry it"
-                ) from None
-            time.sleep(pause)
-            pause = min(pause * 2, 4.0)
-
-
-def _erase_from_merged(deps: Deps, meeting_id: str, key: str, name: str) -> bool:
-    for _ in range(MAX_PLANS):
-        current = deps.store.read(meeting_id)
-        if current is None:
-            return False
-        record = current.record
-        documents = [
-            d for d in deps.store.participants(meeting_id) if d.get("participant_key") == key
-        ]
-        listed = key in record.expected_participants or key in record.missing_participants
-        if not documents and not listed:
-            return False
-        deps.store.rename_in_revisions(meeting_id, key, name)
-        doc_ids = (participant_doc_id(key),) if documents else ()
-        now = deps.clock()
-        revision = record.revision + 1
-        before = committed_attended(documents[0], record) if documents else None
-        change = MeetingCommit(
-            meeting=replace(
-                record,
-                revision=revision,
-                participant_fingerprints={
-                    d: f for d, f in record.participant_fingerprints.items() if d not in doc_ids
-                },
-                expected_participants=tuple(k for k in record.expected_participants if k != key),
-                missing_participants=tuple(k for k in record.missing_participants if k != key),
-                updated_at=now,
-            ),
-            expected=current.version,
-            deletes=doc_ids,
-            revision=RevisionRecord(
-                revision=revision,
-                at=now,
-                reason="erasure",
-                changes=[AttendanceChange(participant_key=name, before=before, after=None)],
-            ),
-        )
-        if deps.store.commit(change) is not None:
-            return True
-    raise StoreContention(meeting_id)
 
 
 def _committed(

@@ -137,6 +137,9 @@ def sync_view(
         "participants": sessions,
         "meeting_status": None if meeting is None else str(meeting.status),
     }
+    if error is not None:
+        # Beside the seed's fields, the error object every refusal carries (CONTRACT §4.4).
+        body["error"] = {"code": "reports_failed", "message": SYNC_FAILED}
     return (200 if error is None else 502), body
 
 

@@ -53,9 +53,10 @@ resource "google_firestore_index" "composite" {
 #
 # The erasure looks a person up across meetings (a collection-group query on participants where
 # participant_key == K): single-field indexes are collection-scoped by default, so participant_key
-# gets a collection-group index too (its collection-scoped ones are kept as they were). Its lookups
-# of expected_participants/missing_participants (array-contains on meetings) use the automatic
-# indexes.
+# gets a collection-group index too (its collection-scoped ones are kept as they were), and so
+# does revisions.participant_keys (array-contains: records naming a participant who left the
+# meeting). Its lookups of expected_participants/missing_participants (array-contains on
+# meetings) use the automatic indexes.
 resource "google_firestore_field" "overrides" {
   for_each = local.firestore_field_overrides
 

@@ -213,6 +213,11 @@ class MemoryStore:
             if participant_key in m.expected_participants
             or participant_key in m.missing_participants
         )
+        found.update(
+            meeting_id
+            for meeting_id, revisions in self.revision_docs.items()
+            if any(participant_key in (r.get("participant_keys") or ()) for r in revisions.values())
+        )
         return sorted(found)
 
     def rename_in_revisions(self, meeting_id: str, participant_key: str, name: str) -> int:
@@ -227,6 +232,9 @@ class MemoryStore:
                     else c
                     for c in changes
                 ]
+                revision["participant_keys"] = sorted(
+                    {str(c.get("participant_key")) for c in revision["changes"]}
+                )
                 renamed += 1
         return renamed
 

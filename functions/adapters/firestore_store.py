@@ -291,11 +291,18 @@ class FirestoreStore:
             self._client.collection(ERASURES).document(name).create({"erased_at": at})
 
     def meetings_naming(self, participant_key: str) -> list[str]:
-        # Index: the participants collection group by participant_key (infra/firestore.tf).
+        # Indexes: the participants collection group by participant_key, the revisions one by
+        # participant_keys (infra/firestore.tf).
         group = self._client.collection_group(PARTICIPANTS).where(
             filter=FieldFilter("participant_key", "==", participant_key)
         )
         found = {snapshot.reference.parent.parent.id for snapshot in group.select([]).stream()}
+        # Revision records name participants that left the meeting since (a declaration no
+        # longer expecting them, sessions handed to a neighbour).
+        named = self._client.collection_group(REVISIONS).where(
+            filter=FieldFilter("participant_keys", "array_contains", participant_key)
+        )
+        found.update(snapshot.reference.parent.parent.id for snapshot in named.select([]).stream())
         for listed in ("expected_participants", "missing_participants"):
             query = self._meetings.where(
                 filter=FieldFilter(listed, "array_contains", participant_key)
@@ -310,7 +317,9 @@ class FirestoreStore:
             changes = (snapshot.to_dict() or {}).get("changes") or []
             if not any(c.get("participant_key") == participant_key for c in changes):
                 continue
-            snapshot.reference.update({"changes": _renamed(changes, participant_key, name)})
+            renamed_changes = _renamed(changes, participant_key, name)
+            keys = sorted({str(change.get("participant_key")) for change in renamed_changes})
+            snapshot.reference.update({"changes": renamed_changes, "participant_keys": keys})
             renamed += 1
         return renamed
 

@@ -16,6 +16,7 @@ from collections.abc import Callable, Collection, Mapping
 from typing import Any, Final
 
 import google.auth.exceptions
+import google.auth.jwt
 import google.auth.transport
 import google.auth.transport.requests
 from google.oauth2 import id_token
@@ -179,6 +180,14 @@ class GoogleIdTokenVerifier:
         return claims
 
     def _claims(self, token: str, audience: str) -> dict[str, Any]:
+        try:
+            header = google.auth.jwt.decode_header(token)  # type: ignore[no-untyped-call]
+        except (ValueError, TypeError, KeyError, UnicodeDecodeError):
+            raise Unauthorized("invalid OIDC token: token signature or format is invalid") from None
+        # Google names the key of every token it signs. Without a kid google-auth tries each
+        # certificate in turn and accepts any that verifies: refused, as Google would never send it.
+        if not isinstance(header, Mapping) or not isinstance(header.get("kid"), str):
+            raise Unauthorized("invalid OIDC token: token has no key id")
         try:
             return dict(
                 id_token.verify_token(

@@ -895,7 +895,8 @@ def _field_overrides(infra: Infra) -> list[dict[str, Any]]:
 
 def firestore_retention_and_erasure(infra: Infra) -> list[str]:
     """TTL on expire_at of meetings, participants, revisions and webhook deliveries (and never on
-    erasures); participant_key indexed for a collection-group lookup; all from the JSON file."""
+    erasures); participant_key and revisions.participant_keys indexed for collection-group lookups;
+    all from the JSON file."""
     problems = []
     overrides = {(o["collectionGroup"], o["fieldPath"]): o for o in _field_overrides(infra)}
     for collection in TTL_COLLECTIONS:
@@ -910,6 +911,14 @@ def firestore_retention_and_erasure(infra: Infra) -> list[str]:
     if not any(i.get("queryScope") == "COLLECTION_GROUP" and i.get("order") for i in key_indexes):
         problems.append(
             "participants.participant_key has no collection-group index (erasure lookup)"
+        )
+    named_indexes = (overrides.get(("revisions", "participant_keys")) or {}).get("indexes", [])
+    if not any(
+        i.get("queryScope") == "COLLECTION_GROUP" and i.get("arrayConfig") == "CONTAINS"
+        for i in named_indexes
+    ):
+        problems.append(
+            "revisions.participant_keys has no collection-group array-contains index (erasure lookup)"
         )
     fields = infra.of_type("google_firestore_field")
     if [b.get("for_each") for b in fields.values()] != ["${local.firestore_field_overrides}"]:

@@ -483,6 +483,15 @@ MUTATIONS: dict[str, tuple[str, Edits]] = {
             )
         },
     ),
+    "no collection-group index on revisions.participant_keys": (
+        "firestore_retention_and_erasure",
+        {
+            "firestore.indexes.json": (
+                ',\n        {"arrayConfig": "CONTAINS", "queryScope": "COLLECTION_GROUP"}',
+                "",
+            )
+        },
+    ),
     "TTL not taken from the file": (
         "firestore_retention_and_erasure",
         {

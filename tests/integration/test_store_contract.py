@@ -246,6 +246,7 @@ def test_revisions_are_written_and_read_in_order(subject: Subject) -> None:
         "at": ENDED + timedelta(minutes=1, milliseconds=250),
         "reason": "poll",
         "changes": [{"participant_key": "a@school.example", "before": None, "after": 60}],
+        "participant_keys": ["a@school.example"],
     }
 
 
@@ -512,8 +513,16 @@ def test_meetings_naming_a_participant_are_found_by_document_or_list(subject: Su
     created(store, meeting("c-missing", missing_participants=(key,)))
     other = created(store, meeting("c-other", expected_participants=("t@school.example",)))
     assert commit(store, other, upserts=[participant("other@school.example")]) is not None
-    assert store.meetings_naming(key) == ["c-listed", "c-meeting1", "c-missing"]
+    # A meeting the participant left (no document, no list) whose revision records name them.
+    left = created(store, meeting("c-left"))
+    revision = RevisionRecord(
+        revision=1, at=ENDED, reason="declaration", changes=[AttendanceChange(key, 60, None)]
+    )
+    assert commit(store, left, revision=revision) is not None
+    assert store.meetings_naming(key) == ["c-left", "c-listed", "c-meeting1", "c-missing"]
     assert store.meetings_naming("nobody@school.example") == []
+    store.rename_in_revisions("c-left", key, "h" * 64)
+    assert store.meetings_naming(key) == ["c-listed", "c-meeting1", "c-missing"]
 
 
 def test_renaming_in_revisions_replaces_only_that_key(subject: Subject) -> None:
@@ -538,6 +547,10 @@ def test_renaming_in_revisions_replaces_only_that_key(subject: Subject) -> None:
         ["t@school.example"],
     ]
     assert revisions[0]["changes"][0] == {"participant_key": "h" * 64, "before": None, "after": 60}
+    assert [r["participant_keys"] for r in revisions] == [
+        ["h" * 64, "t@school.example"],
+        ["t@school.example"],
+    ]
 
 
 def test_deleting_a_meeting_deletes_everything_under_it(subject: Subject) -> None:

@@ -18,6 +18,7 @@ Once quiet (every delivery done, every deadline passed):
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -69,6 +70,10 @@ class Observer:
     store: MemoryStore
     before_s: int
     after_s: int
+    #: An erased participant's key → the name revision records give it once erased: one trail.
+    aliases: Mapping[str, str] = field(default_factory=dict)
+    #: Sessions an erasure may take away (the erased participant's).
+    forgettable: set[Key] = field(default_factory=set)
     seen: dict[Key, Times] = field(default_factory=dict)
     held: dict[str, set[Key]] = field(default_factory=dict)
     chain_base: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -120,17 +125,22 @@ class Observer:
                 f"{meeting.total_attended_seconds} but documents add up to {len(real)}/{total}"
             )
 
+    def _named(self, key: str) -> str:
+        return self.aliases.get(key, key)
+
     def _revisions(self, meeting: MeetingRecord) -> None:
         docs = self.store.participant_docs.get(meeting.meeting_id, {}).values()
         if meeting.revision == 0:
-            base = {str(d["participant_key"]): committed_attended(d, meeting) for d in docs}
+            base = {
+                self._named(str(d["participant_key"])): committed_attended(d, meeting) for d in docs
+            }
             self.chain_base[meeting.meeting_id] = {k: v for k, v in base.items() if v is not None}
             return
         state = dict(self.chain_base.get(meeting.meeting_id, {}))
         records = self.store.revision_docs.get(meeting.meeting_id, {})
         for number in sorted(n for n in records if n <= meeting.revision):
             for change in records[number]["changes"]:
-                key = change["participant_key"]
+                key = self._named(change["participant_key"])
                 if change["before"] != state.get(key):
                     raise Violation(
                         f"{meeting.meeting_id}: revisions/{number} says {key} had "
@@ -156,7 +166,7 @@ class Observer:
             if staging or meeting.status is Status.MERGED:
                 continue
             spec = meeting.spec(window_before_s=self.before_s, window_after_s=self.after_s)
-            for key in previous - keys:
+            for key in previous - keys - self.forgettable:
                 join, leave = self.seen[key]
                 if split.takes(spec, join, leave):
                     raise Violation(
@@ -208,6 +218,32 @@ def quiet(
     for key, (join, leave) in (found or {}).items():
         if not _takers(split, live, join, leave):
             raise Violation(f"session {key} is in Reports, and in no meeting")
+
+
+def erased_everywhere(store: MemoryStore, person: str) -> None:
+    """An erased participant is in no stored value: no document, no list, no map key, no
+    revision record names them (CONTRACT §3 "Erasure")."""
+    held = {
+        "meetings": {k: m.to_document() for k, m in store.meetings.items()},
+        "participants": store.participant_docs,
+        "revisions": store.revision_docs,
+    }
+    text = json.dumps(held, default=str, sort_keys=True).lower()
+    if person.lower() in text:
+        where = [
+            meeting_id
+            for meeting_id in store.meetings
+            if person
+            in json.dumps(
+                [
+                    store.meetings[meeting_id].to_document(),
+                    store.participant_docs.get(meeting_id, {}),
+                    store.revision_docs.get(meeting_id, {}),
+                ],
+                default=str,
+            )
+        ]
+        raise Violation(f"{person} was erased, and is still stored in {where}")
 
 
 def _as_the_rules_say(store: MemoryStore, meeting: MeetingRecord, split: Partition) -> None:

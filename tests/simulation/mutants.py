@@ -414,4 +414,59 @@ MUTANTS: tuple[Mutant, ...] = (
 
 BY_NAME = {mutant.name: mutant for mutant in MUTANTS}
 
-__all__ = ["BY_NAME", "MUTANTS", "Mutant"]
+
+def _no_recheck_after_commit(original: Callable[..., Any]) -> Callable[..., Any]:
+    def skip(deps: Deps, plan: poll_plan.PollPlan) -> None:
+        return None
+
+    return skip
+
+
+def _search_misses_revisions(original: Callable[..., Any]) -> Callable[..., Any]:
+    def naming(self: MemoryStore, participant_key: str) -> list[str]:
+        revisions = self.revision_docs
+        self.revision_docs = {}
+        try:
+            found: list[str] = original(self, participant_key)
+        finally:
+            self.revision_docs = revisions
+        return found
+
+    return naming
+
+
+def _declarations_ignore_erasures(original: Callable[..., Any]) -> Callable[..., Any]:
+    def nobody(deps: Deps, keys: Sequence[str]) -> dict[str, str]:
+        return {}
+
+    return nobody
+
+
+#: Reverted rules of erasure, noticed by the schedules with an erasure (``--erasure``).
+ERASURE_MUTANTS: tuple[Mutant, ...] = (
+    Mutant(
+        "no_recheck_after_commit",
+        "a poll running while the erasure is recorded stores the participant again",
+        polling,
+        "_erased_since",
+        _no_recheck_after_commit,
+    ),
+    Mutant(
+        "erasure_search_misses_revisions",
+        "revision records of a meeting the participant left keep their key",
+        MemoryStore,
+        "meetings_naming",
+        _search_misses_revisions,
+    ),
+    Mutant(
+        "declarations_ignore_erasures",
+        "a declaration brings an erased participant back as expected",
+        declarations,
+        "_erased_names",
+        _declarations_ignore_erasures,
+    ),
+)
+
+ERASURE_BY_NAME = {mutant.name: mutant for mutant in ERASURE_MUTANTS}
+
+__all__ = ["BY_NAME", "ERASURE_BY_NAME", "ERASURE_MUTANTS", "MUTANTS", "Mutant"]

@@ -16,15 +16,18 @@ from datetime import UTC, datetime, timedelta
 
 from functions.backfill import run_backfill_slice
 from functions.declarations import accept_meeting_end
+from functions.duplicates import dedupe_key
+from functions.erasure import erase_participant
 from functions.errors import AppError
 from functions.model import Declared, meeting_id_for
+from functions.participant_keys import erasure_name
 from functions.polling import handle_collect_task, poll_meeting
 from functions.ports import BackfillSlice, Deps
 from functions.reports_events import parse_activity
 from functions.schedule import FINAL_STATUSES, Timing
 from local.simulate import call_ended
 from tests.fakes import MemoryStore
-from tests.simulation.invariants import Key, Observer, Times, Violation, quiet
+from tests.simulation.invariants import Key, Observer, Times, Violation, erased_everywhere, quiet
 from tests.simulation.scheduler import Scheduler
 from tests.simulation.world import (
     Faults,
@@ -57,6 +60,11 @@ BACKFILL_ROUNDS = (4, 9, 30, 45)
 LATE_ROUND = 35
 HEAL_ROUND = 55
 FOUND_CONFERENCE = "conf-f"
+#: With erasures: who may be erased, and when (while polls run, after they settled, with the
+#: found conference, after the late declaration).
+ERASABLE = ("amy@s.example", "bea@s.example", "cy@s.example", "di@s.example", "tutor@s.example")
+ERASURE_ROUNDS = (0, 1, 2, 3, 4, 6, 10, 20, 36, 50)
+ERASURE_KEY = "simulated-erasure-key-0123456789abcdef"
 
 
 @dataclass
@@ -227,10 +235,42 @@ def _tolerated(action: Callable[[], object]) -> Callable[[], None]:
     return run
 
 
+@dataclass(frozen=True)
+class Erasure:
+    """An operator erases ``person`` in round ``round`` (retried until it answers 2xx)."""
+
+    person: str
+    round: int
+
+    @property
+    def name(self) -> str:
+        return erasure_name(self.person, ERASURE_KEY)
+
+
+def draw_erasure(seed: int) -> Erasure:
+    """From its own generator: the schedules without erasures stay exactly what they were."""
+    rng = random.Random(seed * 104729 + 3)
+    return Erasure(rng.choice(ERASABLE), rng.choice(ERASURE_ROUNDS))
+
+
+def sessions_of(sightings: list[Sighting], person: str) -> set[Key]:
+    """The session keys of ``person`` among the sightings."""
+    keys: set[Key] = set()
+    for sighting in sightings:
+        sessions, _, _ = parse_activity(dict(sighting.activity))
+        for session in sessions:
+            if (session.identifier or "").lower() == person:
+                keys.add(dedupe_key(session))
+    return keys
+
+
 class World:
-    def __init__(self, seed: int, plan: Plan, *, max_commit_bytes: int) -> None:
+    def __init__(
+        self, seed: int, plan: Plan, *, max_commit_bytes: int, erasure: Erasure | None = None
+    ) -> None:
         self.rng = random.Random(seed)
         self.plan = plan
+        self.erasure = erasure
         self.clock = SimClock(BASE + 115 * M)
         self.scheduler = Scheduler(random.Random(seed * 7919 + 1), crash_chance=plan.crash_chance)
         self.memory = MemoryStore(max_commit_bytes=max_commit_bytes)
@@ -245,8 +285,18 @@ class World:
             timing=TIMING,
             window_before_s=BEFORE_S,
             window_after_s=AFTER_S,
+            erasure_key=ERASURE_KEY if erasure else None,
         )
-        self.observer = Observer(self.memory, BEFORE_S, AFTER_S)
+        self.erased_sessions = (
+            sessions_of(plan.sightings, erasure.person) if erasure else set[Key]()
+        )
+        self.observer = Observer(
+            self.memory,
+            BEFORE_S,
+            AFTER_S,
+            aliases={erasure.person: erasure.name} if erasure else {},
+            forgettable=self.erased_sessions,
+        )
         self.scheduler.after_step = self.observer.step
         self.errors: list[str] = []
         #: Operations that crashed: their senders try again in the next round.
@@ -387,6 +437,11 @@ def _operations(
             range_until=world.clock.now,
         )
         ops.append(("backfill", _redelivered(lambda: run_backfill_slice(deps, part))))
+    erasure = world.erasure
+    if erasure is not None and round_number == erasure.round:
+        # Answers 503 when a poll holds a meeting's lease: the operator sends it again.
+        erase = _redelivered(lambda: erase_participant(deps, erasure.person, wait=timedelta(0)))
+        ops.append((f"erase {erasure.person}", erase))
     if round_number == LATE_ROUND and plan.found is not None and plan.late_declaration:
         # Its window leaves the conference's first and last minutes to the found meeting.
         found = plan.found
@@ -464,22 +519,34 @@ def _ignore(_: object) -> None:
     return None
 
 
-def simulate(seed: int, *, max_commit_bytes: int = 6000, keep_trace: bool = False) -> Result:
-    """Run schedule ``seed``; the first invariant it breaks, if any."""
+def simulate(
+    seed: int, *, max_commit_bytes: int = 6000, keep_trace: bool = False, erasure: bool = False
+) -> Result:
+    """Run schedule ``seed``; the first invariant it breaks, if any. ``erasure``: an operator
+    also erases one participant at some round (drawn from the seed)."""
     plan = draw(random.Random(seed))
-    world = World(seed, plan, max_commit_bytes=max_commit_bytes)
+    erased = draw_erasure(seed) if erasure else None
+    world = World(seed, plan, max_commit_bytes=max_commit_bytes, erasure=erased)
     problem: str | None = None
     try:
         next_round = _drain(world, plan, 0)
         _daily_run(world)
         _drain(world, replace(plan, lose_round=None), max(next_round, HEAL_ROUND + 1))
-        in_reports = _in_reports(world)
+        gone = world.erased_sessions
+        in_reports = {k: t for k, t in _in_reports(world).items() if k not in gone}
+        expected = world.last_declared_expected()
+        if erased is not None:
+            expected = {
+                meeting_id: tuple(k for k in keys if k != erased.person)
+                for meeting_id, keys in expected.items()
+            }
+            erased_everywhere(world.memory, erased.person)
         quiet(
             world.memory,
             before_s=BEFORE_S,
             after_s=AFTER_S,
-            universe=_universe(world, in_reports),
-            expected=world.last_declared_expected(),
+            universe={k: t for k, t in _universe(world, in_reports).items() if k not in gone},
+            expected=expected,
             # The daily run scanned a healed Reports: each session it returned has a meeting.
             found=in_reports,
         )

@@ -352,6 +352,7 @@ def test_a_failed_sync_answers_502_without_upstream_text(rt: app.Runtime) -> Non
     status, body = app.api(operator("POST", f"/meetings/{meeting_id}/sync"), rt)
 
     assert (status, body["status"], body["message"]) == (502, "error", SYNC_FAILED)
+    assert body["error"] == {"code": "reports_failed", "message": SYNC_FAILED}
     assert "googleapis" not in json.dumps(body)
     assert "admin@school.example" not in json.dumps(body)
     # Operators read the cause where it is kept.
