@@ -28,7 +28,10 @@ def _request(request: flask.Request) -> app.HttpRequest:
 
 def _response(answer: app.Response) -> flask.Response:
     status, body = answer
-    return flask.Response(app.json_bytes(body), status=status, mimetype="application/json")
+    response = flask.Response(app.json_bytes(body), status=status, mimetype="application/json")
+    if status == 405:
+        response.headers["Allow"] = ", ".join(body["error"].get("allowed") or ())
+    return response
 
 
 @functions_framework.http

@@ -281,14 +281,32 @@ def run_backfill_slice(deps: Deps, part: BackfillSlice) -> BackfillReport:
     """One slice of a fanned-out run. A conference can reach past the slice, so one that would
     get a meeting of its own is first read whole over the run's range."""
     report = BackfillReport(since=part.since, until=part.until, slices=1)
+    bounds = _scannable(deps, part.since, part.until)
+    if bounds is None:
+        # Its range was checked when the run fanned out; what has since passed Reports' or our
+        # retention (or was never a valid slice) has nothing to scan: done, not retried.
+        logs.warning("backfill slice outside what may be scanned; nothing to do")
+        return report
     scan = Scan()
-    _scan_range(deps, scan, (part.since, part.until))
-    _reconcile(deps, scan, report, whole_range=(part.range_since, part.range_until))
+    _scan_range(deps, scan, bounds)
+    whole_range = _scannable(deps, part.range_since, part.range_until) or bounds
+    _reconcile(deps, scan, report, whole_range=whole_range)
     # A retried slice may not see again what it created before it died (Reports answers
     # differently): the first task of any chain never started is asked for here.
     report.reenqueued = restart_overdue_chains(deps, now=deps.clock())
     logs.info("backfill slice finished", **report.to_json())
     return report
+
+
+def _scannable(deps: Deps, since: datetime, until: datetime) -> tuple[datetime, datetime] | None:
+    """``[since, until]`` cut to what Reports keeps, our retention allows and has happened."""
+    now = deps.clock()
+    floors = [since, now - REPORTS_RETENTION + timedelta(minutes=1)]
+    cutoff = retention_cutoff(now, deps.retention_days)
+    if cutoff is not None:
+        floors.append(cutoff)
+    start, end = max(floors), min(until, now)
+    return (start, end) if start < end else None
 
 
 def _scan_range(deps: Deps, scan: Scan, bounds: tuple[datetime, datetime]) -> None:

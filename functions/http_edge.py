@@ -89,6 +89,8 @@ def error_response(error: AppError) -> Answer:
     detail: dict[str, Any] = {"code": error.code, "message": message}
     if isinstance(error, InvalidInput) and error.field is not None:
         detail["field"] = error.field
+    if isinstance(error, MethodNotAllowed):
+        detail["allowed"] = list(error.allowed)  # main.py sends them as the Allow header
     return error.status, {"error": detail}
 
 

@@ -41,6 +41,7 @@ from functions.ports import BackfillSlice, CollectReason, CollectTask
 from functions.timestamps import BadTimestamp, format_timestamp, parse_rfc3339
 
 __all__ = [
+    "TASK_REASONS",
     "BackfillRequest",
     "backfill_slice_body",
     "collect_task_body",
@@ -54,7 +55,10 @@ __all__ = [
 _PAYLOAD: Final = "invalid_payload"
 _TASK: Final = "invalid_task"
 MAX_ATTEMPT: Final = 1000
-_TASK_REASONS: Final[tuple[str, ...]] = get_args(CollectReason)
+#: What a queued task may say: a manual sync and an erasure poll run in their caller, never queued.
+TASK_REASONS: Final[tuple[str, ...]] = tuple(
+    r for r in get_args(CollectReason) if r not in ("manual", "erasure")
+)
 
 # ------------------------------------------------------------------------------
 # Strict JSON and its fields
@@ -315,9 +319,9 @@ def parse_collect_task(body: bytes) -> CollectTask:
             f"attempt must be between 1 and {MAX_ATTEMPT}", field="attempt", code=_TASK
         )
     reason = _optional_str(data, "reason", code=_TASK) or "poll"
-    if reason not in _TASK_REASONS:
+    if reason not in TASK_REASONS:
         raise InvalidInput(
-            f"reason must be one of {', '.join(_TASK_REASONS)}", field="reason", code=_TASK
+            f"reason must be one of {', '.join(TASK_REASONS)}", field="reason", code=_TASK
         )
     return CollectTask(meeting_id=meeting_id, attempt=attempt, reason=cast(CollectReason, reason))
 

@@ -318,6 +318,45 @@ def test_fan_out_enqueues_one_named_task_per_slice_once() -> None:
     assert len(world.queue.slices) == 3  # the same run again creates no slice twice
 
 
+@pytest.mark.parametrize(
+    ("since", "until", "scanned"),
+    [
+        # Wholly past what Reports keeps (or a future one): nothing to scan, done, not retried.
+        (NOW - timedelta(days=400), NOW - timedelta(days=399), None),
+        (NOW + timedelta(days=1), NOW + timedelta(days=2), None),
+        # Reaching past it: cut to what may be scanned.
+        (
+            NOW - timedelta(days=200),
+            NOW - timedelta(days=100),
+            (NOW - timedelta(days=180) + M, NOW - timedelta(days=100)),
+        ),
+        (NOW - timedelta(hours=1), NOW + timedelta(days=3), (NOW - timedelta(hours=1), NOW)),
+    ],
+)
+def test_a_slice_scans_only_what_reports_keeps_and_has_happened(
+    since: datetime, until: datetime, scanned: tuple[datetime, datetime] | None
+) -> None:
+    world = World()
+    part = BackfillSlice(since=since, until=until, range_since=since, range_until=until)
+    report = run_backfill_slice(world.deps, part)
+    assert report.meetings_created == []
+    asked = [(c["start"], c["end"]) for c in world.reports.calls]
+    assert asked == ([] if scanned is None else [scanned])
+
+
+def test_a_slice_scans_nothing_before_the_retention() -> None:
+    world = World()
+    world.deps = replace(world.deps, retention_days=62)
+    part = BackfillSlice(
+        since=NOW - timedelta(days=70),
+        until=NOW - timedelta(days=63),
+        range_since=NOW - timedelta(days=70),
+        range_until=NOW - timedelta(days=63),
+    )
+    run_backfill_slice(world.deps, part)
+    assert world.reports.calls == []
+
+
 def test_slices_run_as_tasks_find_what_the_threaded_run_finds() -> None:
     threaded, fanned = World(), World()
     for world in (threaded, fanned):

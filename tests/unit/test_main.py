@@ -177,3 +177,14 @@ def test_backfill_starts_a_run_for_the_scheduler(runtime: app.Runtime) -> None:
     assert len(queue.slices) == 2
     wrong_method = backfill.get("/", headers=headers)
     assert wrong_method.status_code == 405
+    assert wrong_method.headers["Allow"] == "POST"
+
+
+def test_a_405_names_the_allowed_methods_in_the_allow_header(runtime: app.Runtime) -> None:
+    api = client_for("api")
+    bearer = {"Authorization": f"Bearer {OPERATOR}"}
+    for path, allowed in (("/meetings/x-1", "GET"), ("/meetings/x-1/sync", "POST")):
+        answer = api.delete(path, headers=bearer)
+        assert (answer.status_code, answer.headers["Allow"]) == (405, allowed)
+        assert answer.get_json()["error"]["allowed"] == [allowed]
+    assert client_for("ingest").get("/").headers["Allow"] == "POST"

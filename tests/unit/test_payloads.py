@@ -440,10 +440,20 @@ def test_a_task_body_round_trips_compactly() -> None:
     assert parse_collect_task(body) == task
 
 
-@pytest.mark.parametrize("reason", ["poll", "neighbour", "backfill", "manual", "restart"])
+@pytest.mark.parametrize("reason", ["poll", "neighbour", "backfill", "restart"])
 def test_every_reason_is_accepted(reason: str) -> None:
     body = json.dumps({"meeting_id": "m1", "attempt": 1, "reason": reason}).encode()
     assert parse_collect_task(body).reason == reason
+
+
+@pytest.mark.parametrize("reason", ["manual", "erasure"])
+def test_reasons_that_are_never_queued_are_refused(reason: str) -> None:
+    # A manual sync or an erasure polls in its caller; as a task it would answer 404 or 409,
+    # which the queue retries for days.
+    body = json.dumps({"meeting_id": "m1", "attempt": 1, "reason": reason}).encode()
+    with pytest.raises(InvalidInput) as caught:
+        parse_collect_task(body)
+    assert caught.value.field == "reason"
 
 
 @pytest.mark.parametrize(

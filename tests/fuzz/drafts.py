@@ -1,0 +1,447 @@
+"""What the fuzzer sends: drafts of requests drawn from ``openapi.yaml``.
+
+Schemathesis turns each documented operation into Hypothesis strategies (positive: bodies,
+headers and path parameters the description allows; negative: ones it does not). A share of the
+positive cases is made realistic (recent times, meeting codes the fake Reports API knows,
+meetings that exist), about one draft in twenty leaves the documented routes (another method, an
+unknown path), and each draft names the credential it is to be sent with (``harness`` applies
+it when sending: signatures carry the time).
+
+Weighted choices (which operation, how realistic, which credential) come from a
+``random.Random`` seeded with the run's seed, not from Hypothesis: its draws lean towards small
+and repeated values (good for finding edge cases, bad for a mix), so the same few choices would
+recur, and a strategy chosen outside Hypothesis' own draws makes its data generation "flaky". So
+the choices are planned first and Hypothesis, seeded too, draws only the schemathesis cases: a
+chunk of drafts at a time, once per (operation, mode) the chunk needs. A run is reproducible up
+to the ids and times the stack hands out.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import zlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+import schemathesis
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import seed as hypothesis_seed
+from hypothesis import strategies as st
+from schemathesis import Case, GenerationMode
+from schemathesis.core import NotSet
+from schemathesis.core.result import Err
+
+from local.client import StackClient
+from local.simulate import Stay, activities_for, rfc3339
+from tests.fuzz.spec import ROOT, Operation, load_spec, operations
+
+#: Who may call what (CONTRACT §4, §6): the credential kinds of the authenticated batch.
+GOOD: Final[Mapping[str, tuple[str, ...]]] = {
+    "ingest": ("webhook",),
+    "api": ("api",),
+    "collect": ("tasks",),
+    "backfill": ("scheduler", "tasks"),
+}
+_BAD_TOKENS: Final = (
+    "none",
+    "garbled",
+    "other-audience",
+    "other-identity",
+    "tampered",
+    "basic",
+    "webhook",
+)
+#: The unauthenticated batch's credential kinds ("garbled": what schemathesis generated).
+BAD: Final[Mapping[str, tuple[str, ...]]] = {
+    "ingest": ("none", "garbled", "wrong-secret", "stale", "future", "other-body", "bearer"),
+    "api": _BAD_TOKENS,
+    "collect": _BAD_TOKENS,
+    "backfill": _BAD_TOKENS,
+}
+_REASONS: Final = ("poll", "neighbour", "backfill", "manual", "restart", "erasure")
+_EXTERNAL_IDS: Final = tuple(f"fuzz-class-{n}" for n in range(6))
+_CALENDAR_IDS: Final = tuple(f"fuzz-event-{n}" for n in range(4))
+_REPLAYED_IDS: Final = tuple(f"fuzz_replayed_{n}" for n in range(4))
+_OTHER_METHODS: Final = ("GET", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "TRACE")
+_UNKNOWN_PATHS: Final = (
+    "/x",
+    "/meetings",
+    "/meetings/a%2Fb/c",
+    "/meetings/__x__",
+    "/meetings/m-1/sync/x",
+    "/Meetings/sync",
+    "/erasures/x",
+    "/robots.txt",
+    "/favicon.ico",
+    "/%2e%2e/etc/passwd",
+)
+#: Drafts planned together: each chunk runs Hypothesis once per (operation, mode) it needs.
+_CHUNK: Final = 250
+
+
+def erasures_implemented() -> bool:
+    """``POST /erasures`` answers 500 with a valid token until ``functions/erasure.py`` exists
+    (it was being written alongside): until then authenticated erasures are not generated."""
+    return (ROOT / "functions" / "erasure.py").exists()
+
+
+# ------------------------------------------------------------------------------------------------
+# What the stack knows: the seed of the realistic share
+
+
+@dataclass
+class World:
+    now: datetime
+    codes: list[str]
+    emails: list[str]
+    meeting_ids: list[str] = field(default_factory=list)
+    erasures: bool = True
+
+
+_CODES: Final = ("fzz-aaaa-bbb", "fzz-cccc-ddd", "fzz-eeee-fff")
+_EMAILS: Final = (
+    "teacher@school.example",
+    "ana@school.example",
+    "ben@school.example",
+    "guest@partner.example",
+)
+
+
+def seed_world(client: StackClient) -> World:
+    """Attendance in the fake Reports API for three rooms, and a class declared in each."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    world = World(
+        now=now,
+        codes=[*_CODES, "abc-defg-hij", "room 42", "qqqqqqqqqq"],
+        emails=list(_EMAILS),
+        erasures=erasures_implemented(),
+    )
+    for index, code in enumerate(_CODES):
+        end = now - timedelta(hours=index + 1)
+        start = end - timedelta(minutes=50)
+        minute = timedelta(minutes=1)
+        stays = [
+            Stay(_EMAILS[0], start, end, display_name="Teacher"),
+            Stay(_EMAILS[1], start + 5 * minute, end - 10 * minute),
+            Stay(_EMAILS[2], start + minute, start + 20 * minute),
+            Stay(_EMAILS[2], start + 25 * minute, end, device_type="android"),
+            Stay("", start, start + 9 * minute, identifier_type=None, display_name="Guest"),
+        ]
+        client.add_activities(
+            activities_for(stays, meeting_code=code, conference_id=f"fuzz-conference-{index}")
+        )
+        answer = client.meeting_ended(
+            {
+                "type": "meeting.ended",
+                "meeting_code": code,
+                "started_at": rfc3339(start),
+                "ended_at": rfc3339(end),
+                "external_id": f"fuzz-seed-{index}",
+                "expected_participants": list(_EMAILS[:3]),
+            }
+        )
+        if answer.status not in (200, 202):
+            raise RuntimeError(f"seeding the stack: webhook answered {answer.status}")
+        world.meeting_ids.append(answer.body["meeting_id"])
+    return world
+
+
+# ------------------------------------------------------------------------------------------------
+# Drafts
+
+
+@dataclass(frozen=True, slots=True)
+class Draft:
+    function: str
+    method: str
+    path: str  # as the function serves it, parameters filled in
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+    content_type: str | None
+    credential: str
+    operation: Operation | None  # None: off the documented routes
+    mode: str  # positive | negative | off-route
+    webhook_id: str | None = None  # None: a fresh one when signed
+
+    @property
+    def authenticated(self) -> bool:
+        return self.credential in GOOD[self.function]
+
+
+def _header_value(value: object) -> str:
+    """A value ``requests`` will send: visible ASCII and inner spaces (garbage stays garbage)."""
+    return "".join(c for c in str(value) if " " <= c <= "~").strip()
+
+
+def _encode(rnd: random.Random, body: object, *, negative: bool) -> tuple[bytes, str | None]:
+    if isinstance(body, NotSet):
+        return b"", None
+    if isinstance(body, bytes):
+        data = body
+    else:
+        try:
+            data = json.dumps(body, ensure_ascii=rnd.random() < 0.5).encode()
+        except UnicodeEncodeError:  # a lone surrogate: only its escape can be sent
+            data = json.dumps(body).encode()
+    content_type: str | None = "application/json"
+    if negative and rnd.random() < 0.1:
+        content_type = rnd.choice(
+            [
+                None,
+                "text/plain",
+                "application/json; charset=latin-1",
+                "application/x-www-form-urlencoded",
+                "application/json; charset=UTF-8",
+            ]
+        )
+    if negative and rnd.random() < 0.02:
+        data += b" " * 66_000  # still JSON, but over the 64 KiB limit
+    return data, content_type
+
+
+def _before(rnd: random.Random, moment: datetime, max_s: int, min_s: int = 0) -> datetime:
+    return moment - timedelta(seconds=rnd.randint(min_s, max_s))
+
+
+def _maybe(rnd: random.Random, choices: Sequence[str]) -> str | None:
+    return None if rnd.random() < 0.4 else rnd.choice(choices)
+
+
+def _realistic_declaration(
+    rnd: random.Random, body: dict[str, Any], world: World, *, typed: bool
+) -> dict[str, Any]:
+    body = dict(body)
+    ended = _before(rnd, world.now, 6 * 3600)
+    body["ended_at"] = rfc3339(ended)
+    if rnd.random() < 0.7:
+        body["started_at"] = rfc3339(_before(rnd, ended, 3 * 3600))
+    else:
+        body.pop("started_at", None)
+    body["meeting_code"] = rnd.choice(world.codes)
+    if rnd.random() < 0.5:
+        count = rnd.randint(0, min(3, len(world.emails)))
+        body["expected_participants"] = rnd.sample(world.emails, count)
+    # A few shared ids re-declare (200) and clash (409); most classes are new (202).
+    identity = rnd.random()
+    if identity < 0.25:
+        body["external_id"] = rnd.choice(_EXTERNAL_IDS)
+    elif identity < 0.6:
+        body["external_id"] = f"fuzz-{rnd.getrandbits(48):012x}"
+    else:
+        body.pop("external_id", None)
+    body["calendar_event_id"] = rnd.choice(_CALENDAR_IDS) if rnd.random() < 0.15 else None
+    body["organizer_email"] = _maybe(rnd, world.emails)
+    if typed or rnd.random() < 0.5:
+        body["type"] = "meeting.ended"
+    else:
+        body.pop("type", None)
+    return body
+
+
+def _realistic_backfill(rnd: random.Random, world: World) -> object:
+    choice = rnd.randrange(4)
+    if choice == 0:
+        return NotSet()
+    if choice == 1:
+        return {}
+    until = _before(rnd, world.now, 3600)
+    since = _before(rnd, until, 6 * 3600, 60)
+    if choice == 2:
+        return {"since": rfc3339(since), "until": rfc3339(until)}
+    range_since = _before(rnd, since, 3600)
+    range_until = min(until + timedelta(seconds=rnd.randint(0, 600)), world.now)
+    bounds = (since, until, range_since, range_until)
+    names = ("since", "until", "range_since", "range_until")
+    return {"slice": {name: rfc3339(moment) for name, moment in zip(names, bounds, strict=True)}}
+
+
+def _realise(
+    rnd: random.Random, op: Operation, parameters: dict[str, Any], body: object, world: World
+) -> tuple[dict[str, Any], object]:
+    """The realistic share: times near now, codes with attendance, meetings that exist."""
+    if "meeting_id" in parameters and world.meeting_ids and rnd.random() < 0.8:
+        parameters["meeting_id"] = rnd.choice(world.meeting_ids)
+    name = op.operation_id
+    if name in ("ingestMeetingEnded", "apiDeclareAndSync") and isinstance(body, dict):
+        body = _realistic_declaration(rnd, body, world, typed=name == "ingestMeetingEnded")
+    elif name == "collectPoll" and isinstance(body, dict):
+        body = {
+            "meeting_id": rnd.choice(world.meeting_ids or [str(body.get("meeting_id"))]),
+            "attempt": rnd.randint(1, 6),
+            "reason": _maybe(rnd, _REASONS),
+        }
+    elif name == "backfillRun":
+        body = _realistic_backfill(rnd, world)
+    elif name == "apiErase" and isinstance(body, dict):
+        keys = [*world.emails, "phone:+44 20 7946 0000", "anon:Guest", "Ben@School.example"]
+        body = {"participant_key": rnd.choice(keys)}
+    return parameters, body
+
+
+def _off_route(rnd: random.Random, *, authenticated: bool) -> Draft:
+    """Another method on a documented path, or a path no function documents."""
+    function = rnd.choice(("ingest", "api", "collect", "backfill"))
+    if function in ("collect", "backfill"):
+        # They serve POST at every path (documented): only another method is off the route.
+        method = rnd.choice(_OTHER_METHODS)
+        path = rnd.choice(("/", "/x", "/meetings/sync"))
+    elif function == "ingest":
+        if rnd.random() < 0.5:
+            method, path = rnd.choice(_OTHER_METHODS), "/"
+        else:
+            method = rnd.choice(("POST", "GET"))
+            path = rnd.choice(("/meetings/sync", "/meetings/m-1", "/erasures", *_UNKNOWN_PATHS))
+    else:
+        documented = {"/erasures": "POST", "/meetings/m-1": "GET", "/meetings/m-1/sync": "POST"}
+        if rnd.random() < 0.5:
+            path = rnd.choice(sorted(documented))
+            method = rnd.choice([m for m in (*_OTHER_METHODS, "POST") if m != documented[path]])
+        else:
+            method = rnd.choice(("POST", "GET"))
+            path = rnd.choice(_UNKNOWN_PATHS)
+    body = b'{"type":"meeting.ended"}' if method in ("POST", "PUT", "PATCH") else b""
+    return Draft(
+        function=function,
+        method=method,
+        path=path,
+        headers=(),
+        body=body,
+        content_type="application/json" if body else None,
+        credential=rnd.choice(GOOD[function] if authenticated else BAD[function]),
+        operation=None,
+        mode="off-route",
+    )
+
+
+def _mode(rnd: random.Random) -> str:
+    return GenerationMode.POSITIVE.value if rnd.random() < 0.7 else GenerationMode.NEGATIVE.value
+
+
+class Generator:
+    """Drafts for a batch, drawn with Hypothesis from schemathesis' strategies."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+        schema = schemathesis.openapi.from_dict(load_spec())
+        by_route = {(op.key, op.method): op for op in operations()}
+        self._strategies: dict[tuple[str, str], st.SearchStrategy[Any]] = {}
+        self._operations: list[Operation] = []
+        for result in schema.get_all_operations():
+            if isinstance(result, Err):
+                raise result.err()  # openapi.yaml is checked by tests/unit/test_openapi.py
+            found = result.ok()
+            op = by_route[(found.path, found.method.upper())]
+            self._operations.append(op)
+            for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+                self._strategies[(op.operation_id, mode.value)] = found.as_strategy(
+                    generation_mode=mode
+                )
+
+    def learn(self, status: int, body: bytes) -> None:
+        """A meeting the stack answered with becomes a target of the drafts still to be drawn."""
+        if not 200 <= status < 300:
+            return
+        try:
+            answer = json.loads(body)
+        except ValueError:
+            return
+        meeting_id = answer.get("meeting_id") if isinstance(answer, dict) else None
+        if isinstance(meeting_id, str) and meeting_id not in self.world.meeting_ids:
+            self.world.meeting_ids.append(meeting_id)
+
+    def operations_for(self, *, authenticated: bool) -> list[Operation]:
+        if authenticated and not self.world.erasures:
+            return [op for op in self._operations if op.operation_id != "apiErase"]
+        return list(self._operations)
+
+    def cases(self, operation_id: str, mode: str, count: int, *, seed: int) -> list[Case[Any]]:
+        """``count`` schemathesis cases of one operation in one mode (Hypothesis, seeded)."""
+        found: list[Case[Any]] = []
+        attempt = 0
+        while len(found) < count:
+
+            @hypothesis_seed(seed + 7919 * attempt)
+            @settings(
+                max_examples=count - len(found),
+                database=None,
+                phases=[Phase.generate],
+                deadline=None,
+                suppress_health_check=list(HealthCheck),
+            )
+            @given(self._strategies[(operation_id, mode)])
+            def collect(case: Case[Any]) -> None:
+                found.append(case)
+
+            collect()
+            attempt += 1
+        return found[:count]
+
+    def generate(
+        self,
+        count: int,
+        *,
+        authenticated: bool,
+        seed: int,
+        sink: Callable[[Draft], None] | None = None,
+    ) -> list[Draft]:
+        """``count`` drafts, each also handed to ``sink`` as soon as its chunk is drawn."""
+        plan = random.Random(seed)
+        ops = self.operations_for(authenticated=authenticated)
+        slots = [random.Random(plan.getrandbits(64)) for _ in range(count)]
+        found: list[Draft] = []
+        for start in range(0, count, _CHUNK):
+            chunk = slots[start : start + _CHUNK]
+            wanted: list[tuple[Operation, str] | None] = []
+            for rnd in chunk:
+                off_route = rnd.random() < 0.05
+                op = rnd.choice(ops)
+                wanted.append(None if off_route else (op, _mode(rnd)))
+            groups: dict[tuple[str, str], list[int]] = {}
+            for index, want in enumerate(wanted):
+                if want is not None:
+                    groups.setdefault((want[0].operation_id, want[1]), []).append(index)
+            cases: dict[int, Case[Any]] = {}
+            for (operation_id, mode), indices in sorted(groups.items()):
+                key = f"{seed}/{authenticated}/{start}/{operation_id}/{mode}".encode()
+                drawn = self.cases(operation_id, mode, len(indices), seed=zlib.crc32(key))
+                cases.update(zip(indices, drawn, strict=True))
+            for index, (rnd, want) in enumerate(zip(chunk, wanted, strict=True)):
+                if want is None:
+                    draft = _off_route(rnd, authenticated=authenticated)
+                else:
+                    draft = self._draft(rnd, want[0], want[1], cases[index], authenticated)
+                found.append(draft)
+                if sink is not None:
+                    sink(draft)
+        return found
+
+    def _draft(
+        self, rnd: random.Random, op: Operation, mode: str, case: Case[Any], authenticated: bool
+    ) -> Draft:
+        parameters = dict(case.path_parameters or {})
+        body: object = case.body
+        # The unauthenticated batch is mostly realistic: those are the requests that would
+        # change something if a credential check were missing.
+        if mode == "positive" and rnd.random() < (0.6 if authenticated else 0.8):
+            parameters, body = _realise(rnd, op, parameters, body, self.world)
+        data, content_type = _encode(rnd, body, negative=mode == "negative")
+        headers = tuple(
+            (str(name), _header_value(value))
+            for name, value in (case.headers or {}).items()
+            if str(name).lower() != "content-type"
+        )
+        return Draft(
+            function=op.function,
+            method=op.method,
+            path=op.local_path(parameters),
+            headers=headers,
+            body=data,
+            content_type=content_type,
+            credential=rnd.choice(GOOD[op.function] if authenticated else BAD[op.function]),
+            operation=op,
+            mode=mode,
+            webhook_id=rnd.choice(_REPLAYED_IDS) if rnd.random() < 0.1 else None,
+        )

@@ -1,0 +1,486 @@
+"""openapi.yaml against the implementation: a valid OpenAPI 3.1 description; every route of every
+function documented and served, nothing else served; the request schemas accept what our own
+serialisers write; the answer schemas accept what the handlers answer (over in-memory ports).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import uuid
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import jsonschema
+import pytest
+from openapi_spec_validator import validate
+from openapi_spec_validator.validation import OpenAPIV31SpecValidator
+
+from functions import app
+from functions.config import Settings
+from functions.errors import ReportsError
+from functions.http_edge import route_api, route_ingest
+from functions.payloads import (
+    TASK_REASONS,
+    backfill_slice_body,
+    collect_task_body,
+    parse_backfill_request,
+    parse_collect_task,
+    parse_meeting_ended,
+)
+from functions.ports import BackfillSlice, CollectReason, CollectTask, Deps
+from functions.schedule import Timing
+from functions.signatures import sign_webhook
+from local.demo import the_day
+from local.simulate import Stay, activities_for
+from tests.fakes import FakeIdTokens, ManualClock, MemoryQueue, MemoryStore, ScriptedReports
+from tests.fuzz.spec import (
+    FUNCTIONS,
+    Operation,
+    answer_problems,
+    load_spec,
+    operation,
+    operations,
+    request_body_pointer,
+    schema_problems,
+)
+
+SPEC = load_spec()
+
+# ------------------------------------------------------------------------------------------------
+# The description itself
+
+
+def test_the_description_is_valid_openapi_3_1() -> None:
+    assert SPEC["openapi"].startswith("3.1.")
+    validate(SPEC, cls=OpenAPIV31SpecValidator)
+    for schema in SPEC["components"]["schemas"].values():
+        jsonschema.Draft202012Validator.check_schema(schema)
+
+
+def test_the_validator_refuses_a_broken_description() -> None:
+    broken = copy.deepcopy(SPEC)
+    broken["paths"]["/ingest"]["post"]["responses"]["2OO"] = {"description": "no such status"}
+    with pytest.raises(Exception, match="2OO"):
+        validate(broken, cls=OpenAPIV31SpecValidator)
+
+
+def test_every_path_names_its_function_and_every_function_has_a_server() -> None:
+    servers = [server["x-function"] for server in SPEC["servers"]]
+    assert sorted(servers) == sorted(FUNCTIONS)
+    for key, item in SPEC["paths"].items():
+        function, path = item["x-function"], item["x-path"]
+        assert function in FUNCTIONS
+        assert key == f"/{function}" + ("" if path == "/" else path)
+
+
+#: Every route each function serves: (function, method, path) → the router's name for it.
+ROUTES = {
+    ("ingest", "POST", "/"): "meeting_ended",
+    ("api", "POST", "/meetings/sync"): "declare_and_sync",
+    ("api", "GET", "/meetings/{meeting_id}"): "get",
+    ("api", "POST", "/meetings/{meeting_id}/sync"): "sync",
+    ("api", "POST", "/erasures"): "erase",
+    ("collect", "POST", "/"): "collect",
+    ("backfill", "POST", "/"): "backfill",
+}
+
+
+def test_every_route_of_every_function_is_documented_once() -> None:
+    documented = [(op.function, op.method, op.path) for op in operations()]
+    assert sorted(documented) == sorted(ROUTES)
+
+
+def test_every_operation_documents_the_refusals_of_its_edge() -> None:
+    for op in operations():
+        responses = op.description()["responses"]
+        assert {"405", "5XX"} <= responses.keys(), op
+        if op.method == "POST":
+            assert {"413", "415"} <= responses.keys(), op
+        if op.function != "ingest":
+            assert {"401", "403"} <= responses.keys(), op
+            assert op.description()["security"], op
+
+
+# ------------------------------------------------------------------------------------------------
+# The routers: what is documented is served, what is not is refused
+
+NOW = datetime(2026, 11, 20, 11, 0, tzinfo=UTC)
+END = NOW - timedelta(minutes=15)
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+OPERATOR = "operator@acme.iam.gserviceaccount.com"
+TASKS = "tasks@acme.iam.gserviceaccount.com"
+SCHEDULER = "scheduler@acme.iam.gserviceaccount.com"
+API_URL = "http://127.0.0.1:10/"
+COLLECT_URL = "http://127.0.0.1:9/"
+BACKFILL_URL = "http://127.0.0.1:11/"
+ENV = {
+    "GOOGLE_CLOUD_PROJECT": "acme",
+    "TASKS_LOCATION": "here",
+    "TASKS_QUEUE": "q",
+    "COLLECT_URL": COLLECT_URL,
+    "BACKFILL_URL": BACKFILL_URL,
+    "TASKS_SERVICE_ACCOUNT": TASKS,
+    "SCHEDULER_SERVICE_ACCOUNT": SCHEDULER,
+    "REPORTS_API_ENDPOINT": "http://127.0.0.1:9",
+    "ERASURE_KEY": "k" * 32,
+}
+# One runtime serves every handler here; each reads only its own fields.
+SETTINGS = replace(
+    Settings.from_env(ENV, role="backfill"),
+    webhook_secrets=(SECRET,),
+    api_url=API_URL,
+    api_principals=(OPERATOR,),
+)
+
+
+@pytest.fixture
+def rt() -> app.Runtime:
+    deps = Deps(
+        store=MemoryStore(),
+        queue=MemoryQueue(),
+        reports=ScriptedReports(),
+        clock=ManualClock(NOW),
+        timing=Timing(),
+        erasure_key=SETTINGS.erasure_key,
+    )
+    return app.Runtime(SETTINGS, deps, FakeIdTokens(COLLECT_URL, API_URL, BACKFILL_URL))
+
+
+HANDLERS = {"ingest": app.ingest, "api": app.api, "collect": app.collect, "backfill": app.backfill}
+
+
+def request(
+    method: str,
+    path: str,
+    body: bytes = b"",
+    *,
+    identity: str | None = None,
+    signed: bool = False,
+    content_type: str | None = None,
+) -> app.HttpRequest:
+    headers: dict[str, str] = {}
+    if identity is not None:
+        headers["authorization"] = f"Bearer {identity}"
+    if signed:
+        webhook_id = f"msg_{uuid.uuid4().hex}"  # a replayed id would answer 200 whatever it says
+        signature = sign_webhook(secret=SECRET, webhook_id=webhook_id, timestamp=NOW, body=body)
+        headers.update({k.lower(): v for k, v in signature.items()})
+    return app.HttpRequest(
+        method=method,
+        path=path,
+        headers=headers,
+        body=body,
+        content_type=content_type or ("application/json" if body else None),
+        content_length=len(body),
+    )
+
+
+@pytest.mark.parametrize("op", operations(), ids=str)
+def test_the_router_serves_every_documented_operation(op: Operation, rt: app.Runtime) -> None:
+    path = op.local_path({"meeting_id": "m-1"})
+    expected = ROUTES[(op.function, op.method, op.path)]
+    if op.function == "ingest":
+        assert route_ingest(op.method, path) == (expected,)
+    elif op.function == "api":
+        assert route_api(op.method, path)[0] == expected
+    # Through the handler: past the route and the edge's checks, up to the missing credential.
+    status, body = HANDLERS[op.function](request(op.method, path), rt)
+    assert status == 401, body
+    assert answer_problems(op, status, body) == []
+
+
+#: Methods and paths no function documents: (function, method, path, status).
+UNDOCUMENTED = [
+    *[("ingest", method, "/", 405) for method in ("GET", "PUT", "DELETE", "PATCH", "OPTIONS")],
+    ("ingest", "POST", "/meetings/sync", 404),
+    ("ingest", "GET", "/meetings/m-1", 404),
+    ("ingest", "POST", "/meetings/m-1/sync", 404),
+    ("ingest", "POST", "/erasures", 404),
+    ("ingest", "POST", "/x", 404),
+    ("api", "GET", "/erasures", 405),
+    ("api", "DELETE", "/erasures", 405),
+    ("api", "PUT", "/meetings/m-1", 405),
+    ("api", "DELETE", "/meetings/m-1", 405),
+    ("api", "POST", "/meetings/m-1", 405),
+    ("api", "GET", "/meetings/m-1/sync", 405),
+    ("api", "PUT", "/meetings/sync", 405),
+    ("api", "GET", "/", 404),
+    ("api", "POST", "/", 404),
+    ("api", "POST", "/meetings", 404),
+    ("api", "GET", "/meetings/a/b", 404),
+    ("api", "GET", "/meetings/__x__", 404),
+    ("api", "POST", "/meetings/a.b/sync", 404),
+    ("api", "POST", "/meetings/m-1/sync/x", 404),
+    ("api", "GET", "/meetings/" + "a" * 129, 404),
+    ("api", "POST", "/erasures/x", 404),
+    *[("collect", method, "/", 405) for method in ("GET", "PUT", "DELETE", "PATCH")],
+    *[("backfill", method, "/", 405) for method in ("GET", "PUT", "DELETE", "PATCH")],
+]
+
+
+@pytest.mark.parametrize(("function", "method", "path", "status"), UNDOCUMENTED)
+def test_what_is_not_documented_is_not_served(
+    function: str, method: str, path: str, status: int, rt: app.Runtime
+) -> None:
+    identity = {"ingest": None, "api": OPERATOR, "collect": TASKS, "backfill": SCHEDULER}[function]
+    body = b'{"type": "meeting.ended"}' if method in ("POST", "PUT", "PATCH") else b""
+    got, answer = HANDLERS[function](
+        request(method, path, body, identity=identity, signed=function == "ingest"), rt
+    )
+    assert got == status, answer
+    # The refusal is the documented error body.
+    assert schema_problems("/components/schemas/Error", answer) == []
+    assert rt.deps.store.meetings == {}  # type: ignore[attr-defined]
+
+
+# ------------------------------------------------------------------------------------------------
+# Request bodies: the schemas accept what our own serialisers write
+
+
+def body_problems(operation_id: str, body: bytes | Any) -> list[str]:
+    value = json.loads(body) if isinstance(body, bytes) else body
+    return schema_problems(request_body_pointer(operation(operation_id)), value)
+
+
+@pytest.mark.parametrize("reason", TASK_REASONS)
+def test_the_collect_task_schema_accepts_the_queues_task_bodies(reason: CollectReason) -> None:
+    task = CollectTask(meeting_id="m-3f1c2a9b8d7e6f5a4b3c2d1e", attempt=7, reason=reason)
+    body = collect_task_body(task)
+    assert body_problems("collectPoll", body) == []
+    assert parse_collect_task(body) == task
+
+
+def test_the_backfill_schema_accepts_slices_and_runs() -> None:
+    part = BackfillSlice(
+        since=NOW - timedelta(hours=6),
+        until=NOW - timedelta(milliseconds=1),
+        range_since=NOW - timedelta(hours=48),
+        range_until=NOW,
+    )
+    body = backfill_slice_body(part)
+    assert body_problems("backfillRun", body) == []
+    assert parse_backfill_request(body).part == part
+    # What Cloud Scheduler (and StackClient.trigger_backfill) send, and a range.
+    for run in ({}, {"since": "2026-11-18T00:00:00Z", "until": "2026-11-20T00:00:00+01:00"}):
+        assert body_problems("backfillRun", run) == []
+        assert parse_backfill_request(json.dumps(run).encode()).part is None
+
+
+def test_the_declaration_schemas_accept_the_demos_webhooks() -> None:
+    algebra, biology, *_ = the_day(NOW)
+    for payload in (algebra, biology):
+        assert body_problems("ingestMeetingEnded", payload) == []
+        parse_meeting_ended(json.dumps(payload).encode(), now=NOW + timedelta(days=7))
+        manual = {k: v for k, v in payload.items() if k != "type"}
+        assert body_problems("apiDeclareAndSync", manual) == []
+        # The webhook needs its type; the manual declaration does not.
+        assert body_problems("ingestMeetingEnded", manual) != []
+
+
+def test_the_erasure_schema_accepts_a_participant_key() -> None:
+    assert body_problems("apiErase", {"participant_key": "Ben@School.example"}) == []
+    assert body_problems("apiErase", {"participant_key": ""}) != []
+
+
+@pytest.mark.parametrize(
+    ("operation_id", "body"),
+    [
+        ("ingestMeetingEnded", {"type": "meeting.ended", "meeting_code": "abc-defg-hij"}),
+        ("ingestMeetingEnded", {"type": "other", "meeting_code": "abc", "ended_at": "x"}),
+        ("collectPoll", {"meeting_id": "a b", "attempt": 1}),
+        ("collectPoll", {"meeting_id": "__x__", "attempt": 1}),
+        ("collectPoll", {"meeting_id": "m-1", "attempt": 0}),
+        ("backfillRun", {"slice": {"since": "2026-11-18T00:00:00Z"}}),
+    ],
+)
+def test_the_request_schemas_refuse_what_the_parsers_refuse(
+    operation_id: str, body: dict[str, Any]
+) -> None:
+    assert body_problems(operation_id, body) != []
+
+
+# ------------------------------------------------------------------------------------------------
+# Answers: the handlers' real answers are what the description documents
+
+
+def meeting_ended(**extra: Any) -> bytes:
+    payload = {
+        "type": "meeting.ended",
+        "meeting_code": "ABC-defg-HIJ",
+        "ended_at": "2026-11-20T10:45:00Z",
+        "started_at": "2026-11-20T10:00:00+00:00",
+        "external_id": "algebra-1",
+        "expected_participants": ["Teacher@School.example", "absent@school.example"],
+    }
+    payload.update(extra)
+    return json.dumps(payload).encode()
+
+
+class Answers:
+    """Calls a handler and checks its answer against the description."""
+
+    def __init__(self, rt: app.Runtime) -> None:
+        self.rt = rt
+        self.seen: set[tuple[str, int]] = set()
+
+    def __call__(self, operation_id: str, req: app.HttpRequest, status: int) -> dict[str, Any]:
+        op = operation(operation_id)
+        got, body = HANDLERS[op.function](req, self.rt)
+        assert got == status, body
+        # As main.py sends it: compact JSON bytes.
+        assert answer_problems(op, got, app.json_bytes(body)) == []
+        self.seen.add((operation_id, got))
+        return body
+
+
+def attendance(rt: app.Runtime) -> None:
+    reports: ScriptedReports = rt.deps.reports  # type: ignore[assignment]
+    reports.activities += activities_for(
+        [
+            Stay("teacher@school.example", END - timedelta(minutes=45), END),
+            Stay("kid@school.example", END - timedelta(minutes=40), END - timedelta(minutes=20)),
+            Stay("kid@school.example", END - timedelta(minutes=10), END, device_type="android"),
+            Stay("", END - timedelta(minutes=30), END, identifier_type=None, display_name="Guest"),
+        ],
+        meeting_code="abc-defg-hij",
+        conference_id="c",
+    )
+
+
+def test_the_answers_of_ingest_are_documented(rt: app.Runtime) -> None:
+    answer = Answers(rt)
+    created = answer("ingestMeetingEnded", request("POST", "/", meeting_ended(), signed=True), 202)
+    answer("ingestMeetingEnded", request("POST", "/", meeting_ended(), signed=True), 200)
+    other_code = meeting_ended(meeting_code="zzz-zzzz-zzz")
+    answer("ingestMeetingEnded", request("POST", "/", other_code, signed=True), 409)
+    bad_time = meeting_ended(ended_at="2026-11-20T10:45:00")
+    refusal = answer("ingestMeetingEnded", request("POST", "/", bad_time, signed=True), 400)
+    assert refusal["error"]["field"] == "ended_at"
+    answer("ingestMeetingEnded", request("POST", "/", meeting_ended()), 401)
+    answer("ingestMeetingEnded", request("POST", "/x", meeting_ended(), signed=True), 404)
+    answer("ingestMeetingEnded", request("GET", "/"), 405)
+    answer("ingestMeetingEnded", request("POST", "/", b"x" * 70_000), 413)
+    answer("ingestMeetingEnded", request("POST", "/", b"hi", content_type="text/plain"), 415)
+    assert created["meeting_id"]
+
+
+def test_the_answers_of_the_api_are_documented(rt: app.Runtime) -> None:
+    answer = Answers(rt)
+    _, created = app.ingest(request("POST", "/", meeting_ended(), signed=True), rt)
+    meeting = f"/meetings/{created['meeting_id']}"
+    # Estimated attendance, then real sessions, then a failing Reports poll.
+    estimated = answer("apiGetMeeting", request("GET", meeting, identity=OPERATOR), 200)
+    assert {p["estimated"] for p in estimated["participants"]} == {True}
+    attendance(rt)
+    synced = answer("apiSyncMeeting", request("POST", f"{meeting}/sync", identity=OPERATOR), 200)
+    assert len(synced["participants"]) == 4
+    view = answer("apiGetMeeting", request("GET", meeting, identity=OPERATOR), 200)
+    assert any(p["sessions"] for p in view["participants"])
+    reports: ScriptedReports = rt.deps.reports  # type: ignore[assignment]
+    reports.failures.append(ReportsError("grant the client id", kind="permission"))
+    failed = answer("apiSyncMeeting", request("POST", f"{meeting}/sync", identity=OPERATOR), 502)
+    assert failed["status"] == "error"
+
+    manual = json.loads(meeting_ended(external_id="manual-1"))
+    del manual["type"]
+    declared = answer(
+        "apiDeclareAndSync",
+        request("POST", "/meetings/sync", json.dumps(manual).encode(), identity=OPERATOR),
+        200,
+    )
+    assert declared["meeting_id"]
+    answer(
+        "apiDeclareAndSync",
+        request("POST", "/meetings/sync", b'{"meeting_code": "abc"}', identity=OPERATOR),
+        400,
+    )
+    answer("apiGetMeeting", request("GET", meeting), 401)
+    answer("apiGetMeeting", request("GET", meeting, identity="kid@school.example"), 403)
+    answer("apiGetMeeting", request("GET", "/meetings/nope", identity=OPERATOR), 404)
+    answer("apiSyncMeeting", request("POST", "/meetings/nope/sync", identity=OPERATOR), 404)
+    answer("apiGetMeeting", request("PUT", meeting, identity=OPERATOR), 405)
+    answer(
+        "apiErase",
+        request("POST", "/erasures", b'{"participant_key": ""}', identity=OPERATOR),
+        400,
+    )
+    answer("apiErase", request("POST", "/erasures", b"[]", identity=OPERATOR), 400)
+    answer("apiErase", request("POST", "/erasures", b"{}", content_type="text/plain"), 415)
+
+
+def test_the_answer_of_an_erasure_is_documented(rt: app.Runtime) -> None:
+    pytest.importorskip("functions.erasure", reason="POST /erasures is being written")
+    answer = Answers(rt)
+    _, created = app.ingest(request("POST", "/", meeting_ended(), signed=True), rt)
+    attendance(rt)
+    app.api(request("POST", f"/meetings/{created['meeting_id']}/sync", identity=OPERATOR), rt)
+    body = b'{"participant_key": "Kid@School.example"}'
+    erased = answer("apiErase", request("POST", "/erasures", body, identity=OPERATOR), 200)
+    assert erased["meetings_changed"] == 1
+
+
+def test_the_answers_of_collect_are_documented(rt: app.Runtime) -> None:
+    answer = Answers(rt)
+    _, created = app.ingest(request("POST", "/", meeting_ended(), signed=True), rt)
+    attendance(rt)
+    queue: MemoryQueue = rt.deps.queue  # type: ignore[assignment]
+    task = collect_task_body(queue.pop_next().task)
+    polled = answer("collectPoll", request("POST", "/", task, identity=TASKS), 200)
+    assert (polled["meeting_id"], polled["polled"]) == (created["meeting_id"], True)
+    again = answer("collectPoll", request("POST", "/", task, identity=TASKS), 200)
+    assert again["polled"] is False
+    unknown = CollectTask(meeting_id="nope", attempt=1)
+    skipped = answer(
+        "collectPoll", request("POST", "/", collect_task_body(unknown), identity=TASKS), 200
+    )
+    assert (skipped["skipped"], skipped["status"], skipped["revision"]) == ("unknown", None, None)
+    manual = collect_task_body(replace(unknown, reason="manual"))
+    never_queued = answer("collectPoll", request("POST", "/", manual, identity=TASKS), 400)
+    assert never_queued["error"]["field"] == "reason"
+    bad = b'{"meeting_id": "a b", "attempt": 1}'
+    refused = answer("collectPoll", request("POST", "/", bad, identity=TASKS), 400)
+    assert refused["error"]["code"] == "invalid_task"
+    answer("collectPoll", request("POST", "/", task), 401)
+    answer("collectPoll", request("POST", "/", task, identity=OPERATOR), 403)
+    answer("collectPoll", request("GET", "/", identity=TASKS), 405)
+    answer("collectPoll", request("POST", "/", b" " * 70_000, identity=TASKS), 413)
+    answer("collectPoll", request("POST", "/", task, content_type="text/csv"), 415)
+
+
+def test_the_answers_of_backfill_are_documented(rt: app.Runtime) -> None:
+    answer = Answers(rt)
+    attendance(rt)
+    ran = answer("backfillRun", request("POST", "/", identity=SCHEDULER), 200)
+    assert ran["slices"] == 9  # 48 hours in 6-hour slices, and the millisecond at the end
+    queue: MemoryQueue = rt.deps.queue  # type: ignore[assignment]
+    (holding_the_class,) = [s for s in queue.slices if s.since <= END <= s.until]
+    part = backfill_slice_body(holding_the_class)
+    scanned = answer("backfillRun", request("POST", "/", part, identity=TASKS), 200)
+    assert scanned["meetings_created"] == 1
+    since = b'{"since": "2026-11-20T12:00:00Z"}'
+    answer("backfillRun", request("POST", "/", since, identity=SCHEDULER), 400)
+    answer("backfillRun", request("POST", "/", b"{", identity=SCHEDULER), 400)
+    answer("backfillRun", request("POST", "/"), 401)
+    answer("backfillRun", request("POST", "/", identity=OPERATOR), 403)
+    answer("backfillRun", request("PUT", "/", identity=SCHEDULER), 405)
+    answer("backfillRun", request("POST", "/", b"{}", content_type="text/plain"), 415)
+
+
+def test_an_unexpected_failure_answers_the_documented_5xx(rt: app.Runtime) -> None:
+    def broken(meeting_id: str) -> None:
+        raise RuntimeError("secret internals")
+
+    rt.deps.store.get = broken  # type: ignore[method-assign]
+    body = Answers(rt)("apiGetMeeting", request("GET", "/meetings/m-1", identity=OPERATOR), 500)
+    assert body["error"]["code"] == "internal"
+
+
+def test_answers_with_undocumented_statuses_or_shapes_are_caught() -> None:
+    op = operation("apiGetMeeting")
+    assert answer_problems(op, 418, {"error": {"code": "x", "message": "y"}}) != []
+    assert answer_problems(op, 200, {"meeting": {}, "participants": []}) != []
+    assert answer_problems(op, 404, {"error": "not found"}) != []
+    view_with_bad_time = {"meeting": {"ended_at": "2026-13-45T99:00:00.000Z"}, "participants": []}
+    assert any("ended_at" in p for p in answer_problems(op, 200, view_with_bad_time))
