@@ -326,7 +326,12 @@ def error_of(
     assert isinstance(error.get("code"), str), text
     assert isinstance(error.get("message"), str), text
     assert error["message"], text
-    assert set(error) <= {"code", "message", "field"}, text
+    assert set(error) <= {"code", "message", "field", "allowed"}, text
+    if status == 405:
+        # The methods the route serves, in the body and in the Allow header alike.
+        assert response.headers["Allow"] == ", ".join(error["allowed"]), text
+    else:
+        assert "allowed" not in error, text
     if code is not None:
         assert error["code"] == code, text
     detail: dict[str, Any] = error
