@@ -27,10 +27,11 @@ from functions.attendance import Session
 from functions.chain import ensure_link, restart_overdue_chains, task_name
 from functions.declarations import Accepted, accept_meeting_end
 from functions.duplicates import dedupe_key, preferred
-from functions.errors import InvalidInput
+from functions.errors import ConfigError, InvalidInput
 from functions.limits import REPORTS_RETENTION
 from functions.meeting_codes import canonical_meeting_code, reports_meeting_code
 from functions.model import Declared, MeetingRecord, meeting_id_for
+from functions.participant_keys import erasure_name, participant_key
 from functions.ports import BackfillSlice, CollectTask, Deps
 from functions.reports_events import parse_activity
 from functions.retention import check_retained, retention_cutoff
@@ -143,9 +144,12 @@ class BackfillReport:
 
 
 class Scan:
-    """Thread-safe per-conference summaries, fed page by page."""
+    """Thread-safe per-conference summaries, fed page by page. ``erased``: which sessions are
+    of erased participants: they are left out, as polls leave them out (CONTRACT §3), so the
+    scan never finds them missing from a meeting nor makes a meeting of them alone."""
 
-    def __init__(self) -> None:
+    def __init__(self, erased: Callable[[Session], bool] | None = None) -> None:
+        self._erased = erased
         self.conferences: dict[tuple[str, str], ConferenceSummary] = {}
         self.events_read = 0
         self.requests = 0
@@ -158,6 +162,8 @@ class Scan:
             sessions, _, seen = parse_activity(item)
             events += seen
             for session in sessions:
+                if self._erased is not None and self._erased(session):
+                    continue
                 if session.meeting_code:
                     code = canonical_meeting_code(session.meeting_code)
                     facts.append((code, session.conference_id, session))
@@ -170,6 +176,25 @@ class Scan:
                     summary = ConferenceSummary(meeting_code=code, conference_id=conference_id)
                     self.conferences[(code, conference_id)] = summary
                 summary.add(session_fact(session))
+
+
+def _scan_for(deps: Deps) -> Scan:
+    """A scan that leaves out the sessions of erased participants (each key hashed once)."""
+    erasures = deps.store.erased()
+    if not erasures:
+        return Scan()
+    if deps.erasure_key is None:
+        raise ConfigError(["ERASURE_KEY is required: erasures are recorded and must be honoured"])
+    secret = deps.erasure_key
+    known: dict[str, bool] = {}
+
+    def erased(session: Session) -> bool:
+        key = participant_key(session)
+        if key not in known:
+            known[key] = erasure_name(key, secret) in erasures
+        return known[key]
+
+    return Scan(erased)
 
 
 def slices(since: datetime, until: datetime, length: timedelta) -> list[tuple[datetime, datetime]]:
@@ -231,7 +256,7 @@ def run_backfill(
     until = min(until, now)
     ranges = slices(since, until, slice_length)
     report = BackfillReport(since=since, until=until, slices=len(ranges))
-    scan = Scan()
+    scan = _scan_for(deps)
     done = 0
     done_lock = threading.Lock()
 
@@ -287,7 +312,7 @@ def run_backfill_slice(deps: Deps, part: BackfillSlice) -> BackfillReport:
         # retention (or was never a valid slice) has nothing to scan: done, not retried.
         logs.warning("backfill slice outside what may be scanned; nothing to do")
         return report
-    scan = Scan()
+    scan = _scan_for(deps)
     _scan_range(deps, scan, bounds)
     whole_range = _scannable(deps, part.range_since, part.range_until) or bounds
     _reconcile(deps, scan, report, whole_range=whole_range)
@@ -335,7 +360,7 @@ def _whole_conference(
     deps: Deps, partial: ConferenceSummary, whole_range: tuple[datetime, datetime]
 ) -> ConferenceSummary:
     """Every session of a conference in the run's range (one code-filtered query)."""
-    scan = Scan()
+    scan = _scan_for(deps)
     for page in deps.reports.call_ended_pages(
         meeting_code=reports_meeting_code(partial.meeting_code),
         start=whole_range[0],

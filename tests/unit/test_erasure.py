@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from functions.backfill import run_backfill
 from functions.declarations import accept_meeting_end
 from functions.erasure import erase_participant
 from functions.errors import ConfigError, ReportsError
@@ -180,6 +181,30 @@ def test_a_failing_reports_answer_does_not_stop_the_erasure() -> None:
     stored = world.store.meetings[meeting.meeting_id]
     assert stored.status is Status.COMPLETE
     assert stored.last_error is not None  # recorded as any failed sync is
+    assert STUDENT not in everything(world)
+
+
+def test_the_backfill_neither_misses_nor_brings_back_an_erased_participant() -> None:
+    world = erasing_world()
+    world.class_activities()
+    meeting = complete(world)
+    # The student alone in an unannounced conference, later that day.
+    world.reports.activities += activities_for(
+        [Stay(STUDENT, END + timedelta(hours=2), END + timedelta(hours=3))],
+        meeting_code="zzz-yyyy-xxx",
+        conference_id="conf-alone",
+    )
+    erase_participant(world.deps, STUDENT)
+    world.clock.now = END + timedelta(hours=4)
+    revision = world.store.meetings[meeting.meeting_id].revision
+
+    report = run_backfill(world.deps, since=START - timedelta(hours=1), until=world.clock.now)
+
+    # Reports still holds the student's sessions: not "late data" for the class, and no
+    # meeting of the student's own.
+    assert report.repolled == []
+    assert report.meetings_created == []
+    assert world.store.meetings[meeting.meeting_id].revision == revision
     assert STUDENT not in everything(world)
 
 
