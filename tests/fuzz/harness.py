@@ -338,7 +338,7 @@ class Summary:
             lines.append(f"  {where}: {spread}")
         lines += [f"  not as documented: {p}" for p in sorted(set(self.problems))[:20]]
         lines += [f"  unauthenticated write: {w}" for w in self.unauthenticated_writes[:20]]
-        lines += [f"  5xx: {r}" for r in self.reproducers]
+        lines += [f"  reproducer: {r}" for r in self.reproducers]
         for d in self.background_failures[:10]:
             lines.append(f"  background: {d.get('url')} {d.get('status')} task {d.get('task')}")
         return "\n".join(lines)
@@ -398,9 +398,12 @@ def run(
         draft = outcome.draft
         route = draft.operation.path if draft.operation else draft.path
         where = (draft.function, draft.method, route, outcome.status)
-        if outcome.status >= 500 and where not in seen and len(reproducers) < 10:
+        wrong = outcome.status >= 500 or bool(outcome.problems)
+        if wrong and where not in seen and len(reproducers) < 10:
             seen.add(where)
-            reproducers.append(reproducer(sender, shrink(sender, outcome)))
+            # An undocumented answer is shown as sent (shrinking looks for 5xx answers).
+            shown = shrink(sender, outcome) if outcome.status >= 500 else outcome
+            reproducers.append(reproducer(sender, shown))
     return Summary(
         outcomes=outcomes,
         unauthenticated_writes=writes,

@@ -161,6 +161,8 @@ def answer_problems(op: Operation, status: int, body: bytes | Any) -> list[str]:
         try:
             body = json.loads(body)
         except ValueError:
+            if "text/html" in content and bytes(body).lstrip().startswith(b"<html"):
+                return []  # the HTTP server's own refusal, documented as such
             return [f"{op}: {status} body is not JSON: {bytes(body[:80])!r}"]
     if not content:
         return [f"{op}: {status} documents no body"]
