@@ -79,18 +79,12 @@ def _without_erased(sessions: Iterable[Session], inputs: PollInputs) -> list[Ses
 
 
 def _expected(meeting: MeetingRecord, inputs: PollInputs) -> MeetingRecord:
-    """The meeting with erased participants out of its expected and missing lists."""
+    """The meeting with erased participants out of its expected list (the missing ones are
+    derived from it: ``_missing_expected``)."""
     if not inputs.erased:
         return meeting
-    return replace(
-        meeting,
-        expected_participants=tuple(
-            k for k in meeting.expected_participants if k not in inputs.erased
-        ),
-        missing_participants=tuple(
-            k for k in meeting.missing_participants if k not in inputs.erased
-        ),
-    )
+    expected = tuple(k for k in meeting.expected_participants if k not in inputs.erased)
+    return replace(meeting, expected_participants=expected)
 
 
 def _spec(meeting: MeetingRecord, inputs: PollInputs) -> MeetingSpec:
@@ -352,14 +346,11 @@ def _changes(
         )
         for doc_id, record in changed.items()
     ]
-    changes += [
-        AttendanceChange(
-            participant_key=names.get(key, key), before=state.attended(doc_id), after=None
-        )
-        for doc_id in removed
-        for key in (state.before.get(doc_id, ("", None))[0],)
-        if state.attended(doc_id) is not None
-    ]
+    for doc_id in removed:
+        before = state.attended(doc_id)
+        if before is not None:  # so the document was read: state.before holds its key
+            key = state.before[doc_id][0]
+            changes.append(AttendanceChange(names.get(key, key), before=before, after=None))
     return sorted(changes, key=lambda c: c.participant_key)
 
 

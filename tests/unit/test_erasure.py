@@ -171,6 +171,24 @@ def test_no_later_poll_redeclaration_or_replay_brings_the_participant_back() -> 
     assert STUDENT not in everything(world)
 
 
+def test_a_poll_that_finds_an_erasure_names_the_participant_by_its_hash() -> None:
+    """Any poll, not only the erasure's own: the revision record it writes for the removed
+    participant names the hash (nothing renames it afterwards)."""
+    world = erasing_world()
+    world.class_activities()
+    meeting = complete(world)
+    world.store.record_erasure(NAME, at=END)  # recorded; this meeting not reached yet
+
+    poll_meeting(world.deps, meeting.meeting_id, reason="manual")
+
+    stored = world.store.meetings[meeting.meeting_id]
+    latest = world.store.revision_docs[meeting.meeting_id][stored.revision]
+    assert [c["participant_key"] for c in latest["changes"]] == [NAME]
+    assert latest["participant_keys"] == [NAME]
+    assert STUDENT not in stored.missing_participants
+    assert STUDENT not in everything(world)
+
+
 def test_a_failing_reports_answer_does_not_stop_the_erasure() -> None:
     world = erasing_world()
     world.class_activities()
