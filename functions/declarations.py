@@ -8,7 +8,7 @@ of its chain is enqueued, and its neighbours are told (``functions.neighbours``)
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Final
@@ -138,9 +138,13 @@ def accept_meeting_end(
         return Accepted(meeting, created=created)
 
 
-def _erased_names(deps: Deps, keys: Sequence[str]) -> dict[str, str]:
-    """The erased participants among ``keys``: key → the keyed hash that names them."""
-    erasures = deps.store.erased() if keys else frozenset()
+def erased_names(
+    deps: Deps, keys: Collection[str], *, erasures: frozenset[str] | None = None
+) -> dict[str, str]:
+    """The erased participants among ``keys``: key → the keyed hash that names them.
+    ``erasures``: the erasures already read (by default they are read here)."""
+    if erasures is None:
+        erasures = deps.store.erased() if keys else frozenset()
     if not erasures:
         return {}
     if deps.erasure_key is None:
@@ -152,7 +156,7 @@ def _without_erased(deps: Deps, declared: Declared) -> Declared:
     """The declaration without erased participants among the expected ones: a declaration
     replayed or sent again after an erasure never brings one back (CONTRACT §3)."""
     expected = declared.expected_participants
-    erased = _erased_names(deps, expected)
+    erased = erased_names(deps, expected)
     if not erased:
         return declared
     logs.info("erased participants left out of the declaration", count=len(erased))
@@ -299,7 +303,7 @@ def write_estimates(deps: Deps, meeting: MeetingRecord, *, expected: tuple[str, 
         record = current.record
         unread = not record.participant_fingerprints and not record.multi_commit
         stored = [] if unread else deps.store.participants(meeting.meeting_id)
-        names = _erased_names(deps, [*expected, *(str(d["participant_key"]) for d in stored)])
+        names = erased_names(deps, [*expected, *(str(d["participant_key"]) for d in stored)])
         expected = tuple(key for key in expected if key not in names)
         change = expected_change(record, stored, expected=expected, now=deps.clock(), names=names)
         if change is None:
@@ -308,7 +312,7 @@ def write_estimates(deps: Deps, meeting: MeetingRecord, *, expected: tuple[str, 
         for key, name in sorted(names.items()):
             deps.store.rename_in_revisions(meeting.meeting_id, key, name)
         committed = deps.store.commit(replace(change, expected=current.version)) is not None
-        if committed and not _erased_names(deps, expected):
+        if committed and not erased_names(deps, expected):
             return
     raise StoreContention(meeting.meeting_id)
 

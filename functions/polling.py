@@ -28,10 +28,9 @@ from functions import logs
 from functions.attendance import Meeting, Session
 from functions.backfill import give_found_meetings
 from functions.chain import ensure_link, task_name
-from functions.declarations import tell_neighbours
+from functions.declarations import erased_names, tell_neighbours
 from functions.errors import (
     Busy,
-    ConfigError,
     Conflict,
     NotFound,
     ReportsError,
@@ -45,7 +44,6 @@ from functions.model import (
     in_stored_form,
 )
 from functions.participant_keys import (
-    erased_among,
     erasure_name,
     participant_key,
 )
@@ -382,8 +380,6 @@ def _erased(
 ) -> dict[str, str]:
     """The erased participants among those the poll read (fetched, stored, neighbours' and
     expected ones): key → the keyed hash that names them."""
-    if deps.erasure_key is None:
-        raise ConfigError(["ERASURE_KEY is required: erasures are recorded and must be honoured"])
     meeting = inputs.meeting
     keys = {participant_key(s) for s in inputs.fetched or ()}
     keys.update(str(d["participant_key"]) for d in stored)
@@ -391,7 +387,7 @@ def _erased(
         keys.update(str(d["participant_key"]) for d in documents)
     keys.update(meeting.expected_participants)
     keys.update(meeting.missing_participants)
-    return erased_among(keys, erasures=erasures, erasure_key=deps.erasure_key)
+    return erased_names(deps, keys, erasures=erasures)
 
 
 def _poll_leased(

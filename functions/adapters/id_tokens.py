@@ -109,34 +109,14 @@ class CertificateCache(google.auth.transport.Request):
             url, method=method, body=body, headers=headers, timeout=timeout
         )
         if cacheable and response.status == 200:
-            kept = _KeptResponse(response.status, dict(response.headers), response.data)
-            lifetime = _max_age_s(kept.headers, now)
+            # The transport's answers keep their body: the same one is read again.
+            lifetime = _max_age_s(response.headers, now)
             with self._lock:
                 if lifetime > 0:
-                    self._cached[url] = (now + lifetime, kept)
+                    self._cached[url] = (now + lifetime, response)
                 else:
                     self._cached.pop(url, None)
-            return kept
         return response
-
-
-class _KeptResponse(google.auth.transport.Response):
-    def __init__(self, status: int, headers: Mapping[str, str], data: bytes) -> None:
-        self._status = status
-        self._headers = dict(headers)
-        self._data = data
-
-    @property
-    def status(self) -> int:
-        return self._status
-
-    @property
-    def headers(self) -> Mapping[str, str]:
-        return self._headers
-
-    @property
-    def data(self) -> bytes:
-        return self._data
 
 
 class GoogleIdTokenVerifier:

@@ -462,7 +462,7 @@ ERASURE_MUTANTS: tuple[Mutant, ...] = (
         "declarations_ignore_erasures",
         "a declaration brings an erased participant back as expected",
         declarations,
-        "_erased_names",
+        "erased_names",
         _declarations_ignore_erasures,
     ),
 )
