@@ -21,6 +21,9 @@ not an ``AppError`` is a bug: 500 without details, and the queue retries it.
     ├── CommandFailed              500   failed                   no    an operator command (CLI)
     ├── ReportsError               502   permission|quota|transient      the Reports API, after
     │                                                                    the adapter's own retries
+    ├── WorkspaceError             502   permission|quota|transient      Meet REST, Workspace
+    │                                                                    Events, Directory
+    ├── SubscriptionExists         409   already_exists           no    ALREADY_EXISTS on create
     └── Unavailable                503   unavailable              yes   a dependency is down
         └── StoreContention        503   contention               yes   concurrent writers won
 """
@@ -174,6 +177,31 @@ class ReportsError(AppError):
     def __init__(self, message: str, *, kind: ReportsErrorKind) -> None:
         super().__init__(message, status=502, retryable=kind != "permission", code=kind)
         self.kind = kind
+
+
+class WorkspaceError(AppError):
+    """A Meet REST, Workspace Events or Directory call that failed after the adapter's retries;
+    ``kind`` as for :class:`ReportsError` (a ``permission`` message names the missing admin
+    step: a scope not authorised for the client id, an API not enabled, a user not in Workspace).
+    """
+
+    def __init__(self, message: str, *, kind: ReportsErrorKind) -> None:
+        super().__init__(message, status=502, retryable=kind != "permission", code=kind)
+        self.kind = kind
+
+
+class SubscriptionExists(AppError):
+    """Workspace Events answered ``ALREADY_EXISTS``: this user already authorised a subscription
+    on this target (find it and reuse it)."""
+
+    def __init__(self, target: str) -> None:
+        super().__init__(
+            f"a subscription on {target} exists already",
+            status=409,
+            retryable=False,
+            code="already_exists",
+        )
+        self.target = target
 
 
 class Unavailable(AppError):

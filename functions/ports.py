@@ -14,6 +14,14 @@ from datetime import datetime
 from typing import Any, Literal, Protocol
 
 from functions.limits import WINDOW_AFTER_S, WINDOW_BEFORE_S
+from functions.meet_records import (
+    Conference,
+    DirectoryUser,
+    EventSubscription,
+    MeetAttendee,
+    MeetSpace,
+    SubscriptionRecord,
+)
 from functions.model import (
     IpMode,
     LocationMode,
@@ -25,7 +33,7 @@ from functions.schedule import Timing
 from functions.selection import MeetingSpec
 
 Clock = Callable[[], datetime]
-CollectReason = Literal["poll", "neighbour", "backfill", "manual", "restart", "erasure"]
+CollectReason = Literal["poll", "neighbour", "backfill", "manual", "restart", "erasure", "meet"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +212,97 @@ class MeetingStore(Protocol):
         ...
 
 
+class MeetApi(Protocol):
+    """Meet REST API v2, read as ``as_user`` (domain-wide delegation: the organizer).
+
+    A record the user may not read (403 without a set-up reason) or that does not exist (404)
+    answers None; set-up problems and failures after retries raise WorkspaceError."""
+
+    def conference(self, name: str, *, as_user: str) -> Conference | None:
+        """``conferenceRecords.get`` of ``conferenceRecords/ID``."""
+        ...
+
+    def space(self, name: str, *, as_user: str) -> MeetSpace | None:
+        """``spaces.get`` of ``spaces/ID`` (or a meeting code)."""
+        ...
+
+    def attendees(self, conference: str, *, as_user: str) -> list[MeetAttendee]:
+        """Every participant of the conference (all pages) with all its sessions."""
+        ...
+
+
+class Directory(Protocol):
+    """Admin SDK Directory API, read as the Reports admin (``REPORTS_ADMIN_SUBJECT``)."""
+
+    def user(self, key: str) -> DirectoryUser | None:
+        """``users.get`` by id or email; None when the directory has no such user (404)."""
+        ...
+
+    def group_members(self, group: str) -> list[str]:
+        """The member emails of a group (all pages; members that are users only)."""
+        ...
+
+
+class WorkspaceEvents(Protocol):
+    """Workspace Events API v1 subscriptions, each call impersonating ``as_user`` (the
+    organizer who owns the subscription). Long-running operations are waited for."""
+
+    def create(
+        self, *, as_user: str, target: str, event_types: Sequence[str], topic: str
+    ) -> EventSubscription:
+        """``subscriptions.create`` (maximum ttl); SubscriptionExists on ``ALREADY_EXISTS``."""
+        ...
+
+    def find(self, *, as_user: str, target: str, event_type: str) -> EventSubscription | None:
+        """The subscription on ``target`` for ``event_type`` (``subscriptions.list``)."""
+        ...
+
+    def get(self, name: str, *, as_user: str) -> EventSubscription | None:
+        """None when it no longer exists."""
+        ...
+
+    def renew(self, name: str, *, as_user: str) -> EventSubscription:
+        """``patch`` with ``updateMask=ttl`` to the maximum."""
+        ...
+
+    def reactivate(self, name: str, *, as_user: str) -> EventSubscription: ...
+
+    def delete(self, name: str, *, as_user: str) -> None:
+        """Idempotent (``allowMissing``)."""
+        ...
+
+
+class WorkspaceState(Protocol):
+    """What the Meet side remembers in Firestore: each organizer's subscription, which organizer
+    reads which Meet space, and which CloudEvents were handled (by ``ce-id``, with a TTL)."""
+
+    def subscriptions(self) -> list[SubscriptionRecord]: ...
+
+    def subscription(self, organizer_email: str) -> SubscriptionRecord | None: ...
+
+    def subscription_named(self, name: str) -> SubscriptionRecord | None:
+        """The record whose ``subscription`` is ``name`` (``subscriptions/ID``)."""
+        ...
+
+    def save_subscription(self, record: SubscriptionRecord) -> None: ...
+
+    def delete_subscription(self, organizer_email: str) -> None: ...
+
+    def space_reader(self, space: str) -> str | None:
+        """The organizer who last read ``space`` (``spaces/ID``) successfully."""
+        ...
+
+    def remember_space_reader(self, space: str, organizer_email: str) -> None: ...
+
+    def event_handled(self, event_id: str) -> bool:
+        """Whether the CloudEvent ``ce-id`` was handled already."""
+        ...
+
+    def remember_event(self, event_id: str, *, expire_at: datetime) -> None:
+        """Record ``ce-id`` as handled (the record expires at ``expire_at``); idempotent."""
+        ...
+
+
 class IdTokenVerifier(Protocol):
     def verify(
         self, *, authorization: str | None, audience: str, allowed_emails: Collection[str]
@@ -231,6 +330,11 @@ class Deps:
     #: The key of the erasure hashes (CONTRACT §3 Privacy); None only where nothing is written.
     erasure_key: str | None = None
     retention_days: int | None = None
+    #: The Meet side (CONTRACT §3 "Meet signals", §4.3); None where a function does not use it.
+    meet: MeetApi | None = None
+    directory: Directory | None = None
+    events: WorkspaceEvents | None = None
+    workspace: WorkspaceState | None = None
 
     def spec(self, meeting: MeetingRecord) -> MeetingSpec:
         """The meeting as the selection rules see it, with this deployment's windows."""

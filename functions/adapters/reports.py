@@ -2,31 +2,28 @@
 
 Within one poll the adapter retries what Google says is transient (503/429/5xx and the retryable
 ``errors[].reason``s, which also arrive on 403s) with bounded exponential backoff and jitter,
-honouring ``Retry-After``. Permission problems are not retried: they become a ReportsError whose
-message names the admin step that is missing; the poll records it as ``last_error``.
+honouring ``Retry-After`` (the shared loop of :mod:`functions.adapters.backoff`). Permission
+problems are not retried: they become a ReportsError whose message names the admin step that is
+missing; the poll records it as ``last_error``.
 """
 
 from __future__ import annotations
 
-import json
 import random
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
-import google.auth.exceptions
 import google_auth_httplib2
 import httplib2
 from google.auth.credentials import AnonymousCredentials, Credentials
 from googleapiclient.discovery import build
-from googleapiclient.errors import HttpError
 
+from functions.adapters.backoff import HttpFailure, Retrying
 from functions.adapters.google_credentials import (
     REPORTS_SCOPE,
-    describe_token_error,
     key_file_delegated_credentials,
     keyless_delegated_credentials,
 )
@@ -41,22 +38,6 @@ FIELDS = (
     "events(type,name,parameters))"
 )
 PAGE_SIZE = 1000
-#: Reasons Google documents (and GAM retries) as transient, whatever the HTTP status.
-RETRYABLE_REASONS = frozenset(
-    {
-        "quotaExceeded",
-        "rateLimitExceeded",
-        "userRateLimitExceeded",
-        "backendError",
-        "badGateway",
-        "gatewayTimeout",
-        "internalError",
-        "transientError",
-        "serviceNotAvailable",
-    }
-)
-RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
-QUOTA_REASONS = frozenset({"quotaExceeded", "rateLimitExceeded", "userRateLimitExceeded"})
 
 NOT_ADMIN_HELP = (
     "the Reports API refused the subject (401): REPORTS_ADMIN_SUBJECT must be a Workspace admin "
@@ -136,12 +117,17 @@ class GoogleReportsSource:
         self._http_factory = http_factory
         self._local = threading.local()
         self._serial = threading.Lock()
-        self._max_attempts = max_attempts
-        self._base_delay_s = base_delay_s
-        self._max_delay_s = max_delay_s
-        self._max_total_wait_s = max_total_wait_s
-        self._sleep = sleep
-        self._jitter = jitter
+        self._retrying = Retrying(
+            api="Reports API",
+            error=ReportsError,
+            permanent=_permission_or_other,
+            max_attempts=max_attempts,
+            base_delay_s=base_delay_s,
+            max_delay_s=max_delay_s,
+            max_total_wait_s=max_total_wait_s,
+            sleep=sleep,
+            jitter=jitter,
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> GoogleReportsSource:
@@ -207,50 +193,7 @@ class GoogleReportsSource:
             request = activities.list_next(request, response)
 
     def _execute(self, request: Any) -> tuple[Any, int]:
-        waited = 0.0
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                return self._send(request), attempt
-            except HttpError as error:
-                status = int(error.resp.status)
-                reasons = _reasons(error)
-                retryable = status in RETRYABLE_STATUSES or bool(reasons & RETRYABLE_REASONS)
-                if not retryable:
-                    raise _permission_or_other(status, reasons, error) from None
-                quota = status in (429, 503) or bool(reasons & QUOTA_REASONS)
-                kind: Literal["quota", "transient"] = "quota" if quota else "transient"
-                failure = ReportsError(
-                    f"Reports API {status} {','.join(sorted(reasons)) or ''}".strip()
-                    + f" after {attempt} attempt(s)",
-                    kind=kind,
-                )
-                retry_after = _retry_after(error)
-            except google.auth.exceptions.GoogleAuthError as error:
-                # Raised by the token refresh inside execute(): RefreshError from the token
-                # endpoint, TransportError from IAM signBlob or the network. Set-up problems are
-                # permanent; google-auth flags the token endpoint's own 5xx as retryable, and a
-                # TransportError not about signBlob is the network failing.
-                message = describe_token_error(error)
-                if not _transient_auth_error(error):
-                    raise ReportsError(message, kind="permission") from None
-                failure = ReportsError(f"{message} after {attempt} attempt(s)", kind="transient")
-                retry_after = None
-            except (TimeoutError, OSError, httplib2.HttpLib2Error) as error:
-                failure = ReportsError(
-                    f"Reports API unreachable ({type(error).__name__}) after {attempt} attempt(s)",
-                    kind="transient",
-                )
-                retry_after = None
-            delay = min(self._max_delay_s, self._base_delay_s * 2 ** (attempt - 1))
-            delay *= 0.5 + self._jitter() / 2  # full jitter would allow 0; keep half the backoff
-            if retry_after is not None:
-                delay = max(delay, retry_after)
-            if attempt >= self._max_attempts or waited + delay > self._max_total_wait_s:
-                raise failure
-            self._sleep(delay)
-            waited += delay
+        return self._retrying.call(lambda: self._send(request))
 
 
 class LazyReportsSource:
@@ -284,45 +227,11 @@ class LazyReportsSource:
         return self._built().call_ended_pages(meeting_code=meeting_code, start=start, end=end)
 
 
-def _transient_auth_error(error: google.auth.exceptions.GoogleAuthError) -> bool:
-    """A token failure worth retrying: the token endpoint's own 5xx (google-auth flags it
-    retryable) or a TransportError that is not IAM refusing signBlob (the network failing)."""
-    if getattr(error, "retryable", False):
-        return True
-    if not isinstance(error, google.auth.exceptions.TransportError):
-        return False
-    return _REFUSED.search(str(error)) is None
-
-
-_REFUSED = re.compile(r"\b(?:401|403)\b|PERMISSION_DENIED|SERVICE_DISABLED|UNAUTHENTICATED")
-
-
-def _reasons(error: HttpError) -> frozenset[str]:
-    try:
-        body = json.loads(error.content.decode("utf-8", errors="replace"))
-    except (ValueError, AttributeError):
-        return frozenset()
-    details = body.get("error", {}) if isinstance(body, dict) else {}
-    errors = details.get("errors", []) if isinstance(details, dict) else []
-    return frozenset(
-        str(entry["reason"]) for entry in errors if isinstance(entry, dict) and "reason" in entry
-    )
-
-
-def _retry_after(error: HttpError) -> float | None:
-    raw = error.resp.get("retry-after") if hasattr(error.resp, "get") else None
-    if raw is None:
-        return None
-    try:
-        return max(0.0, float(raw))
-    except ValueError:
-        return None
-
-
-def _permission_or_other(status: int, reasons: frozenset[str], error: HttpError) -> ReportsError:
-    if status == 401:
+def _permission_or_other(failure: HttpFailure) -> ReportsError:
+    """What a Reports answer that is not retried means."""
+    if failure.status == 401:
         return ReportsError(NOT_ADMIN_HELP, kind="permission")
-    if status == 403:
+    if failure.status == 403:
         return ReportsError(NO_PRIVILEGE_HELP, kind="permission")
-    message = " ".join(str(getattr(error, "reason", "") or "").split())[:300]
-    return ReportsError(f"Reports API answered {status}: {message}", kind="transient")
+    message = " ".join(str(getattr(failure.error, "reason", "") or "").split())[:300]
+    return ReportsError(f"Reports API answered {failure.status}: {message}", kind="transient")
