@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from functools import wraps
+from functools import partial, wraps
 from typing import IO, TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import click
@@ -57,7 +57,9 @@ from functions.views import (
 
 if TYPE_CHECKING:
     from functions.app import Runtime
+    from functions.config import Settings
     from functions.model import Declared
+    from functions.ports import Directory, WorkspaceEvents, WorkspaceState
 
 __all__ = ["cli", "main", "render_summary_table"]
 
@@ -546,6 +548,49 @@ def erase(participant_key: str) -> None:
     key = parse_erasure_request(json.dumps({"participant_key": participant_key}).encode())
     changed = erase_participant(operator_runtime(writes=True).deps, key)
     click.echo(f"erase: {changed} meeting(s) changed; the participant is recorded as erased")
+
+
+def operator_workspace(settings: Settings) -> WorkspaceState:
+    from functions.adapters.firestore_workspace import FirestoreWorkspaceState
+
+    return FirestoreWorkspaceState.from_settings(settings)
+
+
+def operator_workspace_apis(settings: Settings) -> tuple[WorkspaceEvents, Directory]:
+    """The Workspace Events and Directory adapters, built only for ``subscriptions --ensure``."""
+    from functions.adapters.workspace import GoogleDirectory, GoogleWorkspaceEvents
+
+    return GoogleWorkspaceEvents.from_settings(settings), GoogleDirectory.from_settings(settings)
+
+
+@cli.command()
+@click.option("--ensure", is_flag=True, help="Create, renew or reactivate them now, first.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON array of the rows.")
+@reports_failures("subscriptions")
+def subscriptions(ensure: bool, as_json: bool) -> None:
+    """The organizers' Meet event subscriptions: state, expiry, last event, problems."""
+    from functions import subscriptions as subs
+    from functions.config import Settings
+
+    now = partial(datetime.now, UTC)
+    settings = Settings.from_env()
+    topic = subs.topic_for_ensure(settings) if ensure else None  # before any adapter is built
+    state = operator_workspace(settings)
+    report = None
+    if topic is not None:
+        events, directory = operator_workspace_apis(settings)
+        who = subs.expand_organizers(settings.organizers, settings.organizer_group, directory)
+        click.echo(f"subscriptions: ensuring {len(who)} organizer(s)", err=True)
+        report = subs.ensure_subscriptions(
+            organizers=who, events=events, directory=directory, state=state, topic=topic, clock=now
+        )
+        click.echo(f"subscriptions: {report.summary()}", err=True)
+    rows = subs.subscription_rows(state, now())
+    text = json.dumps(rows, ensure_ascii=False) + "\n" if as_json else subs.render_table(rows)
+    sys.stdout.write(text)
+    sys.stdout.flush()
+    if report is not None and report.problems:
+        raise CommandFailed(f"{report.problems} organizer(s) have a problem (see the table)")
 
 
 def main() -> None:
