@@ -26,11 +26,15 @@ from functions.schedule import FINAL_STATUSES, Status
 from functions.selection import MeetingSpec
 from functions.timestamps import format_timestamp, parse_timestamp
 
-Source = Literal["webhook", "backfill", "manual"]
-#: Sources that only found a meeting (from its sessions) rather than declaring a class: their
-#: meetings take what no declared meeting covers (``functions.selection``).
-FOUND_SOURCES: frozenset[str] = frozenset({"backfill"})
-RevisionReason = Literal["poll", "backfill", "neighbour", "manual", "declaration", "erasure"]
+Source = Literal["webhook", "backfill", "manual", "meet"]
+#: Sources that only found a meeting (from its sessions, or Meet's "conference ended" signal)
+#: rather than declaring a class: their meetings take what no declared meeting covers
+#: (``functions.selection``), and a declared meeting that overlaps them absorbs them.
+FOUND_SOURCES: frozenset[str] = frozenset({"backfill", "meet"})
+RevisionReason = Literal[
+    "poll", "backfill", "neighbour", "manual", "meet", "declaration", "erasure"
+]
+AttendanceSource = Literal["estimated", "meet", "reports"]
 IpMode = Literal["full", "truncated", "none"]
 LocationMode = Literal["full", "country", "none"]
 
@@ -132,8 +136,10 @@ class MeetingRecord:
     completed_at: datetime | None = None
     last_error: LastError | None = None
     last_warning: LastError | None = None
-    attendance_source: Literal["estimated", "reports"] = "estimated"
+    attendance_source: AttendanceSource = "estimated"
     revision: int = 0
+    #: Meet conference records (``conferenceRecords/ID``) whose signals reached this meeting.
+    conference_records: tuple[str, ...] = ()
     #: Declared meetings that took some of this found meeting's sessions (it keeps the rest).
     partly_merged_into: tuple[str, ...] = ()
     #: The last change was written in stages (see README "Commits"): readers ignore participant
@@ -237,6 +243,7 @@ class MeetingRecord:
         document["expected_participants"] = list(self.expected_participants)
         document["missing_participants"] = list(self.missing_participants)
         document["conference_ids"] = list(self.conference_ids)
+        document["conference_records"] = list(self.conference_records)
         document["partly_merged_into"] = list(self.partly_merged_into)
         document["repolls_due"] = list(self.repolls_due)
         document["participant_fingerprints"] = dict(self.participant_fingerprints)
@@ -254,6 +261,7 @@ class MeetingRecord:
             "expected_participants",
             "missing_participants",
             "conference_ids",
+            "conference_records",
             "partly_merged_into",
             "repolls_due",
         ):
@@ -427,6 +435,7 @@ def participant_record(
         "sessions": [session_document(s, ip_mode, location_mode) for s in participant.sessions],
         "estimated": False,
         "absent": False,
+        "preliminary": False,
     }
     fingerprint = stored_participant_fingerprint(participant, ip_mode, location_mode)
     return _with_meeting_fields(
@@ -437,6 +446,31 @@ def participant_record(
         revision=revision,
         status=status,
     )
+
+
+def preliminary_record(
+    participant: Participant,
+    *,
+    meeting: MeetingRecord,
+    revision: int,
+    status: Status,
+    ip_mode: IpMode,
+    location_mode: LocationMode = "full",
+) -> ParticipantRecord:
+    """A participant from Meet's own sessions (CONTRACT §3 "Preliminary attendance"): shaped as
+    a real one, marked ``preliminary``, with a fingerprint of its own so that the first Reports
+    poll rewrites it even when Reports says the same."""
+    record = participant_record(
+        participant,
+        meeting=meeting,
+        revision=revision,
+        status=status,
+        ip_mode=ip_mode,
+        location_mode=location_mode,
+    )
+    fingerprint = "meet-" + record.fingerprint
+    document = {**record.document, "preliminary": True, "fingerprint": fingerprint}
+    return ParticipantRecord(doc_id=record.doc_id, document=document, fingerprint=fingerprint)
 
 
 def estimated_record(
@@ -497,6 +531,7 @@ def _sessionless_record(
         "sessions": [],
         "estimated": estimated,
         "absent": not estimated,
+        "preliminary": False,
     }
     return _with_meeting_fields(
         key, document, fingerprint=fingerprint, meeting=meeting, revision=revision, status=status

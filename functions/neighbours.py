@@ -20,6 +20,7 @@ from datetime import datetime
 from typing import Final
 
 from functions import logs
+from functions.attendance import Session
 from functions.chain import task_name
 from functions.intervals import Span
 from functions.model import MeetingRecord
@@ -27,7 +28,7 @@ from functions.participant_keys import participant_doc_id
 from functions.ports import CollectTask, Deps, MeetingCommit
 from functions.schedule import Status
 from functions.selection import Partition
-from functions.stored_state import carrying_landed_token, stored_sessions
+from functions.stored_state import carrying_landed_token, preliminary_sessions, stored_sessions
 
 __all__ = ["absorb_and_repoll_neighbours"]
 
@@ -68,6 +69,8 @@ def absorb_and_repoll_neighbours(deps: Deps, meeting: MeetingRecord) -> list[str
         absorbing = (
             own is not None and other.is_found and not meeting.is_found and _covers(own, other)
         )
+        if absorbing and other.attendance_source == "meet":
+            _hand_over_preliminary(deps, other, into=meeting)
         if absorbing and own is not None and _merge_if_covered(deps, other, into=meeting, span=own):
             continue
         # Its share: which sessions it takes, and the span it is credited for (a later meeting
@@ -84,6 +87,28 @@ def absorb_and_repoll_neighbours(deps: Deps, meeting: MeetingRecord) -> list[str
         repolled.append(other.meeting_id)
         logs.info("neighbour re-poll requested", neighbour_id=other.meeting_id)
     return repolled
+
+
+def _hand_over_preliminary(deps: Deps, found: MeetingRecord, *, into: MeetingRecord) -> None:
+    """A declared meeting absorbing a ``meet`` meeting takes Meet's preliminary sessions that fall
+    in its share (CONTRACT §3), written as its own preliminary attendance, before the found
+    meeting is merged: a crash in between leaves them with the found meeting, found again here
+    by a repeated declaration."""
+    # Imported here: meet_signals declares meetings through functions.declarations, which tells
+    # neighbours through this module.
+    from functions.meet_records import Conference
+    from functions.meet_signals import write_preliminary
+
+    sessions = preliminary_sessions(deps.store.participants(found.meeting_id), found)
+    by_conference: dict[str, list[Session]] = {}
+    for session in sessions:
+        by_conference.setdefault(session.conference_id, []).append(session)
+    for name, group in sorted(by_conference.items()):
+        start = min(s.join_time for s in group)
+        end = max(s.leave_time for s in group)
+        conference = Conference(name=name, space="", start=start, end=end)
+        with logs.bind(meeting_id=into.meeting_id):
+            write_preliminary(deps, into.meeting_id, conference, group)
 
 
 def _bump(deps: Deps, other: MeetingRecord, *, absorbed_by: str | None, now: datetime) -> None:
@@ -115,7 +140,9 @@ def _merge_if_covered(deps: Deps, found: MeetingRecord, *, into: MeetingRecord, 
             return True
         record = current.record
         documents = deps.store.participants(record.meeting_id)
-        held = stored_sessions(documents, record)
+        # Meet's preliminary sessions too: a meet meeting reaching beyond the declared one keeps
+        # the rest, as a backfill meeting does (its poll hands over the rest once Reports has it).
+        held = [*stored_sessions(documents, record), *preliminary_sessions(documents, record)]
         if not all(span.overlaps(s.join_time, s.leave_time) for s in held):
             return False
         now = deps.clock()

@@ -23,7 +23,6 @@ from functions.attendance import Meeting, Session, build_meeting
 from functions.duplicates import dedupe_key, preferred
 from functions.fingerprints import meeting_fingerprint
 from functions.model import (
-    AttendanceChange,
     IpMode,
     LastError,
     LocationMode,
@@ -55,7 +54,9 @@ from functions.selection import (
 )
 from functions.stored_state import (
     StoredState,
+    attendance_changes,
     carrying_landed_token,
+    preliminary_kept,
     stored_sessions,
     with_previous,
 )
@@ -293,6 +294,10 @@ def _records(
             location_mode=inputs.location_mode,
         )
         records[record.doc_id] = record
+    if not selected.participants and meeting.attendance_source == "meet":
+        return preliminary_kept(
+            inputs.stored, meeting, status=status, revision=revision, erased=inputs.erased
+        )
     unseen = absent_record if status is Status.COMPLETE else estimated_record
     if selected.participants or inputs.fetched is not None or status is Status.COMPLETE:
         for key in _missing_expected(meeting, selected):
@@ -329,29 +334,6 @@ def _attendance(inputs: PollInputs, selected: Meeting, status: Status) -> _Atten
     records = _records(inputs, selected, status=status, revision=revision)
     upserts = {d: with_previous(records[d], state.attended(d)) for d in sorted(changed)}
     return _Attendance(records, upserts, removed, revision)
-
-
-def _changes(
-    state: StoredState,
-    changed: Mapping[str, ParticipantRecord],
-    removed: Sequence[str],
-    *,
-    names: Mapping[str, str],
-) -> list[AttendanceChange]:
-    changes = [
-        AttendanceChange(
-            participant_key=record.participant_key,
-            before=state.attended(doc_id),
-            after=record.attended_seconds,
-        )
-        for doc_id, record in changed.items()
-    ]
-    for doc_id in removed:
-        before = state.attended(doc_id)
-        if before is not None:  # so the document was read: state.before holds its key
-            key = state.before[doc_id][0]
-            changes.append(AttendanceChange(names.get(key, key), before=before, after=None))
-    return sorted(changes, key=lambda c: c.participant_key)
 
 
 def _following(inputs: PollInputs, decision: Decision) -> tuple[datetime | None, int]:
@@ -426,6 +408,8 @@ def _after(
         else meeting.partly_merged_into
     )
     started_at, ended_at, window_start, window_end = _shrunk(inputs, kept, partly_merged_into)
+    # Meet's preliminary attendance, until Reports has data: its counts stay the meeting's.
+    preliminary = not selected.participants and meeting.attendance_source == "meet"
     return replace(
         meeting,
         started_at=started_at,
@@ -455,11 +439,19 @@ def _after(
         conference_ids=selected.conference_ids or meeting.conference_ids,
         calendar_event_id=selected.calendar_event_id or meeting.calendar_event_id,
         organizer_email=selected.organizer_email or meeting.organizer_email,
-        actual_start=selected.actual_start,
-        actual_end=selected.actual_end,
-        participant_count=selected.participant_count,
-        total_attended_seconds=selected.total_attended_seconds,
-        missing_participants=tuple(_missing_expected(meeting, selected)),
+        participant_count=(
+            selected.participant_count if not preliminary else meeting.participant_count
+        ),
+        total_attended_seconds=(
+            selected.total_attended_seconds if not preliminary else meeting.total_attended_seconds
+        ),
+        actual_start=selected.actual_start if not preliminary else meeting.actual_start,
+        actual_end=selected.actual_end if not preliminary else meeting.actual_end,
+        missing_participants=(
+            tuple(_missing_expected(meeting, selected))
+            if not preliminary
+            else meeting.missing_participants
+        ),
         attendance_source="reports" if selected.participants else meeting.attendance_source,
         sessions_start=min((s.join_time for s in kept), default=None),
         sessions_end=max((s.leave_time for s in kept), default=None),
@@ -490,6 +482,8 @@ def plan_without_documents(inputs: PollInputs) -> PollPlan | None:
     first poll needs the documents: None."""
     meeting = inputs.meeting
     unknown = meeting.staging_progress is not None or not meeting.participant_fingerprints
+    # Preliminary documents are kept from what is stored: they must be read.
+    unknown = unknown or meeting.attendance_source == "meet"
     if inputs.stored or inputs.fetched is None or unknown:
         return None
     plan = _plan(inputs, documents_read=False)
@@ -521,7 +515,7 @@ def _plan(inputs: PollInputs, *, documents_read: bool) -> PollPlan:
             revision=attendance.revision,
             at=inputs.polled_at,
             reason=inputs.revision_reason,
-            changes=_changes(
+            changes=attendance_changes(
                 StoredState.of(inputs.stored, inputs.meeting),
                 attendance.changed,
                 attendance.removed,

@@ -12,18 +12,28 @@ from dataclasses import dataclass, replace
 from typing import Any, Final
 
 from functions.attendance import Session
-from functions.model import MeetingRecord, ParticipantRecord, stored_datetime
+from functions.model import (
+    AttendanceChange,
+    MeetingRecord,
+    ParticipantRecord,
+    estimated_record,
+    stored_datetime,
+)
 from functions.participant_keys import participant_doc_id
+from functions.schedule import Status
 
 __all__ = [
     "PREVIOUS_ATTENDED",
     "STAGED_COMMIT",
     "StoredState",
+    "attendance_changes",
     "carrying_landed_token",
     "committed",
     "committed_attended",
     "is_committed",
     "lagging_mirrors",
+    "preliminary_kept",
+    "preliminary_sessions",
     "stored_sessions",
     "with_previous",
 ]
@@ -135,6 +145,61 @@ class StoredState:
         return self.before.get(doc_id, ("", None))[1]
 
 
+def attendance_changes(
+    state: StoredState,
+    changed: Mapping[str, ParticipantRecord],
+    removed: Sequence[str],
+    *,
+    names: Mapping[str, str],
+) -> list[AttendanceChange]:
+    """The revision record's changes: per document changed or removed, the attended seconds
+    before and after (an erased participant named by its hash, ``names``)."""
+    changes = [
+        AttendanceChange(
+            participant_key=record.participant_key,
+            before=state.attended(doc_id),
+            after=record.attended_seconds,
+        )
+        for doc_id, record in changed.items()
+    ]
+    for doc_id in removed:
+        before = state.attended(doc_id)
+        if before is not None:  # so the document was read: state.before holds its key
+            key = state.before[doc_id][0]
+            changes.append(AttendanceChange(names.get(key, key), before=before, after=None))
+    return sorted(changes, key=lambda c: c.participant_key)
+
+
+def preliminary_kept(
+    stored: Sequence[Mapping[str, Any]],
+    meeting: MeetingRecord,
+    *,
+    status: Status,
+    revision: int,
+    erased: Mapping[str, str],
+) -> dict[str, ParticipantRecord]:
+    """Before any Reports data, a meeting with Meet's preliminary attendance keeps it as it is
+    (CONTRACT §3), with estimates for the expected participants Meet did not see; the first
+    poll with Reports data replaces them all."""
+    records: dict[str, ParticipantRecord] = {}
+    for document in committed(stored, meeting):
+        if not document.get("preliminary"):
+            continue
+        key = str(document["participant_key"])
+        if key in erased:
+            continue
+        doc_id = participant_doc_id(key)
+        fingerprint = str(
+            document.get("fingerprint") or meeting.participant_fingerprints.get(doc_id, "")
+        )
+        kept = {**document, "revision": revision, "meeting_status": str(status)}
+        records[doc_id] = ParticipantRecord(doc_id=doc_id, document=kept, fingerprint=fingerprint)
+    for key in meeting.expected_participants:
+        record = estimated_record(key, meeting=meeting, revision=revision, status=status)
+        records.setdefault(record.doc_id, record)
+    return records
+
+
 def with_previous(record: ParticipantRecord, previous: int | None) -> ParticipantRecord:
     """``record`` carrying what it replaces (:data:`PREVIOUS_ATTENDED`)."""
     return replace(record, document={**record.document, PREVIOUS_ATTENDED: previous})
@@ -152,10 +217,27 @@ def stored_sessions(
     which builds the same participant again (same key, same latest values). Addresses are as
     stored, so the IP mode is already applied (and applying it again changes nothing).
     """
+    # Estimates, absences and Meet's preliminary sessions are not Reports sessions: the
+    # Monotone rule holds only these (CONTRACT §3 "Preliminary attendance").
+    return _document_sessions(documents, meeting, preliminary=False)
+
+
+def preliminary_sessions(
+    documents: Iterable[Mapping[str, Any]], meeting: MeetingRecord
+) -> list[Session]:
+    """The Meet sessions of a meeting's preliminary documents (as :func:`stored_sessions`)."""
+    return _document_sessions(documents, meeting, preliminary=True)
+
+
+def _document_sessions(
+    documents: Iterable[Mapping[str, Any]], meeting: MeetingRecord, *, preliminary: bool
+) -> list[Session]:
     sessions: list[Session] = []
     meeting_code = meeting.meeting_code
     for document in documents:
         if document.get("estimated") or document.get("absent"):
+            continue
+        if bool(document.get("preliminary")) is not preliminary:
             continue
         for raw in document.get("sessions") or ():
             sessions.append(

@@ -172,6 +172,8 @@ EXPORT_FIELDS: Final = (
     "estimated",
     "absent",
     "revision",
+    "attendance_source",
+    "preliminary",
 )
 
 
@@ -190,6 +192,8 @@ def _export_row(meeting: MeetingRecord, document: Mapping[str, Any]) -> dict[str
         "estimated": bool(document.get("estimated", False)),
         "absent": bool(document.get("absent", False)),
         "revision": int(document.get("revision") or 0),
+        "attendance_source": meeting.attendance_source,
+        "preliminary": bool(document.get("preliminary", False)),
     }
 
 

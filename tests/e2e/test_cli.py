@@ -424,6 +424,8 @@ def expected_rows(
                 "estimated": document["estimated"],
                 "absent": document["absent"],
                 "revision": document["revision"],
+                "attendance_source": meeting.attendance_source,
+                "preliminary": document["preliminary"],
             }
             if as_csv:
                 row = {k: csv_text(v) for k, v in row.items()}

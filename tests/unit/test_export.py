@@ -187,6 +187,8 @@ def test_rows_one_per_participant_sorted_merged_left_out() -> None:
         "estimated": True,
         "absent": False,
         "revision": 0,
+        "attendance_source": "estimated",
+        "preliminary": False,
     }
     absent = rows[3]
     assert (absent["email"], absent["display_name"], absent["absent"]) == (None, None, True)
@@ -213,6 +215,8 @@ SAMPLE = [
         "estimated": False,
         "absent": True,
         "revision": 4,
+        "attendance_source": "reports",
+        "preliminary": False,
     }
 ]
 
@@ -237,6 +241,8 @@ def test_csv_has_a_header_booleans_as_words_and_null_as_empty() -> None:
         "false",
         "true",
         "4",
+        "reports",
+        "false",
     ]
     assert len(parsed) == 2
 
