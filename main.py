@@ -1,5 +1,5 @@
 """Cloud Functions entry points: ingest (public, signed), api (private, ID tokens), collect (Cloud
-Tasks), backfill (Cloud Scheduler).
+Tasks), backfill (Cloud Scheduler), meet_events (Pub/Sub push of Workspace Events).
 
 Each adapts Flask to the framework-free handlers in ``functions.app`` and nothing more.
 """
@@ -28,6 +28,8 @@ def _request(request: flask.Request) -> app.HttpRequest:
 
 def _response(answer: app.Response) -> flask.Response:
     status, body = answer
+    if status == 204:
+        return flask.Response(status=204)
     response = flask.Response(app.json_bytes(body), status=status, mimetype="application/json")
     if status == 405:
         response.headers["Allow"] = ", ".join(body["error"].get("allowed") or ())
@@ -52,3 +54,8 @@ def collect(request: flask.Request) -> flask.Response:
 @functions_framework.http
 def backfill(request: flask.Request) -> flask.Response:
     return _response(app.backfill(_request(request)))
+
+
+@functions_framework.http
+def meet_events(request: flask.Request) -> flask.Response:
+    return _response(app.meet_events(_request(request)))

@@ -1,4 +1,4 @@
-"""Wiring: settings → adapters → use cases, and the four HTTP handlers behind ``main.py``.
+"""Wiring: settings → adapters → use cases, and the five HTTP handlers behind ``main.py``.
 
 Handlers take plain request values and return ``(status, json_body)``, so they run the same under
 functions-framework and in tests. A :class:`Runtime` holds our ports only; the adapters behind
@@ -28,6 +28,7 @@ from functions.http_edge import (
     route_ingest,
     unexpected_error_response,
 )
+from functions.meet_signals import handle_event
 from functions.payloads import (
     parse_backfill_request,
     parse_collect_task,
@@ -36,7 +37,9 @@ from functions.payloads import (
 )
 from functions.polling import handle_collect_task, poll_meeting
 from functions.ports import Deps, IdTokenVerifier
+from functions.pubsub_push import UnusablePush, parse_push
 from functions.signatures import verify_webhook_signature
+from functions.subscriptions import ensure_subscriptions, expand_organizers
 from functions.views import meeting_view, sync_view, to_json
 
 Response = tuple[int, dict[str, Any]]
@@ -59,13 +62,33 @@ class Runtime:
     id_tokens: IdTokenVerifier
 
 
-def build_runtime(settings: Settings) -> Runtime:
+#: The roles that talk to Meet, Workspace Events and the Directory (CONTRACT §3 "The daily run",
+#: §4.3); the others never build those clients.
+MEET_ROLES: frozenset[Role] = frozenset({"meet_events", "backfill"})
+
+
+def build_runtime(settings: Settings, *, role: Role = "cli") -> Runtime:
     """The adapters for ``settings``; the adapter modules are imported here, not at start-up."""
     from functions.adapters.cloud_tasks import CloudTasksQueue
     from functions.adapters.firestore_store import FirestoreStore
     from functions.adapters.id_tokens import GoogleIdTokenVerifier
     from functions.adapters.reports import LazyReportsSource
 
+    meet_side: dict[str, Any] = {}
+    if role in MEET_ROLES:
+        from functions.adapters.firestore_workspace import FirestoreWorkspaceState
+        from functions.adapters.workspace import (
+            GoogleDirectory,
+            GoogleMeetApi,
+            GoogleWorkspaceEvents,
+        )
+
+        meet_side = {
+            "meet": GoogleMeetApi.from_settings(settings),
+            "directory": GoogleDirectory.from_settings(settings),
+            "events": GoogleWorkspaceEvents.from_settings(settings),
+            "workspace": FirestoreWorkspaceState.from_settings(settings),
+        }
     deps = Deps(
         store=FirestoreStore.from_settings(settings),
         queue=CloudTasksQueue.from_settings(settings),
@@ -78,6 +101,7 @@ def build_runtime(settings: Settings) -> Runtime:
         location_mode=settings.location_mode,
         erasure_key=settings.erasure_key,
         retention_days=settings.retention_days,
+        **meet_side,
     )
     return Runtime(settings, deps, GoogleIdTokenVerifier(certs_url=settings.oidc_certs_url))
 
@@ -86,7 +110,7 @@ def build_runtime(settings: Settings) -> Runtime:
 def runtime(role: Role) -> Runtime:
     """One per instance and function: its settings are validated (all problems at once) on first
     use."""
-    return build_runtime(Settings.from_env(role=role))
+    return build_runtime(Settings.from_env(role=role), role=role)
 
 
 def _trace(request: HttpRequest, rt: Runtime | None, role: Role) -> dict[str, str]:
@@ -308,9 +332,85 @@ def backfill(request: HttpRequest, rt: Runtime | None = None) -> Response:
             now=current.deps.clock(),
             lookback_s=settings.backfill_lookback_s,
         )
-        return 200, fan_out(current.deps, since=since, until=until).to_json()
+        report = fan_out(current.deps, since=since, until=until).to_json()
+        subscriptions = _daily_subscriptions(current)
+        if subscriptions is not None:
+            report["subscriptions"] = subscriptions
+        return 200, report
 
     return guarded(handle, request, rt, "backfill")
+
+
+def _daily_subscriptions(rt: Runtime) -> dict[str, Any] | None:
+    """The daily run's Workspace Events part (CONTRACT §3): every organizer's subscription made
+    sure of, those of people no longer organizers closed. Its failure never fails the run (the
+    backfill still finds unannounced meetings from Reports): it is logged and reported."""
+    settings, deps = rt.settings, rt.deps
+    topic = settings.workspace_events_topic
+    if topic is None or deps.events is None or deps.directory is None or deps.workspace is None:
+        return None
+    try:
+        organizers = expand_organizers(
+            settings.organizers, settings.organizer_group, deps.directory
+        )
+        report = ensure_subscriptions(
+            organizers=organizers,
+            events=deps.events,
+            directory=deps.directory,
+            state=deps.workspace,
+            topic=topic,
+            clock=deps.clock,
+        )
+    except AppError as error:
+        logs.error("subscriptions not ensured", code=error.code, detail=error.message)
+        return {"error": error.code}
+    logs.info("subscriptions ensured", **report.counts())
+    return report.counts()
+
+
+# ------------------------------------------------------------------------------------------------
+# meet_events (private: Workspace Events through Pub/Sub push with OIDC)
+
+
+def meet_events(request: HttpRequest, rt: Runtime | None = None) -> Response:
+    """CONTRACT §4.3. Authenticated pushes are acknowledged (2xx) unless a retry may help: an
+    unusable one answers 204 and is logged, since Pub/Sub would redeliver a 4xx for days."""
+
+    def handle() -> Response:
+        route_ingest(request.method, request.path)
+        current = rt or runtime("meet_events")
+        settings = current.settings
+        _authenticated_post(
+            request,
+            current,
+            audience=settings.meet_events_url or "",
+            callers={settings.pubsub_push_service_account or ""},
+        )
+        try:
+            event = parse_push(request.body)
+        except UnusablePush as problem:
+            logs.error("unusable push acknowledged", problem=str(problem))
+            return 204, {}
+        with logs.bind(event_type=event.type, message_id=event.message_id):
+            done = handle_event(
+                current.deps,
+                event,
+                organizers=_organizers(current),
+                topic=settings.workspace_events_topic,
+            )
+            logs.info("meet event handled", done=done)
+            return 200, {"handled": done}
+
+    return guarded(handle, request, rt, "meet_events")
+
+
+def _organizers(rt: Runtime) -> list[str]:
+    """Who may read a conference record: ``ORGANIZERS``, then everyone with a subscription (the
+    daily run expands ``ORGANIZER_GROUP`` into those)."""
+    known = list(rt.settings.organizers)
+    if rt.deps.workspace is not None:
+        known.extend(r.organizer_email for r in rt.deps.workspace.subscriptions())
+    return list(dict.fromkeys(known))
 
 
 def json_bytes(body: Mapping[str, Any]) -> bytes:

@@ -27,7 +27,7 @@ from functions.signatures import SECRET_PREFIX, decode_secret
 
 __all__ = ["READS", "ROLES", "STAND_IN_SETTINGS", "Role", "Settings"]
 
-Role = Literal["ingest", "collect", "backfill", "api", "cli"]
+Role = Literal["ingest", "collect", "backfill", "api", "meet_events", "cli"]
 ROLES: Final[tuple[Role, ...]] = get_args(Role)
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -40,6 +40,9 @@ STAND_IN_SETTINGS: Final = (
     "CLOUD_TASKS_EMULATOR_HOST",
     "REPORTS_API_ENDPOINT",
     "OIDC_CERTS_URL",
+    "MEET_API_ENDPOINT",
+    "WORKSPACE_EVENTS_API_ENDPOINT",
+    "DIRECTORY_API_ENDPOINT",
 )
 
 _STORE_AND_QUEUE: Final = frozenset(
@@ -75,15 +78,32 @@ _REPORTS: Final = frozenset(
     }
 )
 
+#: The Meet side: organizers, the Meet REST, Workspace Events and Directory APIs.
+_MEET: Final = frozenset(
+    {
+        "ORGANIZERS",
+        "ORGANIZER_GROUP",
+        "WORKSPACE_EVENTS_TOPIC",
+        "MEET_API_ENDPOINT",
+        "WORKSPACE_EVENTS_API_ENDPOINT",
+        "DIRECTORY_API_ENDPOINT",
+    }
+)
+
 #: Which settings each function reads (and the CLI, which works on the same system).
 READS: Final[Mapping[Role, frozenset[str]]] = {
     "ingest": _STORE_AND_QUEUE | {"WEBHOOK_SECRET"},
     "collect": _STORE_AND_QUEUE | _REPORTS | {"OIDC_CERTS_URL"},
     "backfill": _STORE_AND_QUEUE
     | _REPORTS
+    | _MEET
     | {"OIDC_CERTS_URL", "BACKFILL_URL", "SCHEDULER_SERVICE_ACCOUNT", "BACKFILL_LOOKBACK_S"},
     "api": _STORE_AND_QUEUE | _REPORTS | {"OIDC_CERTS_URL", "API_URL", "API_PRINCIPALS"},
-    "cli": _STORE_AND_QUEUE | _REPORTS | {"BACKFILL_URL", "BACKFILL_LOOKBACK_S"},
+    "meet_events": _STORE_AND_QUEUE
+    | _REPORTS
+    | _MEET
+    | {"OIDC_CERTS_URL", "MEET_EVENTS_URL", "PUBSUB_PUSH_SERVICE_ACCOUNT"},
+    "cli": _STORE_AND_QUEUE | _REPORTS | _MEET | {"BACKFILL_URL", "BACKFILL_LOOKBACK_S"},
 }
 
 
@@ -118,6 +138,14 @@ class Settings:
     retention_days: int | None = None
     api_url: str | None = None
     api_principals: tuple[str, ...] = ()
+    organizers: tuple[str, ...] = ()
+    organizer_group: str | None = None
+    workspace_events_topic: str | None = None
+    meet_events_url: str | None = None
+    pubsub_push_service_account: str | None = None
+    meet_api_endpoint: str | None = None
+    workspace_events_api_endpoint: str | None = None
+    directory_api_endpoint: str | None = None
     allow_stand_ins: bool = False
 
     @property
@@ -190,6 +218,16 @@ class Settings:
             retention_days=_retention_days(read),
             api_url=read.url("API_URL", required=role == "api"),
             api_principals=_principals(read, required=role == "api"),
+            organizers=_organizers(read),
+            organizer_group=read.email("ORGANIZER_GROUP", what="a group's email"),
+            workspace_events_topic=_topic(read, required=role == "meet_events"),
+            meet_events_url=read.url("MEET_EVENTS_URL", required=role == "meet_events"),
+            pubsub_push_service_account=read.email(
+                "PUBSUB_PUSH_SERVICE_ACCOUNT", required=role == "meet_events"
+            ),
+            meet_api_endpoint=read.url("MEET_API_ENDPOINT"),
+            workspace_events_api_endpoint=read.url("WORKSPACE_EVENTS_API_ENDPOINT"),
+            directory_api_endpoint=read.url("DIRECTORY_API_ENDPOINT"),
             allow_stand_ins=_allow_stand_ins(read),
         )
         if read.reads("WEBHOOK_SECRET") and not settings.webhook_secrets:
@@ -347,6 +385,30 @@ def _principals(read: _Reader, *, required: bool) -> tuple[str, ...]:
         if not _EMAIL.match(email):
             read.problem(f"API_PRINCIPALS entry {index} must be an email")
     return emails
+
+
+def _organizers(read: _Reader) -> tuple[str, ...]:
+    emails = tuple(
+        dict.fromkeys(
+            part.strip().lower() for part in read.raw("ORGANIZERS").split(",") if part.strip()
+        )
+    )
+    for index, email in enumerate(emails, start=1):
+        if not _EMAIL.match(email):
+            read.problem(f"ORGANIZERS entry {index} must be an email")
+    return emails
+
+
+_TOPIC = re.compile(r"projects/[a-z][a-z0-9-]{4,61}[a-z0-9]/topics/[A-Za-z][\w.~+%-]{2,254}")
+
+
+def _topic(read: _Reader, *, required: bool) -> str | None:
+    topic = read.text("WORKSPACE_EVENTS_TOPIC", required=required)
+    if topic is not None and not _TOPIC.fullmatch(topic):
+        read.problem(
+            f"WORKSPACE_EVENTS_TOPIC must be projects/PROJECT/topics/TOPIC (got {topic!r})"
+        )
+    return topic
 
 
 def _allow_stand_ins(read: _Reader) -> bool:

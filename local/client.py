@@ -8,10 +8,14 @@ Every URL it touches is on 127.0.0.1.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import requests
@@ -204,9 +208,62 @@ class StackClient:
     def tasks_config(self, **switches: bool) -> None:
         self._post(self.env["TASKS_EMULATOR_CONTROL_URL"] + "/_emulator/config", switches)
 
+    # The fake Meet REST + Workspace Events + Directory API (CONTRACT §6).
+
+    def add_meet(self, **resources: Any) -> None:
+        """Add or replace ``spaces``, ``conference_records``, ``participants``,
+        ``participant_sessions``, ``users``, ``groups`` (Google's JSON shapes)."""
+        self._post(self.env["MEET_API_ENDPOINT"] + "_fake/meet", resources)
+
+    def publish_meet_event(
+        self,
+        event_type: str,
+        data: Mapping[str, Any],
+        *,
+        subscription: str = "subscriptions/none",
+        event_id: str | None = None,
+        **extra: Any,
+    ) -> int:
+        """Publish a CloudEvent as Pub/Sub push delivers it to ``meet_events``; its status."""
+        body: dict[str, Any] = {
+            "type": event_type,
+            "data": dict(data),
+            "subscription": subscription,
+        }
+        if event_id is not None:
+            body["id"] = event_id
+        body.update(extra)
+        answer = self._post(self.env["MEET_API_ENDPOINT"] + "_fake/meet/events", body)
+        return int(answer["status"])
+
+    def meet_subscriptions(self) -> list[dict[str, Any]]:
+        response = self._session.get(
+            self.env["MEET_API_ENDPOINT"] + "_fake/meet/subscriptions", timeout=self.timeout_s
+        )
+        response.raise_for_status()
+        found: list[dict[str, Any]] = response.json()["subscriptions"]
+        return found
+
+    def meet_control(self, path: str, payload: Mapping[str, Any]) -> Any:
+        """Another control of the fake (``config``, ``faults``, ``subscriptions/suspend`` …)."""
+        return self._post(self.env["MEET_API_ENDPOINT"] + "_fake/meet/" + path, payload)
+
+    def run_cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """``python -m functions ARGS`` against this stack (its settings as the environment)."""
+        return subprocess.run(
+            [sys.executable, "-m", "functions", *args],
+            env={**os.environ, **self.env},
+            cwd=Path(__file__).resolve().parent.parent,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
     def reset(self) -> None:
-        """Empty the fake Reports API and the task queue (Firestore is cleared separately)."""
+        """Empty the fake Google APIs and the task queue (Firestore is cleared separately)."""
         self._post(self.env["REPORTS_API_ENDPOINT"] + "/_fake/reset", {})
+        self._post(self.env["MEET_API_ENDPOINT"] + "_fake/meet/reset", {})
         self._post(self.env["TASKS_EMULATOR_CONTROL_URL"] + "/_emulator/reset", {})
         self.tasks_config(deliver_twice=False, run_immediately=False)
 

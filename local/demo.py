@@ -4,6 +4,10 @@ Two back-to-back classes in one personal room: the tutor stays across both; stud
 devices, dial in by phone; an anonymous guest drops by; one student's events reach the Reports API
 late. Signed webhooks announce both classes; Cloud Tasks (emulated) drives the collect worker, which
 polls the (fake) Reports API and writes Firestore (emulator) until both meetings are ``complete``.
+Then Google Meet's side: the organizer's Workspace Events subscription is made sure of
+(``subscriptions --ensure``), a class nobody announced ends in the (fake) Meet, whose "conference
+ended" event reaches ``meet_events`` through Pub/Sub push; its preliminary attendance appears
+within a second, and the Reports data replaces it when it arrives.
 Timings are shortened (seconds instead of minutes) so the whole chain runs while you watch.
 """
 
@@ -16,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from local.client import StackClient
@@ -152,9 +157,11 @@ def participant_table(title: str, view: dict[str, Any]) -> Table:
             label += " [absent]"
         elif doc.get("estimated"):
             label += " [estimated]"
+        elif doc.get("preliminary"):
+            label += " [preliminary]"
         devices = sorted({s.get("device_type") or "?" for s in doc.get("sessions", [])})
         table.add_row(
-            label,
+            escape(label),  # "[estimated]" is not rich markup
             doc.get("display_name") or "",
             clock(doc.get("first_join")),
             clock(doc.get("last_leave")),
@@ -227,6 +234,156 @@ def run(client: StackClient) -> int:
         console.print(f"[red]Not complete within {TIMEOUT_S} s.")
         return 1
     console.print("[green]Both classes complete; the tutor's time is split at the boundary.")
+    return meet_path(client)
+
+
+# ------------------------------------------------------------------------------------------------
+# The Meet path: nobody announces Chemistry; Google Meet says it ended.
+
+CHEM_ROOM = "chm-labs-xyz"
+CHEM_SPACE = "spaces/chemLab01"
+CHEM_RECORD = "conferenceRecords/chem-2026-11-27"
+ORGANIZER = "organizer@school.test"
+CHEMISTS = {
+    # email: (Directory id, minutes after the start they joined, minutes before the end they left)
+    ORGANIZER: ("100", 0, 0),
+    "fay@school.example": ("201", 1, 0),
+    "gus@school.example": ("202", 4, 10),
+}
+
+
+def chemistry(now: datetime) -> tuple[dict[str, Any], list[Any]]:
+    """The class in the fake Meet (Google's own JSON shapes) and its Reports events."""
+    start, end = now - timedelta(minutes=40), now - timedelta(seconds=20)
+    m = timedelta(minutes=1)
+    participants, sessions, users = [], [], []
+    for index, (email, (user_id, late, early)) in enumerate(CHEMISTS.items()):
+        name = f"{CHEM_RECORD}/participants/{index}"
+        join, leave = start + late * m, end - early * m
+        participants.append(
+            {
+                "name": name,
+                "signedinUser": {"user": f"users/{user_id}", "displayName": email.split("@")[0]},
+                "earliestStartTime": rfc3339(join),
+                "latestEndTime": rfc3339(leave),
+            }
+        )
+        sessions.append(
+            {
+                "name": f"{name}/participantSessions/0",
+                "startTime": rfc3339(join),
+                "endTime": rfc3339(leave),
+            }
+        )
+        users.append({"id": user_id, "primaryEmail": email})
+    # A visitor Meet shows by name only; Reports knows the same person by a dial-in.
+    participants.append(
+        {
+            "name": f"{CHEM_RECORD}/participants/9",
+            "anonymousUser": {"displayName": "Visitor"},
+            "earliestStartTime": rfc3339(start + 5 * m),
+            "latestEndTime": rfc3339(start + 15 * m),
+        }
+    )
+    sessions.append(
+        {
+            "name": f"{CHEM_RECORD}/participants/9/participantSessions/0",
+            "startTime": rfc3339(start + 5 * m),
+            "endTime": rfc3339(start + 15 * m),
+        }
+    )
+    resources = {
+        "spaces": [
+            {
+                "name": CHEM_SPACE,
+                "meetingCode": CHEM_ROOM,
+                "meetingUri": f"https://meet.google.com/{CHEM_ROOM}",
+            }
+        ],
+        "conference_records": [
+            {
+                "name": CHEM_RECORD,
+                "space": CHEM_SPACE,
+                "startTime": rfc3339(start),
+                "endTime": rfc3339(end),
+            }
+        ],
+        "participants": participants,
+        "participant_sessions": sessions,
+        "users": users,
+    }
+    reports = activities_for(
+        [
+            # Reports counts Gus's leave a minute later than Meet's early sessions view did.
+            *(
+                Stay(email, start + late * m, end - early * m + (m if early else timedelta()))
+                for email, (_, late, early) in CHEMISTS.items()
+            ),
+            Stay("+44 20 7946 0999", start + 5 * m, start + 15 * m, identifier_type="phone_number"),
+        ],
+        meeting_code=CHEM_ROOM,
+        conference_id="chem-reports-conference",
+        organizer_email=ORGANIZER,
+    )
+    return resources, reports
+
+
+def meet_path(client: StackClient) -> int:
+    console.rule("Google Meet signals: a class nobody announced")
+    resources, reports = chemistry(datetime.now(UTC))
+    client.add_meet(**resources)  # the Directory knows the organizer before it subscribes
+    ensure = client.run_cli("subscriptions", "--ensure")
+    console.print(ensure.stdout.rstrip() or ensure.stderr.rstrip())
+    if ensure.returncode != 0:
+        console.print(f"[red]subscriptions --ensure failed: {ensure.stderr.strip()}")
+        return 1
+    published = time.monotonic()
+    status = client.publish_meet_event(
+        "google.workspace.meet.conference.v2.ended", {"conferenceRecord": {"name": CHEM_RECORD}}
+    )
+    console.print(
+        f"Meet published 'conference ended' for {CHEM_ROOM} through Pub/Sub push: "
+        f"meet_events answered {status}"
+    )
+    from functions.model import meeting_id_for
+
+    meeting_id = meeting_id_for(external_id="meet:" + CHEM_RECORD)
+    answer = client.meeting(meeting_id)
+    if answer.status != 200:
+        console.print(f"[red]no meet meeting: {answer.status} {answer.body}")
+        return 1
+    console.print(
+        f"{time.monotonic() - published:4.1f} s after the event: preliminary attendance from "
+        "Meet's own participant sessions (no Reports data yet)"
+    )
+    console.print(participant_table("Chemistry (source meet)", answer.body))
+    preliminary = {d["participant_key"]: d["attended_seconds"] for d in answer.body["participants"]}
+    client.add_activities(reports, visible_after_s=4)
+    console.print("The Reports API shows the class 4 s later (1 to 24 hours in production)…")
+    deadline = time.monotonic() + TIMEOUT_S
+    view = answer.body
+    while time.monotonic() < deadline:
+        view = client.meeting(meeting_id).body
+        if view["meeting"]["status"] == "complete":
+            break
+        time.sleep(0.5)
+    else:
+        console.print(f"[red]Chemistry not complete within {TIMEOUT_S} s.")
+        return 1
+    console.print(participant_table("Chemistry (Reports data)", view))
+    table = Table(title="Preliminary (Meet) → billed (Reports)", title_justify="left")
+    for column in ("participant", "meet", "reports"):
+        table.add_column(column)
+    final = {d["participant_key"]: d["attended_seconds"] for d in view["participants"]}
+    for key in sorted({*preliminary, *final}):
+        table.add_row(key, hms(preliminary.get(key)), hms(final.get(key)))
+    console.print(table)
+    console.print(
+        f"[green]attendance_source {view['meeting']['attendance_source']}: the Reports data "
+        "replaced the preliminary view in one revision."
+    )
+    listed = client.run_cli("subscriptions")
+    console.print(listed.stdout.rstrip())
     return 0
 
 
@@ -235,7 +392,7 @@ def main() -> int:
     stack = Stack(environ)
     console.print(
         "Starting the local stack (Firestore emulator, Cloud Tasks emulator, fake Reports "
-        "API, ingest, collect, backfill)…"
+        "API, fake Meet/Workspace Events/Directory, ingest, api, collect, backfill, meet_events)…"
     )
     started = time.monotonic()
     env = stack.plan()

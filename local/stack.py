@@ -1,9 +1,9 @@
 """The whole system on 127.0.0.1: `make stack` (CONTRACT §6).
 
-Starts Google's Firestore emulator, our Cloud Tasks emulator, the fake Reports API and each
-function (functions-framework), in parallel, honours the settings of CONTRACT §5 found in the
-environment, writes ``.local/stack.env`` once everything answers, and stops every child on
-SIGINT/SIGTERM. Children also receive SIGTERM if this process dies (PR_SET_PDEATHSIG).
+Starts Google's Firestore emulator, our Cloud Tasks emulator, the fake Reports API, the fake Meet
+REST + Workspace Events + Directory API and each function (functions-framework), in parallel,
+honours the settings of CONTRACT §5 found in the environment, writes ``.local/stack.env`` once
+everything answers, and stops every child on SIGINT/SIGTERM. Children also receive SIGTERM if this process dies (PR_SET_PDEATHSIG).
 """
 
 from __future__ import annotations
@@ -34,10 +34,14 @@ from local.tasks_emulator import TOKEN_MINT_PATH
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_ENV_FILE = ROOT / ".local" / "stack.env"
-FUNCTIONS: tuple[Role, ...] = ("ingest", "api", "collect", "backfill")
+FUNCTIONS: tuple[Role, ...] = ("ingest", "api", "collect", "backfill", "meet_events")
 
 #: The identity an operator's token names (CONTRACT §6); the stack's API_PRINCIPALS include it.
 OPERATOR = "operator@local.test"
+#: The identity in the stack's Pub/Sub push tokens (CONTRACT §6).
+PUSH_SERVICE_ACCOUNT = "pubsub-push@local.test"
+#: The organizer the stack runs with unless ORGANIZERS says otherwise (the demo's teacher).
+LOCAL_ORGANIZER = "organizer@school.test"
 
 #: What the stack runs with when the environment does not say otherwise.
 LOCAL_DEFAULTS = {
@@ -47,6 +51,9 @@ LOCAL_DEFAULTS = {
     "TASKS_SERVICE_ACCOUNT": "collect-tasks@demo-attendance.iam.gserviceaccount.com",
     "SCHEDULER_SERVICE_ACCOUNT": "backfill-scheduler@demo-attendance.iam.gserviceaccount.com",
     "API_PRINCIPALS": OPERATOR,
+    "ORGANIZERS": LOCAL_ORGANIZER,
+    "PUBSUB_PUSH_SERVICE_ACCOUNT": PUSH_SERVICE_ACCOUNT,
+    "WORKSPACE_EVENTS_TOPIC": "projects/demo-attendance/topics/workspace-events",
 }
 
 #: Settings that belong to the stack itself: whatever the environment says, the stand-ins win.
@@ -58,6 +65,10 @@ STAND_IN_SETTINGS = (
     "COLLECT_URL",
     "BACKFILL_URL",
     "API_URL",
+    "MEET_EVENTS_URL",
+    "MEET_API_ENDPOINT",
+    "WORKSPACE_EVENTS_API_ENDPOINT",
+    "DIRECTORY_API_ENDPOINT",
 )
 
 
@@ -174,6 +185,7 @@ class Stack:
         if OPERATOR not in principals:
             source["API_PRINCIPALS"] = ",".join([*principals, OPERATOR])
         tasks_port, tasks_http_port, reports_port = free_port(), free_port(), free_port()
+        workspace_port = free_port()
         function_ports = {name: free_port() for name in FUNCTIONS}
         self.firestore = FirestoreEmulator(project=source["GOOGLE_CLOUD_PROJECT"])
         control_url = f"http://{LOOPBACK}:{tasks_http_port}"
@@ -185,6 +197,11 @@ class Stack:
             "COLLECT_URL": f"http://{LOOPBACK}:{function_ports['collect']}/",
             "BACKFILL_URL": f"http://{LOOPBACK}:{function_ports['backfill']}/",
             "API_URL": f"http://{LOOPBACK}:{function_ports['api']}/",
+            "MEET_EVENTS_URL": f"http://{LOOPBACK}:{function_ports['meet_events']}/",
+            # One fake serves the Meet REST, Workspace Events and Directory APIs (CONTRACT §6).
+            "MEET_API_ENDPOINT": f"http://{LOOPBACK}:{workspace_port}/",
+            "WORKSPACE_EVENTS_API_ENDPOINT": f"http://{LOOPBACK}:{workspace_port}/",
+            "DIRECTORY_API_ENDPOINT": f"http://{LOOPBACK}:{workspace_port}/",
         }
         env = stack_settings({**source, **stand_ins})
         settings = Settings.from_env(env, role="collect")
@@ -211,6 +228,20 @@ class Stack:
                 "fake-reports",
                 [python, "-m", "local.fake_reports", f"--port={reports_port}"],
                 ready=answers(f"{env['REPORTS_API_ENDPOINT']}/_fake/requests", status=200),
+            ),
+            Child(
+                "fake-workspace",
+                [
+                    python,
+                    "-m",
+                    "local.fake_workspace",
+                    f"--port={workspace_port}",
+                    f"--push-url={env['MEET_EVENTS_URL']}",
+                    f"--token-mint-url={env['TOKEN_MINT_URL']}",
+                    f"--push-email={env['PUBSUB_PUSH_SERVICE_ACCOUNT']}",
+                    f"--project={env['GOOGLE_CLOUD_PROJECT']}",
+                ],
+                ready=answers(f"{env['MEET_API_ENDPOINT']}_fake/meet/subscriptions", status=200),
             ),
         ]
         for name, port in function_ports.items():
@@ -328,7 +359,9 @@ def main(argv: list[str] | None = None) -> int:
             "COLLECT_URL",
             "BACKFILL_URL",
             "TOKEN_MINT_URL",
+            "MEET_EVENTS_URL",
             "REPORTS_API_ENDPOINT",
+            "MEET_API_ENDPOINT",
         ):
             print(f"  {name}={env[name]}", flush=True)
         print(f"  FIRESTORE_EMULATOR_HOST={env['FIRESTORE_EMULATOR_HOST']}", flush=True)

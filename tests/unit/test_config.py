@@ -24,6 +24,10 @@ VALID = {
     "BACKFILL_URL": "https://backfill-abc-ew.a.run.app/",
     "API_URL": "https://api-abc-ew.a.run.app/",
     "API_PRINCIPALS": "billing@acme-attendance.iam.gserviceaccount.com",
+    "MEET_EVENTS_URL": "https://meet-events-abc-ew.a.run.app/",
+    "PUBSUB_PUSH_SERVICE_ACCOUNT": "meet-push@acme-attendance.iam.gserviceaccount.com",
+    "WORKSPACE_EVENTS_TOPIC": "projects/acme-attendance/topics/workspace-events",
+    "ORGANIZERS": "Teacher@school.example, tutor@school.example",
 }
 
 
@@ -180,12 +184,13 @@ def test_subject_is_optional_with_a_local_reports_endpoint() -> None:
 @pytest.mark.parametrize("stand_in", STAND_IN_SETTINGS)
 def test_stand_ins_are_refused_on_google_cloud(stand_in: str) -> None:
     value = "http://127.0.0.1:9" if stand_in.endswith(("ENDPOINT", "URL")) else "127.0.0.1:9"
-    env = {**VALID, stand_in: value, "K_SERVICE": "collect"}
+    role: Role = "collect" if stand_in in READS["collect"] else "meet_events"
+    env = {**VALID, stand_in: value, "K_SERVICE": role}
     with pytest.raises(ConfigError, match=f"{stand_in} names a local stand-in"):
-        Settings.from_env(env, role="collect")
-    allowed = Settings.from_env({**env, "ALLOW_STAND_INS": "true"}, role="collect")
+        Settings.from_env(env, role=role)
+    allowed = Settings.from_env({**env, "ALLOW_STAND_INS": "true"}, role=role)
     assert allowed.allow_stand_ins
-    assert Settings.from_env({**VALID, stand_in: value}, role="collect")  # not on Google Cloud
+    assert Settings.from_env({**VALID, stand_in: value}, role=role)  # not on Google Cloud
 
 
 def test_secret_rotation_keeps_every_secret_in_order() -> None:
