@@ -2,7 +2,7 @@
 # project may depend on them.
 locals {
   services = toset([
-    "admin.googleapis.com",                # Admin SDK: the Reports API
+    "admin.googleapis.com",                # Admin SDK: the Reports and Directory APIs
     "artifactregistry.googleapis.com",     # function images
     "cloudbuild.googleapis.com",           # function builds and cloudbuild.yaml
     "cloudfunctions.googleapis.com",       # gen2 functions
@@ -13,9 +13,12 @@ locals {
     "iam.googleapis.com",                  # service accounts
     "iamcredentials.googleapis.com",       # signBlob: keyless domain-wide delegation
     "logging.googleapis.com",              # logs and log-based metrics
+    "meet.googleapis.com",                 # Meet REST API: conference records, participants, sessions
     "monitoring.googleapis.com",           # alert policies
+    "pubsub.googleapis.com",               # the Workspace Events topic and its push subscription
     "run.googleapis.com",                  # gen2 functions run on Cloud Run
     "secretmanager.googleapis.com",        # the webhook secret and the erasure key
+    "workspaceevents.googleapis.com",      # Workspace Events: the organizers' Meet subscriptions
   ])
 }
 

@@ -46,7 +46,8 @@ resource "google_firestore_index" "composite" {
 }
 
 # Retention (CONTRACT §3 Privacy): a TTL policy on expire_at of meetings, participants and revisions
-# (set when RETENTION_DAYS is) and of webhook_deliveries (replay protection); TTL deletes within
+# (set when RETENTION_DAYS is), of webhook_deliveries (replay protection) and of meet_deliveries
+# (the CloudEvent ids meet_events handled, kept as long as Pub/Sub may redeliver); TTL deletes within
 # about 24 h after expire_at, and the daily run sweeps what it has not deleted yet. erasures/{hash}
 # has no TTL: an erasure must outlive every poll. TTL fields carry no index: nothing queries them
 # (the sweep selects meetings by ended_at) and a monotonic timestamp index is a write hotspot.

@@ -1,4 +1,4 @@
-# The four gen2 functions, built from one source with four entry points (main.py), each running as
+# The five gen2 functions, built from one source with five entry points (main.py), each running as
 # its own service account (iam.tf) with only the settings and secrets its role reads
 # (functions/config.py READS).
 #
@@ -12,22 +12,25 @@ data "google_project" "this" {
 }
 
 locals {
+  # Function (and Cloud Run service) names allow no underscore: meet_events runs as NAME-meet-events.
   function_names = {
-    ingest   = "${var.name_prefix}-ingest"
-    api      = "${var.name_prefix}-api"
-    collect  = "${var.name_prefix}-collect"
-    backfill = "${var.name_prefix}-backfill"
+    ingest      = "${var.name_prefix}-ingest"
+    api         = "${var.name_prefix}-api"
+    collect     = "${var.name_prefix}-collect"
+    backfill    = "${var.name_prefix}-backfill"
+    meet_events = "${var.name_prefix}-meet-events"
   }
 
-  # COLLECT_URL is needed by every function, collect included (it enqueues its own next poll), and
-  # API_URL by the api itself, so neither can be read from service_config[0].uri without a cycle.
-  # Cloud Run gives every service a deterministic URL https://SERVICE-PROJECT_NUMBER.REGION.run.app,
-  # a gen2 function's service is named after the function, and Cloud Run accepts ID tokens whose
-  # audience is this URL.
-  run_url_suffix = "${data.google_project.this.number}.${var.region}.run.app"
-  collect_url    = "https://${local.function_names.collect}-${local.run_url_suffix}"
-  backfill_url   = "https://${local.function_names.backfill}-${local.run_url_suffix}"
-  api_url        = "https://${local.function_names.api}-${local.run_url_suffix}"
+  # COLLECT_URL is needed by every function, collect included (it enqueues its own next poll),
+  # API_URL by the api itself and MEET_EVENTS_URL by meet_events itself, so none can be read from
+  # service_config[0].uri without a cycle. Cloud Run gives every service a deterministic URL
+  # https://SERVICE-PROJECT_NUMBER.REGION.run.app, a gen2 function's service is named after the
+  # function, and Cloud Run accepts ID tokens whose audience is this URL.
+  run_url_suffix  = "${data.google_project.this.number}.${var.region}.run.app"
+  collect_url     = "https://${local.function_names.collect}-${local.run_url_suffix}"
+  backfill_url    = "https://${local.function_names.backfill}-${local.run_url_suffix}"
+  api_url         = "https://${local.function_names.api}-${local.run_url_suffix}"
+  meet_events_url = "https://${local.function_names.meet_events}-${local.run_url_suffix}"
 
   # CONTRACT §5, split by what each role reads (functions/config.py READS): no function gets a
   # setting it does not read. WEBHOOK_SECRET and ERASURE_KEY come from Secret Manager
@@ -41,8 +44,9 @@ locals {
     TASKS_SERVICE_ACCOUNT = google_service_account.tasks.email
   }
 
-  # Where Workspace APIs are called (collect, backfill, api): the delegation identity the function
-  # signs as, and the privacy modes applied to what those APIs return. Never in the public ingest.
+  # Where Workspace APIs are called (collect, backfill, api, meet_events): the delegation identity
+  # the function signs as, and the privacy modes applied to what those APIs return. Never in the
+  # public ingest.
   reports_env = {
     REPORTS_ADMIN_SUBJECT      = var.reports_admin_subject
     REPORTS_CREDENTIALS        = "keyless"
@@ -64,6 +68,23 @@ locals {
     SCHEDULER_SERVICE_ACCOUNT = google_service_account.scheduler.email
   }
 
+  # The Meet side, read by backfill (the daily run creates, renews and closes the organizers'
+  # Workspace Events subscriptions, published to this topic) and by meet_events (it renews or
+  # re-creates them on lifecycle events, and reads conferences as an organizer).
+  workspace_events_env = {
+    WORKSPACE_EVENTS_TOPIC = google_pubsub_topic.workspace_events.id # projects/P/topics/T
+  }
+
+  # ORGANIZERS and ORGANIZER_GROUP only when set (unset: no subscription is kept for anyone).
+  organizers_env = { for name, value in { ORGANIZERS = join(",", var.organizers), ORGANIZER_GROUP = var.organizer_group } : name => value if value != null && value != "" }
+
+  # meet_events checks the Pub/Sub push OIDC tokens: audience MEET_EVENTS_URL, email the push
+  # identity (pubsub.tf).
+  meet_events_env = {
+    MEET_EVENTS_URL             = local.meet_events_url
+    PUBSUB_PUSH_SERVICE_ACCOUNT = google_service_account.pubsub_push.email
+  }
+
   # RETENTION_DAYS only when set (unset keeps attendance until erased).
   retention_env = { for name, days in { RETENTION_DAYS = var.retention_days } : name => tostring(days) if days != null }
 
@@ -71,10 +92,11 @@ locals {
   timing_env = { for name, value in var.app_settings : name => value if name != "BACKFILL_LOOKBACK_S" }
 
   function_env = {
-    ingest   = merge(local.timing_env, local.retention_env, local.store_and_queue_env)
-    api      = merge(local.timing_env, local.retention_env, local.store_and_queue_env, local.reports_env, local.api_env)
-    collect  = merge(local.timing_env, local.retention_env, local.store_and_queue_env, local.reports_env)
-    backfill = merge(var.app_settings, local.retention_env, local.store_and_queue_env, local.reports_env, local.backfill_env)
+    ingest      = merge(local.timing_env, local.retention_env, local.store_and_queue_env)
+    api         = merge(local.timing_env, local.retention_env, local.store_and_queue_env, local.reports_env, local.api_env)
+    collect     = merge(local.timing_env, local.retention_env, local.store_and_queue_env, local.reports_env)
+    backfill    = merge(var.app_settings, local.retention_env, local.store_and_queue_env, local.reports_env, local.workspace_events_env, local.organizers_env, local.backfill_env)
+    meet_events = merge(local.timing_env, local.retention_env, local.store_and_queue_env, local.reports_env, local.workspace_events_env, local.organizers_env, local.meet_events_env)
   }
 }
 
@@ -312,6 +334,64 @@ resource "google_cloudfunctions2_function" "backfill" {
   ]
 }
 
+resource "google_cloudfunctions2_function" "meet_events" {
+  project     = var.project_id
+  name        = local.function_names.meet_events
+  location    = var.region
+  description = "Private Pub/Sub push endpoint (OIDC of the push account): Workspace Events for the organizers' Meet conferences."
+
+  build_config {
+    runtime         = "python313"
+    entry_point     = "meet_events"
+    service_account = google_service_account.build.id
+    source {
+      storage_source {
+        bucket = var.source_bucket
+        object = var.source_object
+      }
+    }
+  }
+
+  service_config {
+    service_account_email = google_service_account.meet_events.email
+    # Only Pub/Sub calls it. Cloud Run counts a push from a subscription of the same project to the
+    # default run.app URL as internal (Cloud Run "Restrict ingress"), so ingress is closed to the
+    # internet as well as by IAM: only the push account holds run.invoker, and the app checks the
+    # OIDC token's email and audience again (CONTRACT §4.3).
+    ingress_settings                 = "ALLOW_INTERNAL_ONLY"
+    all_traffic_on_latest_revision   = true
+    min_instance_count               = 0
+    max_instance_count               = 10 # Pub/Sub push slows down on its own when the endpoint answers 429/5xx
+    max_instance_request_concurrency = 1
+    available_memory                 = "512Mi"
+    timeout_seconds                  = 300 # at most the push subscription's ack deadline (pubsub.tf)
+    environment_variables            = local.function_env.meet_events
+
+    secret_environment_variables {
+      key        = "ERASURE_KEY"
+      project_id = var.project_id
+      secret     = google_secret_manager_secret.erasure_key.secret_id
+      version    = var.erasure_key_version
+    }
+  }
+
+  lifecycle {
+    ignore_changes = [build_config[0].source, labels]
+  }
+
+  depends_on = [
+    google_project_service.enabled,
+    google_project_iam_member.function_datastore,
+    google_cloud_tasks_queue_iam_member.function_enqueuer,
+    google_service_account_iam_member.function_acts_as_tasks,
+    google_secret_manager_secret_iam_member.function_reads_erasure_key,
+    google_service_account_iam_member.meet_events_signs_as_delegation,
+    google_project_iam_member.build_log_writer,
+    google_project_iam_member.build_artifact_writer,
+    google_storage_bucket_iam_member.build_reads_source_bucket,
+  ]
+}
+
 # Invokers, on each function's Cloud Run service (gen2 functions are invoked through Cloud Run).
 
 # The only public endpoint: every request is HMAC-verified by the app (CONTRACT §4).
@@ -358,4 +438,14 @@ resource "google_cloud_run_v2_service_iam_member" "backfill_slice_invoker" {
   name     = google_cloudfunctions2_function.backfill.name
   role     = "roles/run.invoker"
   member   = "serviceAccount:${google_service_account.tasks.email}"
+}
+
+# Pub/Sub pushes Workspace Events with OIDC tokens of the push account (pubsub.tf), the only
+# account that may invoke meet_events (the app checks PUBSUB_PUSH_SERVICE_ACCOUNT again).
+resource "google_cloud_run_v2_service_iam_member" "meet_events_invoker" {
+  project  = var.project_id
+  location = var.region
+  name     = google_cloudfunctions2_function.meet_events.name
+  role     = "roles/run.invoker"
+  member   = "serviceAccount:${google_service_account.pubsub_push.email}"
 }

@@ -3,14 +3,16 @@
 # and no impersonation role is granted on the whole project: every actAs and token-creator grant
 # names one service account.
 #
-#   NAME-ingest     ingest, the public webhook      Firestore, enqueue, webhook secret, erasure key
-#   NAME-api        api, private (ID tokens)        Firestore, enqueue, erasure key, signs as delegation
-#   NAME-collect    collect, the Cloud Tasks worker Firestore, enqueue, erasure key, signs as delegation
-#   NAME-backfill   backfill, the daily run         Firestore, enqueue, erasure key, signs as delegation
-#   NAME-tasks      OIDC identity of every task     run.invoker on collect and backfill
-#   NAME-scheduler  OIDC identity of the daily job  run.invoker on backfill
-#   NAME-delegate   the domain-wide delegation      no role at all: its client id is what Workspace trusts
-#   NAME-build      Cloud Build and function builds deploys code as the four function accounts
+#   NAME-ingest      ingest, the public webhook      Firestore, enqueue, webhook secret, erasure key
+#   NAME-api         api, private (ID tokens)        Firestore, enqueue, erasure key, signs as delegation
+#   NAME-collect     collect, the Cloud Tasks worker Firestore, enqueue, erasure key, signs as delegation
+#   NAME-backfill    backfill, the daily run         Firestore, enqueue, erasure key, signs as delegation
+#   NAME-meet-events meet_events, Pub/Sub push       Firestore, enqueue, erasure key, signs as delegation
+#   NAME-tasks       OIDC identity of every task     run.invoker on collect and backfill
+#   NAME-scheduler   OIDC identity of the daily job  run.invoker on backfill
+#   NAME-pubsub-push OIDC identity of the pushes     run.invoker on meet_events (pubsub.tf)
+#   NAME-delegate    the domain-wide delegation      no role at all: its client id is what Workspace trusts
+#   NAME-build       Cloud Build and function builds deploys code as the five function accounts
 
 resource "google_service_account" "ingest" {
   project      = var.project_id
@@ -44,6 +46,14 @@ resource "google_service_account" "backfill" {
   depends_on   = [google_project_service.enabled]
 }
 
+resource "google_service_account" "meet_events" {
+  project      = var.project_id
+  account_id   = "${var.name_prefix}-meet-events" # service account ids allow no underscore
+  display_name = "Meet attendance meet_events (Pub/Sub push)"
+  description  = "Runs meet_events: Workspace Events for the organizers' Meet conferences; reads them through the Meet REST API as an organizer."
+  depends_on   = [google_project_service.enabled]
+}
+
 resource "google_service_account" "tasks" {
   project      = var.project_id
   account_id   = "${var.name_prefix}-tasks"
@@ -60,15 +70,25 @@ resource "google_service_account" "scheduler" {
   depends_on   = [google_project_service.enabled]
 }
 
+# The identity in the OIDC tokens of the Workspace Events pushes (pubsub.tf). It runs nothing and
+# holds run.invoker on meet_events alone.
+resource "google_service_account" "pubsub_push" {
+  project      = var.project_id
+  account_id   = "${var.name_prefix}-pubsub-push"
+  display_name = "Meet attendance Pub/Sub push OIDC identity"
+  description  = "PUBSUB_PUSH_SERVICE_ACCOUNT: identity in the OIDC tokens of the Workspace Events push subscription; the only account that may invoke meet_events."
+  depends_on   = [google_project_service.enabled]
+}
+
 # The Workspace admin authorises this account's client id for domain-wide delegation (README
-# section 2). It holds no role and runs nothing: collect, backfill, api (and operators' CLI) sign the
-# delegation assertion as it through IAM signBlob, so the Workspace trust is one client id that no
-# function runs as, and the public ingest cannot use it.
+# section 2). It holds no role and runs nothing: collect, backfill, api, meet_events (and
+# operators' CLI) sign the delegation assertion as it through IAM signBlob, so the Workspace trust
+# is one client id that no function runs as, and the public ingest cannot use it.
 resource "google_service_account" "delegation" {
   project      = var.project_id
   account_id   = "${var.name_prefix}-delegate"
   display_name = "Meet attendance domain-wide delegation"
-  description  = "DELEGATION_SERVICE_ACCOUNT: the client id authorised for admin.reports.audit.readonly. Holds no role; collect, backfill and api sign as it."
+  description  = "DELEGATION_SERVICE_ACCOUNT: the client id authorised for the Reports, Meet and Directory read-only scopes (README section 2). Holds no role; collect, backfill, api and meet_events sign as it."
   depends_on   = [google_project_service.enabled]
 }
 
@@ -77,17 +97,18 @@ resource "google_service_account" "build" {
   project      = var.project_id
   account_id   = "${var.name_prefix}-build"
   display_name = "Meet attendance Cloud Build"
-  description  = "Runs cloudbuild.yaml and the function builds: deploys code as the four function accounts, pushes images to gcf-artifacts."
+  description  = "Runs cloudbuild.yaml and the function builds: deploys code as the function accounts, pushes images to gcf-artifacts."
   depends_on   = [google_project_service.enabled]
 }
 
 locals {
-  # The four function identities: every grant that all of them need iterates over this map.
+  # The five function identities: every grant that all of them need iterates over this map.
   function_accounts = {
-    ingest   = google_service_account.ingest
-    api      = google_service_account.api
-    collect  = google_service_account.collect
-    backfill = google_service_account.backfill
+    ingest      = google_service_account.ingest
+    api         = google_service_account.api
+    collect     = google_service_account.collect
+    backfill    = google_service_account.backfill
+    meet_events = google_service_account.meet_events
   }
 
   # Firestore IAM has no per-collection scope: roles/datastore.user is the narrowest predefined role
@@ -125,7 +146,8 @@ resource "google_project_iam_member" "function_log_writer" {
 }
 
 # Every function enqueues: ingest the first poll, collect the next one, backfill its slices and
-# repaired chains, api the polls a manual sync causes. On the queue only, not project-wide.
+# repaired chains, api the polls a manual sync causes, meet_events the polls a "conference ended"
+# event brings forward. On the queue only, not project-wide.
 resource "google_cloud_tasks_queue_iam_member" "function_enqueuer" {
   for_each = local.function_accounts
 
@@ -164,7 +186,7 @@ resource "google_secret_manager_secret_iam_member" "ingest_reads_webhook_secret"
 }
 
 # Keyless delegation: the functions that call Workspace APIs sign the JWT assertion as the delegation
-# identity (signBlob). Granted on that account only, to these three only: never to the public
+# identity (signBlob). Granted on that account only, to these four only: never to the public
 # ingest, and no function holds token creator on its own account.
 resource "google_service_account_iam_member" "collect_signs_as_delegation" {
   service_account_id = google_service_account.delegation.name
@@ -182,6 +204,15 @@ resource "google_service_account_iam_member" "api_signs_as_delegation" {
   service_account_id = google_service_account.delegation.name
   role               = "roles/iam.serviceAccountTokenCreator"
   member             = "serviceAccount:${google_service_account.api.email}"
+}
+
+# meet_events reads conference records, participants and sessions through the Meet REST API
+# impersonating an organizer, renews or re-creates their Workspace Events subscriptions the same
+# way, and looks signed-in participants up in the Directory as the admin subject.
+resource "google_service_account_iam_member" "meet_events_signs_as_delegation" {
+  service_account_id = google_service_account.delegation.name
+  role               = "roles/iam.serviceAccountTokenCreator"
+  member             = "serviceAccount:${google_service_account.meet_events.email}"
 }
 
 # --- people and other systems ----------------------------------------------------------------------
@@ -311,7 +342,7 @@ resource "google_storage_bucket_iam_member" "build_reads_source_bucket" {
   member = local.build_member
 }
 
-# Deploying code that runs as an account needs actAs on that account: the four function accounts ...
+# Deploying code that runs as an account needs actAs on that account: the five function accounts ...
 resource "google_service_account_iam_member" "build_acts_as_functions" {
   for_each = local.function_accounts
 

@@ -30,6 +30,12 @@ locals {
       filter      = "(resource.type=\"cloud_run_revision\" AND resource.labels.service_name=\"${local.function_names.backfill}\" AND severity>=ERROR) OR (resource.type=\"cloud_scheduler_job\" AND resource.labels.job_id=\"${var.name_prefix}-backfill-daily\" AND severity>=ERROR)"
       runbook     = "The daily backfill failed. Read the backfill service's logs; rerun with `gcloud scheduler jobs run ${var.name_prefix}-backfill-daily --location=${var.region}` once fixed."
     }
+    meet_events_errors = {
+      name        = "${var.name_prefix}-meet-events-errors"
+      description = "Errors of meet_events: suspended Workspace Events subscriptions, pushes it failed on (5xx), Meet REST refusals."
+      filter      = "resource.type=\"cloud_run_revision\" AND resource.labels.service_name=\"${local.function_names.meet_events}\" AND severity>=ERROR"
+      runbook     = "meet_events failed on a Workspace Event or a subscription was suspended. Read the meet_events logs and `python -m functions subscriptions`; see infra/README.md \"Google Meet events\". Attendance is not lost: the daily backfill still finds the meeting from Reports."
+    }
   }
 }
 
@@ -98,4 +104,45 @@ resource "google_monitoring_alert_policy" "alerts" {
     content   = each.value.runbook
     mime_type = "text/markdown"
   }
+}
+
+# A Workspace Events message that meet_events failed on max_delivery_attempts times waits in the
+# dead-letter subscription (pubsub.tf): alert while any is there. The gauge stays above zero until
+# an operator has read and acknowledged them, so the incident stays open until then.
+resource "google_monitoring_alert_policy" "dead_letters" {
+  project               = var.project_id
+  display_name          = "${var.name_prefix}: workspace events dead letters"
+  combiner              = "OR"
+  notification_channels = [google_monitoring_notification_channel.email.id]
+
+  conditions {
+    display_name = "Workspace Events messages meet_events could not handle wait in the dead-letter subscription."
+
+    condition_threshold {
+      filter          = "resource.type=\"pubsub_subscription\" AND resource.labels.subscription_id=\"${google_pubsub_subscription.workspace_events_dead_letter.name}\" AND metric.type=\"pubsub.googleapis.com/subscription/num_undelivered_messages\""
+      comparison      = "COMPARISON_GT"
+      threshold_value = 0
+      duration        = "0s"
+
+      aggregations {
+        alignment_period   = "300s"
+        per_series_aligner = "ALIGN_MAX"
+      }
+
+      trigger {
+        count = 1
+      }
+    }
+  }
+
+  alert_strategy {
+    auto_close = "86400s"
+  }
+
+  documentation {
+    content   = "Pushes of Workspace Events to meet_events failed 10 times (401/403: push account or audience; 5xx: meet_events errors). Read the meet_events logs, then the messages: `gcloud pubsub subscriptions pull ${var.name_prefix}-workspace-events-dead-letter --limit=10` (add `--auto-ack` once handled). Nothing is lost: the daily backfill finds those meetings from Reports. See infra/README.md \"Google Meet events\"."
+    mime_type = "text/markdown"
+  }
+
+  depends_on = [google_project_service.enabled]
 }

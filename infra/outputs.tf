@@ -18,18 +18,38 @@ output "backfill_url" {
   value       = local.backfill_url
 }
 
+output "meet_events_url" {
+  description = "MEET_EVENTS_URL: meet_events' deterministic Cloud Run URL (the push endpoint and the OIDC audience)."
+  value       = local.meet_events_url
+}
+
+output "workspace_events_topic" {
+  description = "WORKSPACE_EVENTS_TOPIC: projects/P/topics/T, the topic the organizers' Workspace Events subscriptions publish to."
+  value       = google_pubsub_topic.workspace_events.id
+}
+
+output "pubsub_push_service_account_email" {
+  description = "PUBSUB_PUSH_SERVICE_ACCOUNT: identity of the pushes' OIDC tokens."
+  value       = google_service_account.pubsub_push.email
+}
+
+output "workspace_events_dead_letter_subscription" {
+  description = "Pull subscription holding the Workspace Events messages meet_events failed on 10 times (gcloud pubsub subscriptions pull)."
+  value       = google_pubsub_subscription.workspace_events_dead_letter.name
+}
+
 output "function_service_account_emails" {
   description = "The identity each function runs as (one account per function)."
   value       = { for name, account in local.function_accounts : name => account.email }
 }
 
 output "delegation_service_account_email" {
-  description = "DELEGATION_SERVICE_ACCOUNT: the identity collect, backfill, api and operators sign the delegation assertion as."
+  description = "DELEGATION_SERVICE_ACCOUNT: the identity collect, backfill, api, meet_events and operators sign the delegation assertion as."
   value       = google_service_account.delegation.email
 }
 
 output "delegation_service_account_client_id" {
-  description = "OAuth client id to authorise in the Workspace Admin console (Security > API controls > Domain-wide delegation) for exactly https://www.googleapis.com/auth/admin.reports.audit.readonly."
+  description = "OAuth client id to authorise in the Workspace Admin console (Security > API controls > Domain-wide delegation) for exactly the scopes of infra/README.md section 2 (admin.reports.audit.readonly, meetings.space.readonly, admin.directory.user.readonly, admin.directory.group.member.readonly)."
   value       = google_service_account.delegation.unique_id
 }
 
@@ -69,6 +89,6 @@ output "erasure_key_secret_id" {
 }
 
 output "function_names" {
-  description = "Names of the four functions (used by cloudbuild.yaml's deploy steps)."
+  description = "Names of the five functions (used by cloudbuild.yaml's deploy steps)."
   value       = local.function_names
 }

@@ -17,7 +17,7 @@ resource "google_secret_manager_secret" "webhook" {
 }
 
 # ERASURE_KEY, the HMAC key of the erasure hashes (CONTRACT §3 Privacy), read by every function (all
-# four write participants) and by operators whose CLI commands write participants. Add exactly one
+# five write participants) and by operators whose CLI commands write participants. Add exactly one
 # version, once, and never rotate it (var.erasure_key_version):
 #   openssl rand -base64 48 | tr -d '\n' | \
 #     gcloud secrets versions add ATTENDANCE-erasure-key --data-file=-

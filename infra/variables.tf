@@ -36,6 +36,28 @@ variable "reports_admin_subject" {
   }
 }
 
+variable "organizers" {
+  description = "ORGANIZERS: Workspace users (emails) whose Meet conferences feed the system through Workspace Events (each gets a subscription, created impersonating them). Empty: only organizer_group's members, or none."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for email in var.organizers : can(regex("^[^@\\s,]+@[^@\\s,]+\\.[^@\\s,]+$", email))])
+    error_message = "organizers holds email addresses only (no commas)."
+  }
+}
+
+variable "organizer_group" {
+  description = "ORGANIZER_GROUP: a Google Group whose members are added to organizers (expanded by the daily run through the Directory API). Null: none."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.organizer_group == null ? true : can(regex("^[^@\\s,]+@[^@\\s,]+\\.[^@\\s,]+$", var.organizer_group))
+    error_message = "organizer_group must be a group's email address, or null."
+  }
+}
+
 variable "source_bucket" {
   description = "GCS bucket holding the zipped function source used when Terraform creates the functions (later code deploys go through cloudbuild.yaml)."
   type        = string
@@ -47,7 +69,7 @@ variable "source_object" {
 }
 
 variable "alert_email" {
-  description = "Email address that receives the alerts (failed meetings, delegation errors, overdue chains, backfill failures)."
+  description = "Email address that receives the alerts (failed meetings, delegation errors, overdue chains, backfill failures, Meet events errors and dead letters)."
   type        = string
 }
 

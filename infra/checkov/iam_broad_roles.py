@@ -41,6 +41,7 @@ BROAD_ROLES = frozenset(
         "roles/storage.admin",
         "roles/artifactregistry.admin",
         "roles/logging.admin",
+        "roles/pubsub.admin",
         "roles/serviceusage.serviceUsageAdmin",
     }
 )

@@ -23,7 +23,7 @@ from typing import Any
 
 import hcl2
 
-from functions.config import READS, Settings
+from functions.config import READS, STAND_IN_SETTINGS, Settings
 from functions.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -32,9 +32,15 @@ MAIN_PY = REPO / "main.py"
 CHECKOV_DIR = INFRA / "checkov"
 
 #: The functions, named after their entry points in main.py and their roles in functions/config.py.
-ENTRY_POINTS = ("ingest", "api", "collect", "backfill")
+ENTRY_POINTS = ("ingest", "api", "collect", "backfill", "meet_events")
 #: The functions that call Workspace APIs, signing the delegation assertion as the delegation identity.
-DELEGATING_FUNCTIONS = frozenset({"collect", "backfill", "api"})
+DELEGATING_FUNCTIONS = frozenset({"collect", "backfill", "api", "meet_events"})
+#: Set by Cloud Run itself, never by the deployment.
+PLATFORM_SETTINGS = frozenset({"K_SERVICE"})
+#: Google-managed identities the Meet side grants to (pubsub.tf): the project's Pub/Sub service
+#: agent (dead letters, push tokens) and the identity Google Meet publishes Workspace Events as.
+PUBSUB_SERVICE_AGENT = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
+MEET_EVENT_PUBLISHER = "serviceAccount:meet-api-event-push@system.gserviceaccount.com"
 #: Settings that come from Secret Manager, never from a plain variable.
 SECRET_SETTINGS = frozenset({"WEBHOOK_SECRET", "ERASURE_KEY"})
 REPORTS_QUOTA_PER_MINUTE = 2400
@@ -45,13 +51,19 @@ TOKEN_ROLES = frozenset(
     {"roles/iam.serviceAccountTokenCreator", "roles/iam.serviceAccountOpenIdTokenCreator"}
 )
 ACT_AS = "roles/iam.serviceAccountUser"
-#: Stand-in settings of CONTRACT §5 that must never reach production.
-LOCAL_ONLY_SETTINGS = (
-    "FIRESTORE_EMULATOR_HOST",
-    "CLOUD_TASKS_EMULATOR_HOST",
-    "REPORTS_API_ENDPOINT",
-    "OIDC_CERTS_URL",
-    "ALLOW_STAND_INS",
+#: Stand-in settings of CONTRACT §5 that must never reach production (functions/config.py's list,
+#: plus the ones named before it had one).
+LOCAL_ONLY_SETTINGS = tuple(
+    dict.fromkeys(
+        (
+            "FIRESTORE_EMULATOR_HOST",
+            "CLOUD_TASKS_EMULATOR_HOST",
+            "REPORTS_API_ENDPOINT",
+            "OIDC_CERTS_URL",
+            *STAND_IN_SETTINGS,
+            "ALLOW_STAND_INS",
+        )
+    )
 )
 REQUIRED_APIS = (
     "cloudfunctions.googleapis.com",
@@ -66,6 +78,9 @@ REQUIRED_APIS = (
     "artifactregistry.googleapis.com",
     "logging.googleapis.com",
     "monitoring.googleapis.com",
+    "meet.googleapis.com",
+    "workspaceevents.googleapis.com",
+    "pubsub.googleapis.com",
 )
 #: (scope, role) a function's account may hold; ``secret:*`` is any secret its function mounts.
 FUNCTION_GRANTS = frozenset(
@@ -94,9 +109,15 @@ BUILD_GRANTS = frozenset(
     }
 )
 #: Collection groups whose documents carry expire_at and expire by a TTL policy (CONTRACT §3).
-TTL_COLLECTIONS = ("meetings", "participants", "revisions", "webhook_deliveries")
+#: meet_deliveries: the handled CloudEvent ids (meet_events' dedupe by ce-id).
+TTL_COLLECTIONS = ("meetings", "participants", "revisions", "webhook_deliveries", "meet_deliveries")
 
 Block = dict[str, Any]
+
+
+def resource_name(entry_point: str) -> str:
+    """A function's (and its account's) name suffix: names allow hyphens, not underscores."""
+    return entry_point.replace("_", "-")
 
 
 def _unquote(value: Any) -> Any:
@@ -331,6 +352,14 @@ def _scope(infra: Infra, kind: str, body: Block) -> str:
         return f"function:{function or target}"
     if kind.startswith("google_storage_bucket_iam"):
         return f"bucket:{str(body.get('bucket', '')).strip('${}')}"
+    if kind.startswith("google_pubsub_topic_iam"):
+        topic = _referenced("google_pubsub_topic", body.get("topic"), "name|id")
+        return f"topic:{topic or body.get('topic')}"
+    if kind.startswith("google_pubsub_subscription_iam"):
+        subscription = _referenced(
+            "google_pubsub_subscription", body.get("subscription"), "name|id"
+        )
+        return f"subscription:{subscription or body.get('subscription')}"
     return kind
 
 
@@ -512,7 +541,15 @@ def each_function_has_its_own_account(infra: Infra) -> list[str]:
         "TASKS_SERVICE_ACCOUNT": "tasks",
         "SCHEDULER_SERVICE_ACCOUNT": "scheduler",
         "DELEGATION_SERVICE_ACCOUNT": "delegation",
+        "PUBSUB_PUSH_SERVICE_ACCOUNT": "pubsub_push",
     }
+    for name, service_account in infra.of_type("google_service_account").items():
+        account_id = service_account.get("account_id")
+        if name in ENTRY_POINTS and account_id != f"${{var.name_prefix}}-{resource_name(name)}":
+            problems.append(
+                f"google_service_account.{name}: account_id {account_id!r} is not "
+                f"NAME-{resource_name(name)} (cloudbuild.yaml deploys as that account)"
+            )
     for function, body in _functions(infra).items():
         env = environment(infra, body)
         for setting, expected in other_identities.items():
@@ -531,6 +568,13 @@ def each_function_has_its_own_account(infra: Infra) -> list[str]:
             in used
         ):
             problems.append(f"scheduler job {name} signs its token as a function's account")
+    for name, subscription in infra.of_type("google_pubsub_subscription").items():
+        token = _first((_first(subscription.get("push_config")) or {}).get("oidc_token")) or {}
+        if (
+            _referenced("google_service_account", token.get("service_account_email"), "email")
+            in used
+        ):
+            problems.append(f"push subscription {name} signs its token as a function's account")
     return problems
 
 
@@ -563,7 +607,8 @@ def function_roles_are_least(infra: Infra) -> list[str]:
 
 def token_creator_only_on_delegation(infra: Infra) -> list[str]:
     """Token creator on the delegation identity for exactly the functions that call Workspace
-    APIs; never to a public function; never on a function's own (or any function's) account."""
+    APIs; never to a public function; never on a function's own (or any function's) account. The
+    one grant on another account: the Pub/Sub service agent on the push account (push tokens)."""
     accounts = {a: f for f, a in function_accounts(infra).items() if a}
     public = {function_accounts(infra).get(f) for f in public_functions(infra)}
     signers = set()
@@ -581,6 +626,14 @@ def token_creator_only_on_delegation(infra: Infra) -> list[str]:
         if target in accounts:
             problems.append(
                 f"{grant.resource}: {grant.member} may sign as function {accounts[target]}"
+            )
+        elif target != "delegation" and (target, grant.member) != (
+            "pubsub_push",
+            PUBSUB_SERVICE_AGENT,
+        ):
+            problems.append(
+                f"{grant.resource}: {grant.member} holds {grant.role} on {grant.scope}; only the "
+                "delegation identity is signed as (and the push account by the Pub/Sub agent)"
             )
         if grant.account in accounts and target == "delegation":
             signers.add(accounts[grant.account])
@@ -664,6 +717,9 @@ def functions_have_settings(infra: Infra) -> list[str]:
         "API_PRINCIPALS": '${join(",", var.api_principals)}',
         "LOCATION_MODE": "${var.location_mode}",
         "IP_ADDRESS_MODE": "${var.ip_address_mode}",
+        "MEET_EVENTS_URL": "${local.meet_events_url}",
+        "PUBSUB_PUSH_SERVICE_ACCOUNT": "${google_service_account.pubsub_push.email}",
+        "WORKSPACE_EVENTS_TOPIC": "${google_pubsub_topic.workspace_events.id}",
     }
     for name, body in functions.items():
         reads = READS.get(name)  # type: ignore[call-overload]
@@ -687,6 +743,32 @@ def functions_have_settings(infra: Infra) -> list[str]:
     return problems
 
 
+def deployment_settings(role: str) -> frozenset[str]:
+    """What ``role`` reads that a deployment sets: READS without the local stand-ins and what
+    Cloud Run sets itself."""
+    reads: frozenset[str] = READS[role]  # type: ignore[index]
+    return reads - set(LOCAL_ONLY_SETTINGS) - PLATFORM_SETTINGS
+
+
+def functions_get_every_deployment_setting(infra: Infra) -> list[str]:
+    """Each function can be given exactly the deployment settings its role reads: none is left
+    out (an optional one, such as ORGANIZERS or RETENTION_DAYS, counts when a variable can set it),
+    none is extra."""
+    problems = []
+    for name, body in _functions(infra).items():
+        if name not in READS:
+            continue  # functions_have_settings reports it
+        given = set(environment(infra, body)) | set(secret_mounts(infra, body))
+        expected = deployment_settings(name)
+        problems += [f"function {name}: {n} can never be set" for n in sorted(expected - given)]
+        problems += [f"function {name}: {n} is not read" for n in sorted(given - expected)]
+    organizers = str(infra.locals.get("organizers_env", ""))
+    for fragment in ('join(",", var.organizers)', "var.organizer_group"):
+        if fragment not in organizers:
+            problems.append(f"local.organizers_env does not take {fragment}")
+    return problems
+
+
 def main_entry_points(main_py: Path = MAIN_PY) -> set[str]:
     tree = ast.parse(main_py.read_text(encoding="utf-8"))
     return {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
@@ -706,6 +788,14 @@ def functions_built_right(infra: Infra) -> list[str]:
             )
         if build.get("service_account") != "${google_service_account.build.id}":
             problems.append(f"function {name} is not built by the build account")
+        names = infra.locals.get("function_names") or {}
+        if body.get("name") != f"${{local.function_names.{name}}}" or names.get(name) != (
+            f"${{var.name_prefix}}-{resource_name(name)}"
+        ):
+            problems.append(
+                f"function {name} is not named NAME-{resource_name(name)} "
+                "(cloudbuild.yaml deploys that name)"
+            )
         if "max_instance_count" not in service:
             problems.append(f"function {name}: max_instance_count is not capped")
     return problems
@@ -809,6 +899,132 @@ def api_invoked_only_by_its_principals(infra: Infra) -> list[str]:
     return problems
 
 
+def meet_events_invoked_only_by_push(infra: Infra) -> list[str]:
+    """Only the push account invokes meet_events (it is not public), and the push account holds
+    nothing else: it exists to sign the pushes' OIDC tokens."""
+    problems = _no_project_wide_invokers(infra)
+    members = _invokers(infra, "meet_events")
+    if members != [_account_ref("pubsub_push")]:
+        problems.append(f"meet_events invokers are {members}; only the push account may invoke it")
+    problems += [
+        f"{g.resource}: {g.member} has {g.role} on meet_events"
+        for g in grants(infra)
+        if g.scope == "function:meet_events" and g.member != _account_ref("pubsub_push")
+    ]
+    problems += [
+        f"{g.resource}: the push account holds {g.role} on {g.scope}"
+        for g in grants(infra)
+        if g.account == "pubsub_push"
+        and (g.scope, g.role) != ("function:meet_events", "roles/run.invoker")
+    ]
+    if "meet_events" not in _functions(infra):
+        problems.append("no meet_events function")
+    return problems
+
+
+def _push_subscriptions(infra: Infra) -> dict[str, Block]:
+    return {
+        name: body
+        for name, body in infra.of_type("google_pubsub_subscription").items()
+        if _first(body.get("push_config"))
+    }
+
+
+def meet_events_push_authenticated(infra: Infra) -> list[str]:
+    """The Workspace Events topic has one push subscription, to MEET_EVENTS_URL with an OIDC token
+    of the push account whose audience is MEET_EVENTS_URL; it backs off, never expires and
+    dead-letters to a topic that a pull subscription keeps; the Pub/Sub service agent holds exactly
+    what dead-lettering and push tokens need."""
+    problems = []
+    url = "${local.meet_events_url}"
+    # What the Pub/Sub service agent may hold: token creator on the push account, and per push
+    # subscription subscriber on it and publisher on its dead-letter topic.
+    allowed = {("service_account:pubsub_push", "roles/iam.serviceAccountTokenCreator")}
+    pushes = {
+        name: body
+        for name, body in _push_subscriptions(infra).items()
+        if body.get("topic") == "${google_pubsub_topic.workspace_events.id}"
+    }
+    if list(pushes) != ["meet_events_push"]:
+        problems.append(f"push subscriptions on the Workspace Events topic are {sorted(pushes)}")
+    for name, body in _push_subscriptions(infra).items():
+        push = _first(body.get("push_config")) or {}
+        token = _first(push.get("oidc_token")) or {}
+        if push.get("push_endpoint") != url:
+            problems.append(f"push subscription {name} pushes to {push.get('push_endpoint')!r}")
+        if token.get("service_account_email") != "${google_service_account.pubsub_push.email}":
+            problems.append(f"push subscription {name} has no OIDC token of the push account")
+        if token.get("audience") != url:
+            problems.append(f"push subscription {name}: OIDC audience is not MEET_EVENTS_URL")
+        if "no_wrapper" in push:
+            problems.append(f"push subscription {name} unwraps; meet_events reads the envelope")
+        if not _first(body.get("retry_policy")):
+            problems.append(f"push subscription {name} has no retry_policy (exponential backoff)")
+        if (_first(body.get("expiration_policy")) or {}).get("ttl", "default") != "":
+            problems.append(f"push subscription {name} expires after 31 idle days")
+        deadline = body.get("ack_deadline_seconds")
+        timeout = _service(_functions(infra).get("meet_events", {})).get("timeout_seconds")
+        if not isinstance(deadline, int) or not isinstance(timeout, int) or deadline < timeout:
+            problems.append(
+                f"push subscription {name}: ack deadline {deadline!r} is shorter than "
+                f"meet_events' timeout {timeout!r} (a slow push would be redelivered meanwhile)"
+            )
+        dead_letter = _first(body.get("dead_letter_policy")) or {}
+        topic = _referenced("google_pubsub_topic", dead_letter.get("dead_letter_topic"), "id")
+        attempts = dead_letter.get("max_delivery_attempts")
+        if topic is None or topic == "workspace_events":
+            problems.append(f"push subscription {name} has no dead-letter topic of its own")
+            continue
+        if not isinstance(attempts, int) or not 5 <= attempts <= 100:
+            problems.append(f"push subscription {name}: max_delivery_attempts {attempts!r}")
+        keepers = [
+            s
+            for s, b in infra.of_type("google_pubsub_subscription").items()
+            if b.get("topic") == f"${{google_pubsub_topic.{topic}.id}}"
+            and not _first(b.get("push_config"))
+            and (_first(b.get("expiration_policy")) or {}).get("ttl", "default") == ""
+        ]
+        if not keepers:
+            problems.append(
+                f"dead-letter topic {topic} has no never-expiring pull subscription: "
+                "dead letters would be dropped"
+            )
+        agent = {(g.scope, g.role) for g in grants(infra) if g.member == PUBSUB_SERVICE_AGENT}
+        needed = {
+            (f"topic:{topic}", "roles/pubsub.publisher"),
+            (f"subscription:{name}", "roles/pubsub.subscriber"),
+        }
+        allowed |= needed
+        problems += [
+            f"the Pub/Sub service agent lacks {role} on {scope} (dead-lettering)"
+            for scope, role in sorted(needed - agent)
+        ]
+    problems += [
+        f"{g.resource}: the Pub/Sub service agent holds {g.role} on {g.scope}"
+        for g in grants(infra)
+        if g.member == PUBSUB_SERVICE_AGENT and (g.scope, g.role) not in allowed
+    ]
+    return problems
+
+
+def meet_can_publish_workspace_events(infra: Infra) -> list[str]:
+    """Google Meet's publisher identity may publish to the topic WORKSPACE_EVENTS_TOPIC names (and
+    nothing else); the topic has no storage policy (Workspace Events publishes with ordering keys)."""
+    problems = []
+    topics = infra.of_type("google_pubsub_topic")
+    if "workspace_events" not in topics:
+        return ["no google_pubsub_topic.workspace_events"]
+    if "message_storage_policy" in topics["workspace_events"]:
+        problems.append("the Workspace Events topic has a message storage policy")
+    held = [(g.scope, g.role) for g in grants(infra) if g.member == MEET_EVENT_PUBLISHER]
+    if held != [("topic:workspace_events", "roles/pubsub.publisher")]:
+        problems.append(
+            f"meet-api-event-push holds {held}; it needs roles/pubsub.publisher on the "
+            "Workspace Events topic, nothing else"
+        )
+    return problems
+
+
 def scheduler_uses_oidc(infra: Infra) -> list[str]:
     jobs = infra.of_type("google_cloud_scheduler_job")
     if not jobs:
@@ -894,8 +1110,8 @@ def _field_overrides(infra: Infra) -> list[dict[str, Any]]:
 
 
 def firestore_retention_and_erasure(infra: Infra) -> list[str]:
-    """TTL on expire_at of meetings, participants, revisions and webhook deliveries (and never on
-    erasures); participant_key and revisions.participant_keys indexed for collection-group lookups;
+    """TTL on expire_at of meetings, participants, revisions, webhook and Meet event deliveries
+    (and never on erasures); participant_key and revisions.participant_keys indexed for collection-group lookups;
     all from the JSON file."""
     problems = []
     overrides = {(o["collectionGroup"], o["fieldPath"]): o for o in _field_overrides(infra)}
@@ -1016,20 +1232,38 @@ def alerts_declared(infra: Infra) -> list[str]:
         "delegation_errors": ("jsonPayload.error=~", "Reports privilege", "REPORTS_ADMIN_SUBJECT"),
         "overdue_chains": ("overdue chain re-enqueued",),
         "backfill_failures": ("severity>=ERROR", "local.function_names.backfill"),
+        "meet_events_errors": ("severity>=ERROR", "local.function_names.meet_events"),
     }
     problems = []
     for key, fragments in expected.items():
         alert_filter = str((alerts.get(key) or {}).get("filter", ""))
         problems += [f"alert {key}: filter lacks {f}" for f in fragments if f not in alert_filter]
+    #: Metric alerts on Google's own metrics, beside the log-based ones.
+    metric_alerts = {"dead_letters"}
     for kind in ("google_logging_metric", "google_monitoring_alert_policy"):
         for name, body in infra.of_type(kind).items():
-            if body.get("for_each") != "${local.log_alerts}":
+            exempt = kind == "google_monitoring_alert_policy" and name in metric_alerts
+            if body.get("for_each") != "${local.log_alerts}" and not exempt:
                 problems.append(f"{kind}.{name} does not cover local.log_alerts")
         if not infra.of_type(kind):
             problems.append(f"no {kind}")
     for name, body in infra.of_type("google_monitoring_alert_policy").items():
         if not body.get("notification_channels"):
             problems.append(f"alert policy {name} notifies no one")
+    dead_letters = infra.of_type("google_monitoring_alert_policy").get("dead_letters")
+    condition = _first(
+        (_first((dead_letters or {}).get("conditions")) or {}).get("condition_threshold")
+    )
+    condition = condition if isinstance(condition, dict) else {}
+    dead_letter_filter = str(condition.get("filter", ""))
+    for fragment in (
+        "pubsub.googleapis.com/subscription/num_undelivered_messages",
+        "${google_pubsub_subscription.workspace_events_dead_letter.name}",
+    ):
+        if fragment not in dead_letter_filter:
+            problems.append(f"the dead-letter alert's filter lacks {fragment}")
+    if condition.get("comparison") != "COMPARISON_GT" or condition.get("threshold_value") != 0:
+        problems.append("the dead-letter alert must fire on more than 0 undelivered messages")
     return problems
 
 
@@ -1061,6 +1295,9 @@ def outputs_declared(infra: Infra) -> list[str]:
         "build_service_account_email",
         "tasks_queue",
         "erasure_key_secret_id",
+        "meet_events_url",
+        "workspace_events_topic",
+        "pubsub_push_service_account_email",
     )
     return [f"output {name} is missing" for name in needed if name not in infra.outputs]
 
@@ -1080,6 +1317,9 @@ PROPERTIES: dict[str, Callable[[Infra], list[str]]] = {
         collect_invoked_only_by_tasks,
         backfill_invoked_only_by_its_callers,
         api_invoked_only_by_its_principals,
+        meet_events_invoked_only_by_push,
+        meet_events_push_authenticated,
+        meet_can_publish_workspace_events,
         scheduler_uses_oidc,
         queue_sized_to_reports_quota,
         firestore_protected,
@@ -1088,6 +1328,7 @@ PROPERTIES: dict[str, Callable[[Infra], list[str]]] = {
         privacy_settings_validated,
         webhook_deliveries_expire,
         functions_have_settings,
+        functions_get_every_deployment_setting,
         functions_built_right,
         apis_enabled,
         firestore_indexes_from_json,

@@ -12,7 +12,15 @@ from tests.infra.conftest import Edits
 from tests.infra.terraform import CHECKOV_DIR, INFRA
 from tests.infra.tools import CheckovReport, Tools, run_checkov
 
-CUSTOM_IDS = {"CKV_ATT_1", "CKV_ATT_2", "CKV_ATT_3", "CKV_ATT_4", "CKV_ATT_5", "CKV_ATT_6"}
+CUSTOM_IDS = {
+    "CKV_ATT_1",
+    "CKV_ATT_2",
+    "CKV_ATT_3",
+    "CKV_ATT_4",
+    "CKV_ATT_5",
+    "CKV_ATT_6",
+    "CKV_ATT_7",
+}
 
 MakeCopy = Callable[[Edits], Path]
 
@@ -64,6 +72,55 @@ resource "google_service_account_iam_member" "ingest_signs_as_delegation" {
   role               = "roles/iam.serviceAccountTokenCreator"
   member             = "serviceAccount:${google_service_account.ingest.email}"
 }
+
+resource "google_pubsub_topic_iam_member" "pubsub_admin" {
+  project = var.project_id
+  topic   = google_pubsub_topic.workspace_events.name
+  role    = "roles/pubsub.admin"
+  member  = "user:someone@example.com"
+}
+"""
+
+#: Push subscriptions that break CKV_ATT_7 one way each.
+BAD_PUSH = """
+resource "google_pubsub_subscription" "push_without_dead_letters" {
+  project = var.project_id
+  name    = "no-dead-letters"
+  topic   = google_pubsub_topic.workspace_events.id
+
+  push_config {
+    push_endpoint = local.meet_events_url
+    oidc_token {
+      service_account_email = google_service_account.pubsub_push.email
+    }
+  }
+
+  retry_policy {
+    minimum_backoff = "10s"
+  }
+}
+
+resource "google_pubsub_subscription" "push_retrying_forever" {
+  project = var.project_id
+  name    = "too-many-attempts"
+  topic   = google_pubsub_topic.workspace_events.id
+
+  push_config {
+    push_endpoint = local.meet_events_url
+    oidc_token {
+      service_account_email = google_service_account.pubsub_push.email
+    }
+  }
+
+  retry_policy {
+    minimum_backoff = "10s"
+  }
+
+  dead_letter_policy {
+    dead_letter_topic     = google_pubsub_topic.workspace_events_dead_letter.id
+    max_delivery_attempts = 1000
+  }
+}
 """
 
 #: (policy, resource) each bad resource must fail.
@@ -75,6 +132,9 @@ EXPECTED_FAILURES = {
     ("CKV_ATT_4", "google_project_iam_member.any_database"),
     ("CKV_ATT_5", "google_service_account_iam_member.collect_signs_as_itself"),
     ("CKV_ATT_6", "google_service_account_iam_member.ingest_signs_as_delegation"),
+    ("CKV_ATT_3", "google_pubsub_topic_iam_member.pubsub_admin"),
+    ("CKV_ATT_7", "google_pubsub_subscription.push_without_dead_letters"),
+    ("CKV_ATT_7", "google_pubsub_subscription.push_retrying_forever"),
 }
 
 
@@ -120,8 +180,17 @@ def test_checkov_fails_a_broken_copy(tools: Tools, infra_copy: MakeCopy) -> None
             "tasks.tf": ("retry_config {", "dummy_block {"),
             "scheduler.tf": ("oidc_token {", "oauth_token {"),
             # An unexplained public, internet-open function: checkov's own CKV_GCP_124 must fire.
-            "functions.tf": ("  # checkov:skip=CKV_GCP_124: Cloud Tasks", "  # Cloud Tasks"),
-            "extra.tf": ("", BAD_IAM),
+            "functions.tf": [
+                ("  # checkov:skip=CKV_GCP_124: Cloud Tasks", "  # Cloud Tasks"),
+                # meet_events needs no skip because it is internal-only; opened, CKV_GCP_124 fires.
+                (
+                    'ingress_settings                 = "ALLOW_INTERNAL_ONLY"',
+                    'ingress_settings                 = "ALLOW_ALL"',
+                ),
+            ],
+            # The real push subscription without its OIDC token.
+            "pubsub.tf": ("    oidc_token {", "    no_token {"),
+            "extra.tf": ("", BAD_IAM + BAD_PUSH),
         }
     )
     failed = {(str(c["check_id"]), str(c["resource"])) for c in run_checkov(tools, broken).failed}
@@ -129,6 +198,8 @@ def test_checkov_fails_a_broken_copy(tools: Tools, infra_copy: MakeCopy) -> None
         ("CKV_ATT_1", "google_cloud_tasks_queue.collect"),
         ("CKV_ATT_2", "google_cloud_scheduler_job.backfill"),
         ("CKV_GCP_124", "google_cloudfunctions2_function.collect"),
+        ("CKV_GCP_124", "google_cloudfunctions2_function.meet_events"),
+        ("CKV_ATT_7", "google_pubsub_subscription.meet_events_push"),
     }
     assert failed >= expected
     # Each custom policy fails exactly its own fixtures, nothing of the real configuration.

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.infra.terraform import ENTRY_POINTS, REPO, load_infra, main_entry_points
+from tests.infra.terraform import ENTRY_POINTS, REPO, load_infra, main_entry_points, resource_name
 from tests.infra.tools import Tools, load_yaml, validate_cloudbuild
 
 CLOUDBUILD = REPO / "cloudbuild.yaml"
@@ -93,9 +93,10 @@ def identity_problems(build: dict[str, Any]) -> list[str]:
     for step in _deploys(build):
         args = step["args"]
         entry = _flag(args, "--entry-point")
-        if args[2] != f"${{_NAME_PREFIX}}-{entry}":
+        name = resource_name(str(entry))  # meet_events is deployed as NAME-meet-events
+        if args[2] != f"${{_NAME_PREFIX}}-{name}":
             problems.append(f"{step['id']} deploys {args[2]}, not the {entry} function")
-        if _flag(args, "--service-account") != ACCOUNT_EMAIL.format(name=entry):
+        if _flag(args, "--service-account") != ACCOUNT_EMAIL.format(name=name):
             problems.append(f"{step['id']} does not run {entry} as its own account")
         if _flag(args, "--build-service-account") != BUILD_ACCOUNT:
             problems.append(f"{step['id']} is not built by the build account")
@@ -150,7 +151,7 @@ def test_identities_match_terraform() -> None:
     # The emails cloudbuild.yaml names are the accounts infra/iam.tf creates.
     accounts = load_infra().of_type("google_service_account")
     for name in (*ENTRY_POINTS, "build"):
-        assert accounts[name]["account_id"] == f"${{var.name_prefix}}-{name}"
+        assert accounts[name]["account_id"] == f"${{var.name_prefix}}-{resource_name(name)}"
 
 
 IDENTITY_MUTATIONS = {

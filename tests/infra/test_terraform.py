@@ -45,6 +45,9 @@ def test_required_settings_are_read_from_config() -> None:
     )
     assert {"API_URL", "API_PRINCIPALS"} <= set(required_settings("api"))
     assert "WEBHOOK_SECRET" not in required_settings("collect")
+    assert {"MEET_EVENTS_URL", "PUBSUB_PUSH_SERVICE_ACCOUNT", "WORKSPACE_EVENTS_TOPIC"} <= set(
+        required_settings("meet_events")
+    )
 
 
 @pytest.mark.parametrize("name", sorted(PROPERTIES))
@@ -358,8 +361,8 @@ MUTATIONS: dict[str, tuple[str, Edits]] = {
         "functions_have_settings",
         {
             "functions.tf": (
-                "ingest   = merge(local.timing_env,",
-                "ingest   = merge(var.app_settings,",
+                "ingest      = merge(local.timing_env,",
+                "ingest      = merge(var.app_settings,",
             )
         },
     ),
@@ -367,8 +370,8 @@ MUTATIONS: dict[str, tuple[str, Edits]] = {
         "functions_have_settings",
         {
             "functions.tf": (
-                "ingest   = merge(local.timing_env, local.retention_env, local.store_and_queue_env)",
-                "ingest   = merge(local.timing_env, local.retention_env, local.store_and_queue_env, local.reports_env)",
+                "ingest      = merge(local.timing_env, local.retention_env, local.store_and_queue_env)",
+                "ingest      = merge(local.timing_env, local.retention_env, local.store_and_queue_env, local.reports_env)",
             )
         },
     ),
@@ -376,8 +379,8 @@ MUTATIONS: dict[str, tuple[str, Edits]] = {
         "functions_have_settings",
         {
             "functions.tf": (
-                "collect  = merge(local.timing_env, local.retention_env, local.store_and_queue_env, local.reports_env)",
-                "collect  = merge(local.timing_env, local.retention_env, local.store_and_queue_env, local.reports_env, local.api_env)",
+                "collect     = merge(local.timing_env, local.retention_env, local.store_and_queue_env, local.reports_env)",
+                "collect     = merge(local.timing_env, local.retention_env, local.store_and_queue_env, local.reports_env, local.api_env)",
             )
         },
     ),
@@ -462,6 +465,15 @@ MUTATIONS: dict[str, tuple[str, Edits]] = {
             "firestore.indexes.json": (
                 '"collectionGroup": "participants",\n      "fieldPath": "expire_at",\n      "ttl": true',
                 '"collectionGroup": "participants",\n      "fieldPath": "expire_at",\n      "ttl": false',
+            )
+        },
+    ),
+    "no TTL on Meet event deliveries": (
+        "firestore_retention_and_erasure",
+        {
+            "firestore.indexes.json": (
+                '"collectionGroup": "meet_deliveries",\n      "fieldPath": "expire_at",\n      "ttl": true',
+                '"collectionGroup": "meet_deliveries",\n      "fieldPath": "expire_at",\n      "ttl": false',
             )
         },
     ),
@@ -574,6 +586,225 @@ MUTATIONS: dict[str, tuple[str, Edits]] = {
     "api URL not output": (
         "outputs_declared",
         {"outputs.tf": ('output "api_url" {', 'output "api_address" {')},
+    ),
+    # --- the Meet side: meet_events, its push subscription and the topic
+    "meet_events runs as collect's account": (
+        "each_function_has_its_own_account",
+        {
+            "functions.tf": (
+                "service_account_email = google_service_account.meet_events.email",
+                "service_account_email = google_service_account.collect.email",
+            )
+        },
+    ),
+    "PUBSUB_PUSH_SERVICE_ACCOUNT names meet_events' own account": (
+        "each_function_has_its_own_account",
+        {
+            "functions.tf": (
+                "PUBSUB_PUSH_SERVICE_ACCOUNT = google_service_account.pubsub_push.email",
+                "PUBSUB_PUSH_SERVICE_ACCOUNT = google_service_account.meet_events.email",
+            )
+        },
+    ),
+    "meet_events account id with an underscore": (
+        "each_function_has_its_own_account",
+        {"iam.tf": ('"${var.name_prefix}-meet-events"', '"${var.name_prefix}-meet_events"')},
+    ),
+    "meet_events function named with an underscore": (
+        "functions_built_right",
+        {
+            "functions.tf": (
+                'meet_events = "${var.name_prefix}-meet-events"',
+                'meet_events = "${var.name_prefix}-meet_events"',
+            )
+        },
+    ),
+    "meet_events public": (
+        "only_ingest_is_public",
+        {
+            "functions.tf": (
+                'member   = "serviceAccount:${google_service_account.pubsub_push.email}"',
+                'member   = "allUsers"',
+            )
+        },
+    ),
+    "meet_events public (invoker check)": (
+        "meet_events_invoked_only_by_push",
+        {
+            "functions.tf": (
+                'member   = "serviceAccount:${google_service_account.pubsub_push.email}"',
+                'member   = "allUsers"',
+            )
+        },
+    ),
+    "the tasks account invokes meet_events": (
+        "meet_events_invoked_only_by_push",
+        {
+            "functions.tf": (
+                'member   = "serviceAccount:${google_service_account.pubsub_push.email}"',
+                'member   = "serviceAccount:${google_service_account.tasks.email}"',
+            )
+        },
+    ),
+    "the push account holds another role": (
+        "meet_events_invoked_only_by_push",
+        _extra(
+            "google_project_iam_member",
+            "push_logs",
+            '  project = var.project_id\n  role = "roles/logging.logWriter"\n  member = "serviceAccount:${google_service_account.pubsub_push.email}"',
+        ),
+    ),
+    "push without OIDC": (
+        "meet_events_push_authenticated",
+        {"pubsub.tf": ("    oidc_token {", "    no_token {")},
+    ),
+    "push token for another audience": (
+        "meet_events_push_authenticated",
+        {
+            "pubsub.tf": (
+                "audience              = local.meet_events_url",
+                "audience              = local.api_url",
+            )
+        },
+    ),
+    "push token signed as the tasks account": (
+        "meet_events_push_authenticated",
+        {
+            "pubsub.tf": (
+                "service_account_email = google_service_account.pubsub_push.email",
+                "service_account_email = google_service_account.tasks.email",
+            )
+        },
+    ),
+    "push to another URL": (
+        "meet_events_push_authenticated",
+        {"pubsub.tf": ("push_endpoint = local.meet_events_url", "push_endpoint = local.api_url")},
+    ),
+    "push without dead-letter policy": (
+        "meet_events_push_authenticated",
+        {"pubsub.tf": ("  dead_letter_policy {", "  no_dead_letter_policy {")},
+    ),
+    "push without retry policy": (
+        "meet_events_push_authenticated",
+        {"pubsub.tf": ("  retry_policy {", "  no_retry_policy {")},
+    ),
+    "push subscription expires when idle": (
+        "meet_events_push_authenticated",
+        {
+            "pubsub.tf": (
+                '  expiration_policy {\n    ttl = ""\n  }\n\n  push_config',
+                "  push_config",
+            )
+        },
+    ),
+    "ack deadline shorter than meet_events' timeout": (
+        "meet_events_push_authenticated",
+        {"pubsub.tf": ("ack_deadline_seconds       = 300", "ack_deadline_seconds       = 30")},
+    ),
+    "dead letters dropped (no subscription keeps them)": (
+        "meet_events_push_authenticated",
+        {
+            "pubsub.tf": (
+                "  topic   = google_pubsub_topic.workspace_events_dead_letter.id\n\n  ack_deadline_seconds       = 60",
+                "  topic   = google_pubsub_topic.workspace_events.id\n\n  ack_deadline_seconds       = 60",
+            )
+        },
+    ),
+    "the Pub/Sub agent cannot acknowledge dead letters": (
+        "meet_events_push_authenticated",
+        {
+            "pubsub.tf": (
+                'role         = "roles/pubsub.subscriber"\n  member       = local.pubsub_service_agent',
+                'role         = "roles/pubsub.viewer"\n  member       = local.pubsub_service_agent',
+            )
+        },
+    ),
+    "the Pub/Sub agent holds more": (
+        "meet_events_push_authenticated",
+        _extra(
+            "google_pubsub_topic_iam_member",
+            "agent_edits",
+            '  project = var.project_id\n  topic = google_pubsub_topic.workspace_events.name\n  role = "roles/pubsub.editor"\n  member = local.pubsub_service_agent',
+        ),
+    ),
+    "Meet cannot publish": (
+        "meet_can_publish_workspace_events",
+        {
+            "pubsub.tf": (
+                'topic   = google_pubsub_topic.workspace_events.name\n  role    = "roles/pubsub.publisher"\n  member  = local.meet_event_publisher',
+                'topic   = google_pubsub_topic.workspace_events_dead_letter.name\n  role    = "roles/pubsub.publisher"\n  member  = local.meet_event_publisher',
+            )
+        },
+    ),
+    "ORGANIZERS not given to backfill": (
+        "functions_get_every_deployment_setting",
+        {
+            "functions.tf": (
+                "local.workspace_events_env, local.organizers_env, local.backfill_env",
+                "local.workspace_events_env, local.backfill_env",
+            )
+        },
+    ),
+    "ORGANIZER_GROUP from nowhere": (
+        "functions_get_every_deployment_setting",
+        {"functions.tf": ("ORGANIZER_GROUP = var.organizer_group", 'ORGANIZER_GROUP = ""')},
+    ),
+    "MEET_EVENTS_URL missing": (
+        "functions_have_settings",
+        {"functions.tf": ("    MEET_EVENTS_URL             = local.meet_events_url\n", "")},
+    ),
+    "Meet settings in collect": (
+        "functions_have_settings",
+        {
+            "functions.tf": (
+                "collect     = merge(local.timing_env, local.retention_env, local.store_and_queue_env, local.reports_env)",
+                "collect     = merge(local.timing_env, local.retention_env, local.store_and_queue_env, local.reports_env, local.workspace_events_env)",
+            )
+        },
+    ),
+    "WORKSPACE_EVENTS_TOPIC names the dead-letter topic": (
+        "functions_have_settings",
+        {
+            "functions.tf": (
+                "WORKSPACE_EVENTS_TOPIC = google_pubsub_topic.workspace_events.id",
+                "WORKSPACE_EVENTS_TOPIC = google_pubsub_topic.workspace_events_dead_letter.id",
+            )
+        },
+    ),
+    "meet_events cannot sign as the delegation identity": (
+        "token_creator_only_on_delegation",
+        {
+            "iam.tf": (
+                'member             = "serviceAccount:${google_service_account.meet_events.email}"',
+                'member             = "user:someone@example.com"',
+            )
+        },
+    ),
+    "a person signs as the push account": (
+        "token_creator_only_on_delegation",
+        {
+            "pubsub.tf": (
+                'service_account_id = google_service_account.pubsub_push.name\n  role               = "roles/iam.serviceAccountTokenCreator"\n  member             = local.pubsub_service_agent',
+                'service_account_id = google_service_account.pubsub_push.name\n  role               = "roles/iam.serviceAccountTokenCreator"\n  member             = "user:someone@example.com"',
+            )
+        },
+    ),
+    "Meet REST API off": (
+        "apis_enabled",
+        {"apis.tf": ('    "meet.googleapis.com",', "")},
+    ),
+    "dead-letter alert on another metric": (
+        "alerts_declared",
+        {
+            "monitoring.tf": (
+                "subscription/num_undelivered_messages",
+                "subscription/ack_message_count",
+            )
+        },
+    ),
+    "meet_events URL not output": (
+        "outputs_declared",
+        {"outputs.tf": ('output "meet_events_url" {', 'output "meet_events_address" {')},
     ),
 }
 
