@@ -23,7 +23,7 @@ from functions import logs
 from functions.attendance import Session
 from functions.chain import task_name
 from functions.declarations import accept_meeting_end, erased_names
-from functions.errors import StoreContention, WorkspaceError
+from functions.errors import AppError, StoreContention, WorkspaceError
 from functions.meet_attendance import (
     PreliminaryInputs,
     meet_sessions,
@@ -123,7 +123,13 @@ def _conference_event(deps: Deps, event: CloudEvent, organizers: Sequence[str]) 
     if state.space_reader(conference.space) != organizer:
         state.remember_space_reader(conference.space, organizer)
     _note_organizer_event(deps, organizer)
-    space = meet.space(conference.space, as_user=organizer)
+    try:
+        space = meet.space(conference.space, as_user=organizer)
+    except WorkspaceError as error:
+        if error.retryable:
+            raise
+        logs.error("conference space unreadable; acknowledged", code=error.code)
+        return "unreadable"
     if space is None or not space.meeting_code:
         logs.warning("conference space has no meeting code; acknowledged")
         return "no_code"
@@ -134,14 +140,22 @@ def _conference_event(deps: Deps, event: CloudEvent, organizers: Sequence[str]) 
             raise
         logs.error("Meet sessions unreadable; no preliminary attendance", code=error.code)
         attendees = None
-    conference_ended(
-        deps,
-        conference=conference,
-        meeting_code=space.meeting_code,
-        attendees=attendees,
-        emails=_emails(deps, attendees or ()),
-        organizer_email=organizer,
-    )
+    try:
+        conference_ended(
+            deps,
+            conference=conference,
+            meeting_code=space.meeting_code,
+            attendees=attendees,
+            emails=_emails(deps, attendees or ()),
+            organizer_email=organizer,
+        )
+    except AppError as error:
+        if error.retryable:
+            raise
+        # A conference the system may not record (older than the retention, a code no
+        # declaration may name): acknowledged, or Pub/Sub would redeliver it for days.
+        logs.warning("conference not recorded; acknowledged", code=error.code)
+        return "refused"
     return "conference_ended"
 
 

@@ -35,7 +35,7 @@ def parse_push(body: bytes) -> CloudEvent:
         raise UnusablePush("push body is too large")
     try:
         envelope = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         raise UnusablePush("push body is not JSON") from None
     if not isinstance(envelope, dict) or not isinstance(envelope.get("message"), dict):
         raise UnusablePush("push body has no message object")
@@ -65,7 +65,7 @@ def _decoded_data(raw: Any) -> dict[str, Any]:
         raise UnusablePush("message data is not base64") from None
     try:
         value = json.loads(decoded.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         raise UnusablePush("message data is not JSON") from None
     if not isinstance(value, dict):
         raise UnusablePush("message data must be a JSON object")
@@ -102,10 +102,22 @@ def _structured(event: dict[str, Any], message_id: str | None) -> CloudEvent:
 def _required(value: Any, name: str) -> str:
     if not isinstance(value, str) or not value.strip() or len(value) > _MAX_ATTRIBUTE:
         raise UnusablePush(f"the event has no usable {name}")
+    if not _is_utf8(value):  # a lone surrogate JSON can carry: no id Google would send
+        raise UnusablePush(f"the event's {name} is not valid Unicode")
     return value.strip()
+
+
+def _is_utf8(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _optional(value: Any) -> str | None:
     if not isinstance(value, str) or not value or len(value) > _MAX_ATTRIBUTE:
+        return None
+    if not _is_utf8(value):
         return None
     return value

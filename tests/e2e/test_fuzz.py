@@ -1,6 +1,7 @@
 """1,000 requests generated from openapi.yaml against the local stack (``make fuzz`` sends 10,000):
-no answer is a 5xx, every answer is one the description documents, and no unauthenticated request
-changes a stored document or queues a task. See ``tests/fuzz/harness.py``.
+no answer is a 5xx, every answer is one the description documents, no unauthenticated request
+changes a stored document or queues a task, and every authenticated push to ``meet_events`` is
+acknowledged (200 or 204). See ``tests/fuzz/harness.py``.
 
 The seed is fixed, so the same requests (up to the ids and times the stack hands out) are sent on
 every run.
@@ -54,6 +55,14 @@ def test_generated_requests_answer_as_documented_and_unauthenticated_ones_write_
     # Both batches reached the handlers, not only the checks in front of them.
     assert {o.status for o in fuzzed.outcomes if o.draft.authenticated} >= {200, 202, 400}
     assert {o.status for o in fuzzed.outcomes if not o.draft.authenticated} >= {401, 403}
+    # meet_events too: pushes handled, acknowledged as unusable, and refused without a token.
+    assert set(fuzzed.pushes) >= {"204", "unreadable", "unknown subscription", "ignored"}
+    refused = {
+        o.status
+        for o in fuzzed.outcomes
+        if o.draft.function == "meet_events" and o.draft.operation and not o.draft.authenticated
+    }
+    assert refused >= {401, 403}
 
 
 # Found by `make fuzz` (seed 0): a slice was not cut to the Reports API's 180 days as a run is;

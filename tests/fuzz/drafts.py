@@ -7,6 +7,13 @@ meetings that exist), about one draft in twenty leaves the documented routes (an
 unknown path), and each draft names the credential it is to be sent with (``harness`` applies
 it when sending: signatures carry the time).
 
+Pushes to ``meet_events`` get a realistic share of their own: well-formed Workspace Events
+(conference ended, subscription lifecycle, other types) naming conference records and
+subscriptions that do not exist, some with a replayed ``ce-id``, and hostile envelopes (not
+JSON, nested too deeply, attributes that are not strings, data that is not base64 of an object,
+ids too long or not encodable, structured mode, names that are not Google's). Each says which
+outcomes it may have (``Draft.outcomes``: a ``handled`` word, or ``204``).
+
 Weighted choices (which operation, how realistic, which credential) come from a
 ``random.Random`` seeded with the run's seed, not from Hypothesis: its draws lean towards small
 and repeated values (good for finding edge cases, bad for a mix), so the same few choices would
@@ -18,6 +25,7 @@ to the ids and times the stack hands out.
 
 from __future__ import annotations
 
+import base64
 import json
 import random
 import zlib
@@ -34,6 +42,12 @@ from schemathesis import Case, GenerationMode
 from schemathesis.core import NotSet
 from schemathesis.core.result import Err
 
+from functions.meet_records import (
+    CONFERENCE_ENDED,
+    SUBSCRIPTION_EXPIRATION_REMINDER,
+    SUBSCRIPTION_EXPIRED,
+    SUBSCRIPTION_SUSPENDED,
+)
 from local.client import StackClient
 from local.simulate import Stay, activities_for, rfc3339
 from tests.fuzz.spec import ROOT, Operation, load_spec, operations
@@ -44,6 +58,7 @@ GOOD: Final[Mapping[str, tuple[str, ...]]] = {
     "api": ("api",),
     "collect": ("tasks",),
     "backfill": ("scheduler", "tasks"),
+    "meet_events": ("push",),
 }
 _BAD_TOKENS: Final = (
     "none",
@@ -60,6 +75,7 @@ BAD: Final[Mapping[str, tuple[str, ...]]] = {
     "api": _BAD_TOKENS,
     "collect": _BAD_TOKENS,
     "backfill": _BAD_TOKENS,
+    "meet_events": _BAD_TOKENS,
 }
 _REASONS: Final = ("poll", "neighbour", "backfill", "manual", "restart", "erasure")
 _EXTERNAL_IDS: Final = tuple(f"fuzz-class-{n}" for n in range(6))
@@ -165,6 +181,8 @@ class Draft:
     operation: Operation | None  # None: off the documented routes
     mode: str  # positive | negative | off-route
     webhook_id: str | None = None  # None: a fresh one when signed
+    #: A push's possible outcomes, authenticated: ``handled`` words or "204" (None: any).
+    outcomes: frozenset[str] | None = None
 
     @property
     def authenticated(self) -> bool:
@@ -281,14 +299,247 @@ def _realise(
     return parameters, body
 
 
+# ------------------------------------------------------------------------------------------------
+# Pushes to meet_events: well-formed events naming what does not exist, and hostile envelopes
+
+Push = tuple[object, frozenset[str]]  # a body (JSON value or bytes as sent) and its outcomes
+
+_LIFECYCLE: Final = (SUBSCRIPTION_EXPIRATION_REMINDER, SUBSCRIPTION_EXPIRED, SUBSCRIPTION_SUSPENDED)
+_OTHER_EVENT_TYPES: Final = (
+    "google.workspace.meet.conference.v2.started",
+    "google.workspace.meet.participant.v2.joined",
+    "google.workspace.meet.participant.v2.left",
+    "google.workspace.meet.recording.v2.fileGenerated",
+    "google.workspace.chat.message.v1.created",
+    "com.example.fuzz",
+)
+#: ce-ids shared by a few well-formed pushes: the later ones are redeliveries (``duplicate``).
+_REPLAYED_EVENT_IDS: Final = tuple(f"fuzz-replayed-event-{n}" for n in range(4))
+_MEET: Final = "//meet.googleapis.com/"
+_EVENTS_API: Final = "//workspaceevents.googleapis.com/"
+_UNUSABLE: Final = frozenset({"204"})
+
+
+def _b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode()
+
+
+def _data(value: object) -> str:
+    return _b64(json.dumps(value).encode())
+
+
+def _hex(rnd: random.Random) -> str:
+    return f"{rnd.getrandbits(64):016x}"
+
+
+def push_envelope(
+    rnd: random.Random,
+    attributes: object,
+    data: object,
+    *,
+    now: datetime,
+) -> dict[str, Any]:
+    """A wrapped Pub/Sub push of one message, with Pub/Sub's fields in its usual variations."""
+    message_id = str(rnd.getrandbits(53))
+    published = rfc3339(now)
+    message: dict[str, Any] = {"attributes": attributes, "data": data}
+    if rnd.random() < 0.9:
+        message.update(messageId=message_id, publishTime=published)
+    if rnd.random() < 0.7:
+        message.update(message_id=message_id, publish_time=published)
+    if rnd.random() < 0.1:
+        message["orderingKey"] = ""
+    envelope: dict[str, Any] = {
+        "message": message,
+        "subscription": "projects/demo-attendance/subscriptions/workspace-events-push",
+    }
+    if rnd.random() < 0.3:
+        envelope["deliveryAttempt"] = rnd.randint(1, 5)
+    return envelope
+
+
+def _attributes(
+    event_type: str, event_id: str, source: str, subject: str | None, now: datetime
+) -> dict[str, str]:
+    attributes = {
+        "ce-specversion": "1.0",
+        "ce-type": event_type,
+        "ce-id": event_id,
+        "ce-source": source,
+        "ce-time": rfc3339(now),
+        "ce-datacontenttype": "application/json",
+    }
+    if subject is not None:
+        attributes["ce-subject"] = subject
+    return attributes
+
+
+def _well_formed_push(rnd: random.Random, world: World) -> Push:
+    """A Workspace Event as Google sends it, about a record or subscription that does not exist
+    (or of a type not handled): always handled, ``200``."""
+    replayed = rnd.random() < 0.15
+    event_id = rnd.choice(_REPLAYED_EVENT_IDS) if replayed else f"fuzz-event-{_hex(rnd)}"
+    kind = rnd.random()
+    if kind < 0.45:
+        record = f"conferenceRecords/fuzz-{_hex(rnd)}"
+        space = rnd.choice(("", f"spaces/fuzz-{_hex(rnd)}"))
+        attributes = _attributes(
+            CONFERENCE_ENDED, event_id, _MEET + space, _MEET + record, world.now
+        )
+        data: dict[str, Any] = {"conferenceRecord": {"name": record}}
+        word = "unreadable"  # nobody can read a record that does not exist
+    elif kind < 0.75:
+        name = f"subscriptions/fuzz-{_hex(rnd)}"
+        source = _EVENTS_API + name
+        attributes = _attributes(rnd.choice(_LIFECYCLE), event_id, source, source, world.now)
+        # The data names the subscription; without it, the source does.
+        data = {"subscription": {"name": name, "state": "ACTIVE"}} if rnd.random() < 0.7 else {}
+        word = "unknown subscription"
+    else:
+        attributes = _attributes(rnd.choice(_OTHER_EVENT_TYPES), event_id, _MEET, None, world.now)
+        data = {"participantSession": {"name": f"conferenceRecords/x/participants/{_hex(rnd)}"}}
+        word = "ignored"
+    envelope = push_envelope(rnd, attributes, _data(data), now=world.now)
+    return envelope, frozenset({word, "duplicate"} if replayed else {word})
+
+
+#: Bodies that are no push at all.
+_NOT_PUSHES: Final = (b"{", b"\xff\xfe{}", b"null", b"[]", b'"message"', b"0", b"{}", b"[" * 60_000)
+_NOT_MESSAGES: Final[tuple[object, ...]] = (None, "x", [], 5, True)
+_NOT_ATTRIBUTE_MAPS: Final[tuple[object, ...]] = ([], "ce-id", 5)
+_NOT_STRINGS: Final[tuple[object, ...]] = (1, None, [], {}, True)
+_BLANK: Final = ("", "   ", "\t\n")
+#: ``data`` that is not base64 of a JSON object.
+_NOT_DATA: Final[tuple[object, ...]] = (
+    5,
+    [],
+    {},
+    True,
+    1.5,
+    "%%%",
+    "abc",
+    "=",
+    "eyJ",
+    "YQ",
+    "\u00e9",
+)
+_DEEP: Final = 5_000
+_NOT_OBJECTS: Final = (
+    b"\xff\xfe",
+    b"[1]",
+    b"null",
+    b"{",
+    b'"x"',
+    b'{"n": ' + b"9" * 5000 + b"}",  # an integer too long to convert
+    b'{"a":' * _DEEP + b"1" + b"}" * _DEEP,  # nested too deeply
+)
+#: Odd but usable parts of ids and types (a fresh id follows, so none is a redelivery).
+_ODD_IDS: Final = ("../../x", "a/b", "__x__", ".", "\u0000", "\U0001f600", "id " * 300)
+_BAD_RECORDS: Final[tuple[object, ...]] = (
+    None,
+    "conferenceRecords/x",
+    {},
+    {"name": 5},
+    {"name": "conferenceRecords/../x"},
+    {"name": "conferenceRecords/"},
+    {"name": "spaces/x"},
+    {"name": "conferenceRecords/" + "a" * 129},
+    {"name": "conferenceRecords/a b"},
+)
+_BAD_SUBSCRIPTIONS: Final[tuple[object, ...]] = (
+    None,
+    {},
+    {"name": "subscriptions/"},
+    {"name": "subscriptions/../x"},
+    {"name": "projects/p/subscriptions/s"},
+    {"name": 7},
+)
+_STRUCTURED: Final = {"content-type": "application/cloudevents+json"}
+
+
+def _hostile_push(rnd: random.Random, world: World) -> Push:
+    """An envelope Pub/Sub would not send, or an event that cannot be used: acknowledged all the
+    same, ``204`` (unusable) or ``200``."""
+    fresh = f"fuzz-hostile-{_hex(rnd)}"
+    ended = _attributes(CONFERENCE_ENDED, fresh, _MEET, None, world.now)
+    other = _attributes(rnd.choice(_OTHER_EVENT_TYPES), fresh, _MEET, None, world.now)
+    lifecycle = _attributes(rnd.choice(_LIFECYCLE), fresh, _MEET, None, world.now)
+    structured = {"specversion": "1.0", "id": fresh, "type": rnd.choice(_OTHER_EVENT_TYPES)}
+    unknown_record = {"conferenceRecord": {"name": f"conferenceRecords/fuzz-{_hex(rnd)}"}}
+    ignored, unusable = frozenset({"ignored"}), frozenset({"unusable"})
+
+    def wrapped(attributes: object, data: object = "") -> dict[str, Any]:
+        return push_envelope(rnd, attributes, data, now=world.now)
+
+    def without(name: str) -> dict[str, str]:
+        return {k: v for k, v in rnd.choice((ended, other)).items() if k != name}
+
+    def lone_surrogate() -> bytes:
+        # JSON can carry a lone surrogate (an escape); Python's str holds it, UTF-8 cannot.
+        body = json.dumps(wrapped(other), ensure_ascii=True).encode()
+        return body.replace(fresh.encode(), b"\\ud800" + fresh.encode())
+
+    choices: tuple[Callable[[], Push], ...] = (
+        lambda: (rnd.choice(_NOT_PUSHES), _UNUSABLE),
+        lambda: ({"message": rnd.choice(_NOT_MESSAGES)}, _UNUSABLE),
+        lambda: ({"subscription": "projects/x/subscriptions/y"}, _UNUSABLE),
+        lambda: (wrapped(rnd.choice(_NOT_ATTRIBUTE_MAPS)), _UNUSABLE),
+        lambda: (wrapped({**ended, "ce-id": rnd.choice(_NOT_STRINGS)}), _UNUSABLE),
+        lambda: (wrapped({**other, "ce-type": rnd.choice(_NOT_STRINGS)}), _UNUSABLE),
+        lambda: (wrapped(without(rnd.choice(("ce-id", "ce-type")))), _UNUSABLE),
+        lambda: (
+            wrapped({**ended, rnd.choice(("ce-id", "ce-type")): rnd.choice(_BLANK)}),
+            _UNUSABLE,
+        ),
+        lambda: (wrapped({**other, rnd.choice(("ce-id", "ce-type")): "x" * 1025}), _UNUSABLE),
+        lambda: (wrapped({}), _UNUSABLE),
+        lambda: (wrapped(other, rnd.choice(_NOT_DATA)), _UNUSABLE),
+        lambda: (wrapped(other, _b64(rnd.choice(_NOT_OBJECTS))), _UNUSABLE),
+        lambda: (lone_surrogate(), frozenset({"ignored", "204"})),
+        lambda: (wrapped({**other, "ce-id": rnd.choice(_ODD_IDS) + fresh}), ignored),
+        lambda: (wrapped({**other, "ce-type": CONFERENCE_ENDED + rnd.choice(_ODD_IDS)}), ignored),
+        lambda: (
+            wrapped({**other, "ce-source": "s" * 5000, "ce-subject": "\ud83d\ude00"}),
+            ignored,
+        ),
+        # Well-formed, but naming no conference record or subscription it can use.
+        lambda: (wrapped(ended, _data({"conferenceRecord": rnd.choice(_BAD_RECORDS)})), unusable),
+        lambda: (wrapped(ended, rnd.choice(("", _data({})))), unusable),
+        lambda: (
+            wrapped(lifecycle, _data({"subscription": rnd.choice(_BAD_SUBSCRIPTIONS)})),
+            unusable,
+        ),
+        # Structured mode: the CloudEvent itself in the data.
+        lambda: (wrapped(_STRUCTURED, _data(structured)), ignored),
+        lambda: (wrapped({}, _data({**structured, "data": {"x": 1}})), ignored),
+        lambda: (
+            wrapped({}, _data({**structured, "type": CONFERENCE_ENDED, "data": unknown_record})),
+            frozenset({"unreadable"}),
+        ),
+        lambda: (
+            wrapped({}, _data({**structured, "data_base64": rnd.choice(_NOT_DATA[5:])})),
+            _UNUSABLE,
+        ),
+        lambda: (wrapped({}, _data({**structured, "data": rnd.choice(([], "x", 5))})), _UNUSABLE),
+        lambda: (wrapped({}, _data({**structured, "id": rnd.choice((None, 5, ""))})), _UNUSABLE),
+        lambda: (wrapped(_STRUCTURED, _data({"x": 1})), _UNUSABLE),
+    )
+    return rnd.choice(choices)()
+
+
+def _realistic_push(rnd: random.Random, world: World) -> Push:
+    return _hostile_push(rnd, world) if rnd.random() < 0.4 else _well_formed_push(rnd, world)
+
+
 def _off_route(rnd: random.Random, *, authenticated: bool) -> Draft:
     """Another method on a documented path, or a path no function documents."""
-    function = rnd.choice(("ingest", "api", "collect", "backfill"))
+    function = rnd.choice(("ingest", "api", "collect", "backfill", "meet_events"))
     if function in ("collect", "backfill"):
         # They serve POST at every path (documented): only another method is off the route.
         method = rnd.choice(_OTHER_METHODS)
         path = rnd.choice(("/", "/x", "/meetings/sync"))
-    elif function == "ingest":
+    elif function in ("ingest", "meet_events"):
+        # They serve POST / only.
         if rnd.random() < 0.5:
             method, path = rnd.choice(_OTHER_METHODS), "/"
         else:
@@ -423,10 +674,16 @@ class Generator:
     ) -> Draft:
         parameters = dict(case.path_parameters or {})
         body: object = case.body
+        outcomes: frozenset[str] | None = None
+        push = op.operation_id == "meetEventsPush"
         # The unauthenticated batch is mostly realistic: those are the requests that would
-        # change something if a credential check were missing.
-        if mode == "positive" and rnd.random() < (0.6 if authenticated else 0.8):
-            parameters, body = _realise(rnd, op, parameters, body, self.world)
+        # change something if a credential check were missing. So are pushes: schemathesis'
+        # own are almost all unusable (204).
+        if mode == "positive" and rnd.random() < (0.6 if authenticated and not push else 0.8):
+            if push:
+                body, outcomes = _realistic_push(rnd, self.world)
+            else:
+                parameters, body = _realise(rnd, op, parameters, body, self.world)
         data, content_type = _encode(rnd, body, negative=mode == "negative")
         headers = tuple(
             (str(name), _header_value(value))
@@ -444,4 +701,5 @@ class Generator:
             operation=op,
             mode=mode,
             webhook_id=rnd.choice(_REPLAYED_IDS) if rnd.random() < 0.1 else None,
+            outcomes=outcomes,
         )

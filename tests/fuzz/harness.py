@@ -8,14 +8,18 @@ Two batches:
 
 1. **Authenticated**: webhooks signed with the stack's ``WEBHOOK_SECRET``, ID tokens from its
    token mint for the api (``operator@local.test``, audience ``API_URL``), collect
-   (``TASKS_SERVICE_ACCOUNT``, ``COLLECT_URL``) and backfill (``SCHEDULER_SERVICE_ACCOUNT`` or
-   the tasks identity, ``BACKFILL_URL``). Every answer must be below 500 and one the
-   description documents.
+   (``TASKS_SERVICE_ACCOUNT``, ``COLLECT_URL``), backfill (``SCHEDULER_SERVICE_ACCOUNT`` or
+   the tasks identity, ``BACKFILL_URL``) and meet_events (``PUBSUB_PUSH_SERVICE_ACCOUNT``,
+   ``MEET_EVENTS_URL``). Every answer must be below 500 and one the description documents. A
+   push to meet_events must moreover be acknowledged, ``200`` or ``204`` (Pub/Sub redelivers
+   anything else), unless its size or media type is refused (413, 415); a push that says how
+   it must end (``Draft.outcomes``) must end so.
 2. **Unauthenticated**: no credential, a garbled one, a webhook signed with another secret or
    over other bytes or outside the 5-minute window, a token for another audience or another
    identity, a tampered token, Basic auth, a webhook signature where a token is due. With the
    task queue paused and the store settled, every Firestore document and every queued task is
-   read before and after the batch: nothing may differ, and no answer may be a 2xx.
+   read before and after the batch: nothing may differ, and no answer may be a 2xx. A push to
+   meet_events must be answered 401 or 403 (or 413, 415 for its size or media type).
 
 Off-route requests (another method, an unknown path) must answer 404 or 405. A request answered
 5xx is kept with a reproducer, its JSON body shrunk to the smallest that still answers 5xx.
@@ -41,6 +45,7 @@ from google.cloud import tasks_v2
 
 from functions.adapters.cloud_tasks import tasks_client
 from functions.config import Settings
+from functions.limits import MAX_BODY_BYTES
 from functions.signatures import sign_webhook
 from local.client import OPERATOR, StackClient
 from tests.fuzz import snapshot as snapshots
@@ -66,6 +71,7 @@ class Credentials:
         self._other_secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
         self.tasks = env["TASKS_SERVICE_ACCOUNT"]
         self.scheduler = env.get("SCHEDULER_SERVICE_ACCOUNT") or self.tasks
+        self.push = env["PUBSUB_PUSH_SERVICE_ACCOUNT"]
 
     def token(self, function: str, email: str) -> str:
         audience = self._env[URL_SETTINGS[function]]
@@ -78,6 +84,8 @@ class Credentials:
     def _identity(self, function: str, credential: str) -> str:
         if function == "api":
             return OPERATOR
+        if function == "meet_events":
+            return self.push
         if function == "collect" or credential == "tasks":
             return self.tasks
         return self.scheduler
@@ -94,9 +102,9 @@ class Credentials:
             headers = {k: v for k, v in headers.items() if k.lower() not in _AUTH_HEADERS}
         now = datetime.now(UTC)
         seven_minutes = timedelta(minutes=7)
-        if credential == "webhook":  # at api, collect and backfill: no credential at all
+        if credential == "webhook":  # where a token is due: no credential at all
             headers.update(self._signed(draft, body, secret=self.secret, at=now))
-        elif credential in ("api", "tasks", "scheduler"):
+        elif credential in ("api", "tasks", "scheduler", "push"):
             email = self._identity(function, credential)
             headers["Authorization"] = f"Bearer {self.token(function, email)}"
         elif credential == "wrong-secret":
@@ -110,12 +118,23 @@ class Credentials:
         elif credential == "bearer":
             headers["Authorization"] = f"Bearer {self.token('api', OPERATOR)}"
         elif credential == "other-audience":
-            other = {"api": "collect", "collect": "api", "backfill": "collect"}[function]
+            other = {
+                "api": "collect",
+                "collect": "api",
+                "backfill": "collect",
+                "meet_events": "collect",
+            }[function]
             email = self._identity(function, "tasks")
             headers["Authorization"] = f"Bearer {self.token(other, email)}"
         elif credential == "other-identity":
-            email = {"api": STRANGER, "collect": self.scheduler, "backfill": OPERATOR}[function]
-            if email == self.tasks:  # a stack whose scheduler is the tasks identity
+            # A genuine identity of the stack, of another caller.
+            email = {
+                "api": STRANGER,
+                "collect": self.scheduler,
+                "backfill": OPERATOR,
+                "meet_events": self.tasks,
+            }[function]
+            if function == "collect" and email == self.tasks:  # scheduler = tasks identity
                 email = OPERATOR
             headers["Authorization"] = f"Bearer {self.token(function, email)}"
         elif credential == "tampered":
@@ -138,6 +157,7 @@ class Credentials:
             "api": f"Authorization: Bearer <minted: {OPERATOR}, audience API_URL>",
             "tasks": f"Authorization: Bearer <minted: {self.tasks}, audience {audience}>",
             "scheduler": f"Authorization: Bearer <minted: {self.scheduler}, audience {audience}>",
+            "push": f"Authorization: Bearer <minted: {self.push}, audience {audience}>",
         }
         return names.get(draft.credential, draft.credential)
 
@@ -196,9 +216,67 @@ def judge(draft: Draft, response: requests.Response) -> tuple[str, ...]:
             problems.append(f"off-route {draft.method} {draft.path} on {draft.function}: {status}")
     elif draft.method != "HEAD":
         problems.extend(answer_problems(draft.operation, status, response.content))
+        if draft.function == "meet_events" and status < 500:
+            problems.extend(push_problems(draft, status, response.content))
     if not draft.authenticated and 200 <= status < 300:
         problems.append(f"unauthenticated ({draft.credential}) request answered {status}")
     return tuple(problems)
+
+
+def _is_json_media_type(content_type: str | None) -> bool:
+    """``application/json``, with no charset but UTF-8 (CONTRACT §4.4, the description)."""
+    media_type, *parameters = (content_type or "").split(";")
+    if media_type.strip().lower() != "application/json":
+        return False
+    for parameter in parameters:
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() == "charset" and value.strip().strip('"').lower() not in (
+            "utf-8",
+            "utf8",
+        ):
+            return False
+    return True
+
+
+def edge_refusal(draft: Draft) -> int | None:
+    """What the edge answers a POST before its credential is looked at: 413, 415 or nothing."""
+    if len(draft.body) > MAX_BODY_BYTES:
+        return 413
+    if draft.body and not _is_json_media_type(draft.content_type):
+        return 415
+    return None
+
+
+def push_outcome(status: int, body: bytes) -> str | None:
+    """A push's outcome: "204", the word a 200 says it was handled with, else None."""
+    if status == 204:
+        return "204"
+    if status != 200:
+        return None
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        return None
+    handled = answer.get("handled") if isinstance(answer, dict) else None
+    return handled if isinstance(handled, str) else None
+
+
+def push_problems(draft: Draft, status: int, body: bytes) -> list[str]:
+    """CONTRACT §4.3: an authenticated push is acknowledged (Pub/Sub redelivers anything but a
+    2xx for days), an unauthenticated one refused 401/403; size and media type come first."""
+    edge = edge_refusal(draft)
+    if edge is not None:
+        allowed = {edge}
+    elif draft.authenticated:
+        allowed = {200, 204}
+    else:
+        allowed = {401, 403}
+    if status not in allowed:
+        return [f"meet_events push ({draft.credential}) answered {status}, not {sorted(allowed)}"]
+    outcome = push_outcome(status, body)
+    if draft.authenticated and draft.outcomes is not None and outcome not in draft.outcomes:
+        return [f"meet_events push ended {outcome!r}, not one of {sorted(draft.outcomes)}"]
+    return []
 
 
 def _shrunk_bodies(value: Any) -> list[Any]:
@@ -218,7 +296,7 @@ def shrink(sender: Sender, outcome: Outcome, *, budget: int = 60) -> Outcome:
     """The smallest JSON body (greedily) for which the same request still answers 5xx."""
     try:
         current = json.loads(outcome.draft.body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested too deeply
         return outcome
     best = outcome
     for _ in range(budget):
@@ -298,6 +376,15 @@ class Summary:
         ]
 
     @property
+    def pushes(self) -> Counter[str]:
+        """How the authenticated pushes to meet_events ended (a handled word, 204, a status)."""
+        return Counter(
+            push_outcome(o.status, o.body) or str(o.status)
+            for o in self.outcomes
+            if o.draft.authenticated and o.draft.operation and o.draft.function == "meet_events"
+        )
+
+    @property
     def ok(self) -> bool:
         return not (
             self.server_errors or self.unauthenticated_writes or self.problems or self.no_answer
@@ -329,6 +416,8 @@ class Summary:
             f"5xx or no answer: {len(self.background_failures)}; "
             f"{self.seconds:.1f} s in all, slowest answer {slowest:.2f} s",
         ]
+        pushes = ", ".join(f"{outcome} {n}" for outcome, n in sorted(self.pushes.items()))
+        lines.append(f"  meet_events pushes (authenticated): {pushes or 'none'}")
         if not self.erasures:
             lines.append(
                 "  POST /erasures: unauthenticated only (functions/erasure.py does not exist yet)"
@@ -393,11 +482,12 @@ def run(
     writes += [f"task gone {name}" for name in sorted(tasks_before - tasks_after)]
 
     reproducers: list[str] = []
-    seen: set[tuple[str, str, str, int]] = set()
+    seen: set[tuple[str, str, str, int, frozenset[str] | None]] = set()
     for outcome in outcomes:
         draft = outcome.draft
         route = draft.operation.path if draft.operation else draft.path
-        where = (draft.function, draft.method, route, outcome.status)
+        # Pushes of different kinds (what they may end with) fail for different reasons.
+        where = (draft.function, draft.method, route, outcome.status, draft.outcomes)
         wrong = outcome.status >= 500 or bool(outcome.problems)
         if wrong and where not in seen and len(reproducers) < 10:
             seen.add(where)

@@ -24,13 +24,14 @@ from referencing.jsonschema import DRAFT202012
 
 ROOT: Final = Path(__file__).resolve().parents[2]
 SPEC_PATH: Final = ROOT / "openapi.yaml"
-FUNCTIONS: Final = ("ingest", "api", "collect", "backfill")
+FUNCTIONS: Final = ("ingest", "api", "collect", "backfill", "meet_events")
 #: The stack.env variable holding each function's URL (CONTRACT §6).
 URL_SETTINGS: Final = {
     "ingest": "INGEST_URL",
     "api": "API_URL",
     "collect": "COLLECT_URL",
     "backfill": "BACKFILL_URL",
+    "meet_events": "MEET_EVENTS_URL",
 }
 _BASE: Final = "urn:meet-attendance:openapi"
 _METHODS: Final = ("get", "put", "post", "delete", "options", "head", "patch", "trace")

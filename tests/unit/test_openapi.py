@@ -5,6 +5,7 @@ serialisers write; the answer schemas accept what the handlers answer (over in-m
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import uuid
@@ -19,8 +20,19 @@ from openapi_spec_validator.validation import OpenAPIV31SpecValidator
 
 from functions import app
 from functions.config import Settings
-from functions.errors import ReportsError
+from functions.errors import ReportsError, Unavailable, WorkspaceError
 from functions.http_edge import route_api, route_ingest
+from functions.meet_records import (
+    CONFERENCE_ENDED,
+    SUBSCRIPTION_EXPIRATION_REMINDER,
+    SUBSCRIPTION_SUSPENDED,
+    Conference,
+    MeetAttendee,
+    MeetSessionTimes,
+    MeetSpace,
+    SubscriptionRecord,
+    user_target,
+)
 from functions.payloads import (
     TASK_REASONS,
     backfill_slice_body,
@@ -30,6 +42,7 @@ from functions.payloads import (
     parse_meeting_ended,
 )
 from functions.ports import BackfillSlice, CollectReason, CollectTask, Deps
+from functions.pubsub_push import UnusablePush, parse_push
 from functions.schedule import Timing
 from functions.signatures import sign_webhook
 from local.demo import the_day
@@ -45,6 +58,7 @@ from tests.fuzz.spec import (
     request_body_pointer,
     schema_problems,
 )
+from tests.workspace_fakes import FakeDirectory, FakeWorkspaceEvents, MemoryWorkspaceState
 
 SPEC = load_spec()
 
@@ -84,6 +98,7 @@ ROUTES = {
     ("api", "POST", "/erasures"): "erase",
     ("collect", "POST", "/"): "collect",
     ("backfill", "POST", "/"): "backfill",
+    ("meet_events", "POST", "/"): "meeting_ended",  # meet_events routes as ingest does
 }
 
 
@@ -101,6 +116,10 @@ def test_every_operation_documents_the_refusals_of_its_edge() -> None:
         if op.function != "ingest":
             assert {"401", "403"} <= responses.keys(), op
             assert op.description()["security"], op
+        if op.function == "meet_events":
+            # Pub/Sub redelivers anything but a 2xx: an unusable push is 204, never a 400.
+            assert {"200", "204", "404", "502", "503"} <= responses.keys(), op
+            assert "400" not in responses, op
 
 
 # ------------------------------------------------------------------------------------------------
@@ -115,6 +134,13 @@ SCHEDULER = "scheduler@acme.iam.gserviceaccount.com"
 API_URL = "http://127.0.0.1:10/"
 COLLECT_URL = "http://127.0.0.1:9/"
 BACKFILL_URL = "http://127.0.0.1:11/"
+MEET_EVENTS_URL = "http://127.0.0.1:12/"
+PUSH = "pubsub-push@acme.iam.gserviceaccount.com"
+TOPIC = "projects/acme/topics/workspace-events"
+ORGANIZER = "organizer@school.example"
+RECORD = "conferenceRecords/rec-1"
+SPACE = "spaces/space-1"
+MEET_CODE = "mno-pqrs-tuv"
 ENV = {
     "GOOGLE_CLOUD_PROJECT": "acme",
     "TASKS_LOCATION": "here",
@@ -132,23 +158,77 @@ SETTINGS = replace(
     webhook_secrets=(SECRET,),
     api_url=API_URL,
     api_principals=(OPERATOR,),
+    meet_events_url=MEET_EVENTS_URL,
+    pubsub_push_service_account=PUSH,
+    workspace_events_topic=TOPIC,
+    organizers=(ORGANIZER,),
 )
+
+
+class FakeMeet:
+    """Meet REST as the organizer reads it: one ended conference, with one participant."""
+
+    def __init__(self) -> None:
+        start, end = NOW - timedelta(hours=2), NOW - timedelta(hours=1)
+        self.records = {RECORD: Conference(name=RECORD, space=SPACE, start=start, end=end)}
+        self.session = MeetSessionTimes(
+            name=f"{RECORD}/participants/p1/sessions/s1", start=start, end=end
+        )
+        self.failure: WorkspaceError | None = None
+
+    def conference(self, name: str, *, as_user: str) -> Conference | None:
+        if self.failure is not None:
+            raise self.failure
+        return self.records.get(name) if as_user == ORGANIZER else None
+
+    def space(self, name: str, *, as_user: str) -> MeetSpace | None:
+        return MeetSpace(name=name, meeting_code=MEET_CODE) if name == SPACE else None
+
+    def attendees(self, conference: str, *, as_user: str) -> list[MeetAttendee]:
+        return [
+            MeetAttendee(
+                name=f"{conference}/participants/p1",
+                kind="signed_in",
+                user="users/7",
+                display_name="Student",
+                sessions=(self.session,),
+            )
+        ]
+
+
+def workspace(rt: app.Runtime) -> MemoryWorkspaceState:
+    state = rt.deps.workspace
+    assert isinstance(state, MemoryWorkspaceState)
+    return state
 
 
 @pytest.fixture
 def rt() -> app.Runtime:
+    clock = ManualClock(NOW)
+    directory = FakeDirectory({ORGANIZER: "1", "student@school.example": "7"})
     deps = Deps(
         store=MemoryStore(),
         queue=MemoryQueue(),
         reports=ScriptedReports(),
-        clock=ManualClock(NOW),
+        clock=clock,
         timing=Timing(),
         erasure_key=SETTINGS.erasure_key,
+        meet=FakeMeet(),
+        directory=directory,
+        events=FakeWorkspaceEvents(clock, directory=directory),
+        workspace=MemoryWorkspaceState(),
     )
-    return app.Runtime(SETTINGS, deps, FakeIdTokens(COLLECT_URL, API_URL, BACKFILL_URL))
+    tokens = FakeIdTokens(COLLECT_URL, API_URL, BACKFILL_URL, MEET_EVENTS_URL)
+    return app.Runtime(SETTINGS, deps, tokens)
 
 
-HANDLERS = {"ingest": app.ingest, "api": app.api, "collect": app.collect, "backfill": app.backfill}
+HANDLERS = {
+    "ingest": app.ingest,
+    "api": app.api,
+    "collect": app.collect,
+    "backfill": app.backfill,
+    "meet_events": app.meet_events,
+}
 
 
 def request(
@@ -181,7 +261,7 @@ def request(
 def test_the_router_serves_every_documented_operation(op: Operation, rt: app.Runtime) -> None:
     path = op.local_path({"meeting_id": "m-1"})
     expected = ROUTES[(op.function, op.method, op.path)]
-    if op.function == "ingest":
+    if op.function in ("ingest", "meet_events"):
         assert route_ingest(op.method, path) == (expected,)
     elif op.function == "api":
         assert route_api(op.method, path)[0] == expected
@@ -217,6 +297,11 @@ UNDOCUMENTED = [
     ("api", "POST", "/erasures/x", 404),
     *[("collect", method, "/", 405) for method in ("GET", "PUT", "DELETE", "PATCH")],
     *[("backfill", method, "/", 405) for method in ("GET", "PUT", "DELETE", "PATCH")],
+    *[("meet_events", method, "/", 405) for method in ("GET", "PUT", "DELETE", "PATCH")],
+    ("meet_events", "POST", "/x", 404),
+    ("meet_events", "POST", "/meetings/sync", 404),
+    ("meet_events", "GET", "/meetings/m-1", 404),
+    ("meet_events", "POST", "/_fake/meet/events", 404),
 ]
 
 
@@ -224,7 +309,13 @@ UNDOCUMENTED = [
 def test_what_is_not_documented_is_not_served(
     function: str, method: str, path: str, status: int, rt: app.Runtime
 ) -> None:
-    identity = {"ingest": None, "api": OPERATOR, "collect": TASKS, "backfill": SCHEDULER}[function]
+    identity = {
+        "ingest": None,
+        "api": OPERATOR,
+        "collect": TASKS,
+        "backfill": SCHEDULER,
+        "meet_events": PUSH,
+    }[function]
     body = b'{"type": "meeting.ended"}' if method in ("POST", "PUT", "PATCH") else b""
     got, answer = HANDLERS[function](
         request(method, path, body, identity=identity, signed=function == "ingest"), rt
@@ -233,6 +324,7 @@ def test_what_is_not_documented_is_not_served(
     # The refusal is the documented error body.
     assert schema_problems("/components/schemas/Error", answer) == []
     assert rt.deps.store.meetings == {}  # type: ignore[attr-defined]
+    assert workspace(rt).events == {}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -284,6 +376,109 @@ def test_the_erasure_schema_accepts_a_participant_key() -> None:
     assert body_problems("apiErase", {"participant_key": ""}) != []
 
 
+def push(
+    event_type: str,
+    data: dict[str, Any],
+    *,
+    event_id: str = "evt-1",
+    source: str = "//meet.googleapis.com/" + SPACE,
+) -> dict[str, Any]:
+    """A wrapped Pub/Sub push of a binary-mode CloudEvent, every field Pub/Sub sends."""
+    published = "2026-11-20T10:00:01.250Z"
+    return {
+        "message": {
+            "attributes": {
+                "ce-specversion": "1.0",
+                "ce-type": event_type,
+                "ce-id": event_id,
+                "ce-source": source,
+                "ce-subject": source,
+                "ce-time": "2026-11-20T10:00:00.000Z",
+                "ce-datacontenttype": "application/json",
+            },
+            "data": base64.b64encode(json.dumps(data).encode()).decode(),
+            "messageId": "17",
+            "message_id": "17",
+            "publishTime": published,
+            "publish_time": published,
+        },
+        "subscription": "projects/acme/subscriptions/workspace-events-push",
+        "deliveryAttempt": 1,
+    }
+
+
+ENDED = push(CONFERENCE_ENDED, {"conferenceRecord": {"name": RECORD}})
+
+
+def lifecycle(event_type: str, name: str, event_id: str) -> dict[str, Any]:
+    source = "//workspaceevents.googleapis.com/" + name
+    data = {"subscription": {"name": name, "state": "ACTIVE"}}
+    return push(event_type, data, event_id=event_id, source=source)
+
+
+def test_the_push_schema_accepts_what_pubsub_sends_and_its_examples_are_events() -> None:
+    reminder = lifecycle(SUBSCRIPTION_EXPIRATION_REMINDER, "subscriptions/s-1", "r-1")
+    assert body_problems("meetEventsPush", ENDED) == []
+    assert body_problems("meetEventsPush", reminder) == []
+    # Without Pub/Sub's snake_case copies, the optional attributes and deliveryAttempt.
+    minimal = copy.deepcopy(ENDED)
+    for name in ("message_id", "publish_time"):
+        del minimal["message"][name]
+    for name in ("ce-subject", "ce-time", "ce-datacontenttype"):
+        del minimal["message"]["attributes"][name]
+    del minimal["deliveryAttempt"]
+    assert body_problems("meetEventsPush", minimal) == []
+    examples = operation("meetEventsPush").description()["requestBody"]["content"]
+    for example in examples["application/json"]["examples"].values():
+        envelope = example["value"]
+        assert body_problems("meetEventsPush", envelope) == []
+        event = parse_push(json.dumps(envelope).encode())
+        assert event.conference_record or event.subscription, event
+        data_schema = "/components/schemas/MeetEventData"
+        assert schema_problems(data_schema, dict(event.data)) == []
+        assert event.type in json.dumps(SPEC["components"]["schemas"]["CloudEventAttributes"])
+
+
+def test_the_event_data_schemas_accept_what_the_handler_reads() -> None:
+    ended = {"conferenceRecord": {"name": RECORD}}
+    assert schema_problems("/components/schemas/MeetConferenceEndedData", ended) == []
+    reminder = lifecycle(SUBSCRIPTION_SUSPENDED, "subscriptions/s-1", "s-1")
+    event = parse_push(json.dumps(reminder).encode())
+    assert event.subscription == "subscriptions/s-1"
+    data_schema = "/components/schemas/SubscriptionLifecycleData"
+    assert schema_problems(data_schema, dict(event.data)) == []
+    # Names the handler would not use are refused by the schemas too.
+    for name in ("conferenceRecords/../x", "conferenceRecords/", "spaces/x"):
+        bad = {"conferenceRecord": {"name": name}}
+        assert schema_problems("/components/schemas/MeetConferenceEndedData", bad) != []
+    for name in ("subscriptions/", "projects/p/subscriptions/s"):
+        assert schema_problems(data_schema, {"subscription": {"name": name}}) != []
+
+
+def _with_message(**changes: Any) -> dict[str, Any]:
+    envelope = copy.deepcopy(ENDED)
+    envelope["message"].update(changes)
+    return envelope
+
+
+@pytest.mark.parametrize(
+    "envelope",
+    [
+        {"message": "x", "subscription": "s"},
+        _with_message(data="%%%"),
+        _with_message(data=5),
+        _with_message(attributes={"ce-id": 1, "ce-type": CONFERENCE_ENDED, "ce-source": "s"}),
+        _with_message(attributes={"ce-type": CONFERENCE_ENDED, "ce-source": "s"}),
+        _with_message(attributes={**ENDED["message"]["attributes"], "ce-id": "   "}),
+        _with_message(attributes={**ENDED["message"]["attributes"], "ce-type": "t" * 1025}),
+    ],
+)
+def test_the_push_schema_refuses_what_the_parser_cannot_use(envelope: dict[str, Any]) -> None:
+    assert body_problems("meetEventsPush", envelope) != []
+    with pytest.raises(UnusablePush):
+        parse_push(json.dumps(envelope).encode())
+
+
 @pytest.mark.parametrize(
     ("operation_id", "body"),
     [
@@ -329,8 +524,9 @@ class Answers:
         op = operation(operation_id)
         got, body = HANDLERS[op.function](req, self.rt)
         assert got == status, body
-        # As main.py sends it: compact JSON bytes.
-        assert answer_problems(op, got, app.json_bytes(body)) == []
+        # As main.py sends it: compact JSON bytes, or nothing for a 204.
+        sent = b"" if got == 204 else app.json_bytes(body)
+        assert answer_problems(op, got, sent) == []
         self.seen.add((operation_id, got))
         return body
 
@@ -454,6 +650,7 @@ def test_the_answers_of_backfill_are_documented(rt: app.Runtime) -> None:
     attendance(rt)
     ran = answer("backfillRun", request("POST", "/", identity=SCHEDULER), 200)
     assert ran["slices"] == 9  # 48 hours in 6-hour slices, and the millisecond at the end
+    assert ran["subscriptions"]["created"] == 1  # the organizer's Workspace Events subscription
     queue: MemoryQueue = rt.deps.queue  # type: ignore[assignment]
     (holding_the_class,) = [s for s in queue.slices if s.since <= END <= s.until]
     part = backfill_slice_body(holding_the_class)
@@ -466,6 +663,102 @@ def test_the_answers_of_backfill_are_documented(rt: app.Runtime) -> None:
     answer("backfillRun", request("POST", "/", identity=OPERATOR), 403)
     answer("backfillRun", request("PUT", "/", identity=SCHEDULER), 405)
     answer("backfillRun", request("POST", "/", b"{}", content_type="text/plain"), 415)
+
+
+def pushed(
+    envelope: dict[str, Any] | bytes,
+    *,
+    identity: str | None = PUSH,
+    path: str = "/",
+    content_type: str | None = None,
+) -> app.HttpRequest:
+    body = envelope if isinstance(envelope, bytes) else json.dumps(envelope).encode()
+    return request("POST", path, body, identity=identity, content_type=content_type)
+
+
+def subscribed(rt: app.Runtime) -> str:
+    """The organizer's subscription, as the daily run leaves it."""
+    events = rt.deps.events
+    assert events is not None
+    created = events.create(
+        as_user=ORGANIZER, target=user_target("1"), event_types=[CONFERENCE_ENDED], topic=TOPIC
+    )
+    workspace(rt).save_subscription(
+        SubscriptionRecord(
+            organizer_email=ORGANIZER,
+            user_id="1",
+            subscription=created.name,
+            state=created.state,
+            expire_time=created.expire_time,
+        )
+    )
+    return created.name
+
+
+UNUSABLE_PUSHES = [
+    b"",
+    b"not json",
+    b"[]",
+    b'{"message": "x"}',
+    json.dumps(_with_message(data="%%%")).encode(),
+    json.dumps(_with_message(data=base64.b64encode(b"[1]").decode())).encode(),
+    json.dumps(_with_message(attributes={"ce-type": CONFERENCE_ENDED})).encode(),
+    json.dumps(_with_message(attributes={"ce-id": "1", "ce-type": 5})).encode(),
+]
+
+
+def test_the_answers_of_meet_events_are_documented(rt: app.Runtime) -> None:
+    answer = Answers(rt)
+    meet: FakeMeet = rt.deps.meet  # type: ignore[assignment]
+    handled = answer("meetEventsPush", pushed(ENDED), 200)
+    assert handled == {"handled": "conference_ended"}
+    store: MemoryStore = rt.deps.store  # type: ignore[assignment]
+    (meeting,) = store.meetings.values()
+    assert (meeting.source, meeting.meeting_code) == ("meet", MEET_CODE)
+    assert answer("meetEventsPush", pushed(ENDED), 200) == {"handled": "duplicate"}
+    for envelope, word in [
+        (
+            push(
+                CONFERENCE_ENDED,
+                {"conferenceRecord": {"name": "conferenceRecords/x"}},
+                event_id="e-2",
+            ),
+            "unreadable",
+        ),
+        (push(CONFERENCE_ENDED, {}, event_id="e-3"), "unusable"),
+        (push("google.workspace.meet.participant.v2.joined", {}, event_id="e-4"), "ignored"),
+        (
+            lifecycle(SUBSCRIPTION_EXPIRATION_REMINDER, "subscriptions/x", "e-5"),
+            "unknown subscription",
+        ),
+        (lifecycle(SUBSCRIPTION_EXPIRATION_REMINDER, subscribed(rt), "e-6"), "renewed"),
+    ]:
+        assert answer("meetEventsPush", pushed(envelope), 200) == {"handled": word}
+    for body in UNUSABLE_PUSHES:
+        assert answer("meetEventsPush", pushed(body), 204) == {}
+    # Refused before the body is read; nothing is remembered of a refused push.
+    remembered = dict(workspace(rt).events)
+    answer("meetEventsPush", pushed(ENDED, identity=None), 401)
+    answer("meetEventsPush", pushed(ENDED, identity=OPERATOR), 403)
+    answer("meetEventsPush", pushed(ENDED, path="/x"), 404)
+    answer("meetEventsPush", request("GET", "/", identity=PUSH), 405)
+    answer("meetEventsPush", pushed(b" " * 70_000), 413)
+    answer("meetEventsPush", pushed(ENDED, content_type="text/plain"), 415)
+    # Failures worth a retry: Pub/Sub redelivers, and the event is not remembered as handled.
+    retried = push(CONFERENCE_ENDED, {"conferenceRecord": {"name": RECORD}}, event_id="e-7")
+    meet.failure = WorkspaceError("Meet REST API 503 after 6 attempt(s)", kind="transient")
+    assert answer("meetEventsPush", pushed(retried), 502)["error"]["code"] == "transient"
+    meet.failure = None
+
+    def unavailable(event_id: str) -> bool:
+        raise Unavailable("Firestore is unavailable")
+
+    workspace(rt).event_handled = unavailable  # type: ignore[method-assign]
+    assert answer("meetEventsPush", pushed(retried), 503)["error"]["code"] == "unavailable"
+    assert workspace(rt).events == remembered
+    # Every answer the description documents, but an unexpected 500, was reached.
+    documented = set(operation("meetEventsPush").description()["responses"]) - {"5XX"}
+    assert {str(status) for _, status in answer.seen} == documented
 
 
 def test_an_unexpected_failure_answers_the_documented_5xx(rt: app.Runtime) -> None:
