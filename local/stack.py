@@ -3,7 +3,8 @@
 Starts Google's Firestore emulator, our Cloud Tasks emulator, the fake Reports API, the fake Meet
 REST + Workspace Events + Directory API and each function (functions-framework), in parallel,
 honours the settings of CONTRACT §5 found in the environment, writes ``.local/stack.env`` once
-everything answers, and stops every child on SIGINT/SIGTERM. Children also receive SIGTERM if this process dies (PR_SET_PDEATHSIG).
+everything answers, and stops every child on SIGINT/SIGTERM. Children also receive SIGTERM if
+this process dies (PR_SET_PDEATHSIG).
 """
 
 from __future__ import annotations
