@@ -290,7 +290,7 @@ def test_a_reminder_renews_the_subscription() -> None:
     world = World()
     name = subscribed(world)
     world.clock.now = NOW + timedelta(days=6, hours=12)
-    status, answer = world.push(lifecycle(SUBSCRIPTION_EXPIRATION_REMINDER, name, "r-1"))
+    status, _answer = world.push(lifecycle(SUBSCRIPTION_EXPIRATION_REMINDER, name, "r-1"))
     assert status == 200
     (live,) = world.events.live()
     assert live.expire_time is not None
