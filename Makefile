@@ -46,11 +46,13 @@ stack: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m benchmarks
 
-# 100,000 seeded schedules of the simulation and 20,000 with an erasure (make test runs 2,000 and
-# 600); a failing seed replays with `$(PY) -m tests.simulation --seed N --trace [--erasure]`.
+# 100,000 seeded schedules of the simulation, 20,000 with an erasure and 20,000 with Meet's signals
+# (make test runs 2,000, 600 and 400); a failing seed replays with
+# `$(PY) -m tests.simulation --seed N --trace [--erasure | --meet]`.
 soak: $(STAMP)
 	$(PY) -m tests.simulation --runs 100000 --workers 2
 	$(PY) -m tests.simulation --runs 20000 --workers 2 --erasure
+	$(PY) -m tests.simulation --runs 20000 --workers 2 --meet
 
 # Mutation testing of the pure rule modules ([tool.mutmut] in pyproject.toml) against tests/unit,
 # from a fresh mutants/; fails on a surviving mutant not listed in tests/mutation/EQUIVALENT.md.

@@ -18,6 +18,7 @@ from typing import Any
 from functions.attendance import Session
 from functions.meet_records import Conference, MeetAttendee
 from functions.model import (
+    AttendanceSource,
     IpMode,
     LocationMode,
     MeetingRecord,
@@ -35,6 +36,7 @@ from functions.stored_state import (
     StoredState,
     attendance_changes,
     carrying_landed_token,
+    is_committed,
     preliminary_sessions,
     with_previous,
 )
@@ -150,6 +152,11 @@ def preliminary_commit(inputs: PreliminaryInputs) -> MeetingCommit | None:
     meeting = inputs.meeting
     if meeting.attendance_source == "reports" or meeting.status is Status.MERGED:
         return None
+    if _holds_unlanded_reports_sessions(inputs.stored, meeting):
+        # Documents of a staged Reports change that has not landed: only a poll may rewrite
+        # them (stored_state.StoredState.unlanded_sessions). Its poll lands them, then Reports
+        # data wins anyway.
+        return None
     modes = (inputs.ip_mode, inputs.location_mode)
     by_name: dict[str, Session] = {
         s.event_id: s
@@ -163,7 +170,8 @@ def preliminary_commit(inputs: PreliminaryInputs) -> MeetingCommit | None:
     if selection is None:
         return None
     selected = selection.meeting
-    records = _records(inputs, selected.participants, revision=meeting.revision + 1)
+    status = Status.COLLECTING if meeting.status is Status.SCHEDULED else meeting.status
+    records = _records(inputs, selected.participants, revision=meeting.revision + 1, status=status)
     state = StoredState.of(inputs.stored, meeting)
     known = meeting.participant_fingerprints
     changed = {
@@ -174,9 +182,14 @@ def preliminary_commit(inputs: PreliminaryInputs) -> MeetingCommit | None:
     if not changed and not removed and conference_records == meeting.conference_records:
         return None
     revision = meeting.revision + 1 if changed or removed else meeting.revision
+    # A meeting with Meet's data is collecting (CONTRACT §3); one whose share of Meet's data the
+    # partition took away shows estimates again.
+    source: AttendanceSource = "meet" if selected.participants else "estimated"
+    status = Status.COLLECTING if meeting.status is Status.SCHEDULED else meeting.status
     after = replace(
         meeting,
-        attendance_source="meet" if selected.participants else meeting.attendance_source,
+        status=status,
+        attendance_source=source,
         participant_count=selected.participant_count,
         total_attended_seconds=selected.total_attended_seconds,
         actual_start=selected.actual_start,
@@ -192,11 +205,14 @@ def preliminary_commit(inputs: PreliminaryInputs) -> MeetingCommit | None:
         updated_at=inputs.now,
     )
     upserts = [with_previous(r, state.attended(d)) for d, r in sorted(changed.items())]
+    moved = status is not meeting.status
     return MeetingCommit(
         meeting=after,
         expected=inputs.version,
         upserts=upserts,
         deletes=removed,
+        # The status moved: the documents this change keeps as they are mirror it too.
+        status_updates=tuple(sorted(d for d in records if d not in changed)) if moved else (),
         revision=(
             RevisionRecord(
                 revision=revision,
@@ -218,7 +234,7 @@ def _spec(meeting: MeetingRecord, inputs: PreliminaryInputs) -> MeetingSpec:
 
 
 def _records(
-    inputs: PreliminaryInputs, participants: Iterable[Any], *, revision: int
+    inputs: PreliminaryInputs, participants: Iterable[Any], *, revision: int, status: Status
 ) -> dict[str, ParticipantRecord]:
     meeting = inputs.meeting
     records: dict[str, ParticipantRecord] = {}
@@ -227,15 +243,22 @@ def _records(
             participant,
             meeting=meeting,
             revision=revision,
-            status=meeting.status,
+            status=status,
             ip_mode=inputs.ip_mode,
             location_mode=inputs.location_mode,
         )
         records[record.doc_id] = record
     for key in meeting.expected_participants:
         if participant_doc_id(key) not in records and key not in inputs.erased:
-            estimate = estimated_record(
-                key, meeting=meeting, revision=revision, status=meeting.status
-            )
+            estimate = estimated_record(key, meeting=meeting, revision=revision, status=status)
             records[estimate.doc_id] = estimate
     return records
+
+
+def _holds_unlanded_reports_sessions(
+    documents: Sequence[Mapping[str, Any]], meeting: MeetingRecord
+) -> bool:
+    return any(
+        d.get("sessions") and not d.get("preliminary") and not is_committed(d, meeting)
+        for d in documents
+    )

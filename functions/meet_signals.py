@@ -21,7 +21,7 @@ from typing import Final
 
 from functions import logs
 from functions.attendance import Session
-from functions.chain import task_name
+from functions.chain import ensure_link, task_name
 from functions.declarations import accept_meeting_end, erased_names
 from functions.errors import AppError, StoreContention, WorkspaceError
 from functions.meet_attendance import (
@@ -43,6 +43,8 @@ from functions.participant_keys import erasure_name, participant_key
 from functions.ports import CollectTask, Deps
 from functions.schedule import Status
 from functions.selection import selection_spans
+from functions.stored_state import preliminary_sessions
+from functions.timestamps import format_timestamp
 
 __all__ = [
     "EVENT_MEMORY",
@@ -236,10 +238,14 @@ def conference_ended(
         return SignalOutcome()
     code = canonical_meeting_code(meeting_code)
     own = MEET_EXTERNAL_PREFIX + conference.name
-    # A meeting created for this conference polls at end + FIRST_POLL_DELAY_S by its own chain.
-    meetings = [
-        m for m in _overlapping(deps, code, conference) if not (m.external_id or "").startswith(own)
-    ]
+    # A meeting created for this conference polls at end + FIRST_POLL_DELAY_S by its own chain;
+    # a delivery that died before asking for its first link is redelivered: asked again here.
+    meetings = []
+    for meeting in _overlapping(deps, code, conference):
+        if (meeting.external_id or "").startswith(own):
+            ensure_link(deps, meeting)
+        else:
+            meetings.append(meeting)
     expedited = tuple(_expedite(deps, m, conference) for m in meetings)
     created = tuple(_create_uncovered(deps, code, conference, organizer_email))
     preliminary: list[str] = []
@@ -287,24 +293,58 @@ def _create_uncovered(
     deps: Deps, code: str, conference: Conference, organizer_email: str | None
 ) -> Iterable[str]:
     """A ``meet`` meeting for each part of the conference no meeting's window ∩ credited span
-    covers: the first named ``meet:<record>``, any later part ``meet:<record>@<n>``."""
+    covers: the part from the conference's start is ``meet:<record>``, any other
+    ``meet:<record>@<its start>``. A signal never grows a meeting it created before (a declared
+    meeting may have absorbed part of it since): a part whose meeting exists is left alone."""
     assert conference.end is not None
     meetings = deps.store.with_code(code)
     spans = selection_spans([deps.spec(m) for m in meetings])
     covered = [(s.start, s.end) for s in spans.values()]
-    for index, (start, end) in enumerate(
-        uncovered_parts(conference.start, conference.end, covered)
-    ):
-        suffix = "" if index == 0 else f"@{index + 1}"
+    existing = {m.external_id for m in meetings}
+    for start, end in uncovered_parts(conference.start, conference.end, covered):
+        suffix = "" if start == conference.start else "@" + format_timestamp(start)
+        external_id = MEET_EXTERNAL_PREFIX + conference.name + suffix
+        if external_id in existing:
+            continue
         declared = Declared(
             meeting_code=code,
             started_at=start,
             ended_at=end,
-            external_id=MEET_EXTERNAL_PREFIX + conference.name + suffix,
+            external_id=external_id,
             organizer_email=organizer_email,
         )
         accepted = accept_meeting_end(deps, declared, source="meet")
         yield accepted.meeting.meeting_id
+
+
+def reselect_preliminary(deps: Deps, meeting_code: str) -> list[str]:
+    """Meet's preliminary sessions of every meeting of the code (merged ones included: theirs
+    are kept), written again as each meeting's share under the current partition: a meeting
+    declared after a signal takes its part, and the one that had it lets it go. The meetings
+    changed."""
+    meetings = deps.store.with_code(meeting_code)
+    sessions: dict[str, Session] = {}
+    for meeting in meetings:
+        if meeting.attendance_source == "meet":
+            stored = deps.store.participants(meeting.meeting_id)
+            for session in preliminary_sessions(stored, meeting):
+                sessions.setdefault(session.event_id, session)
+    if not sessions:
+        return []
+    by_conference: dict[str, list[Session]] = {}
+    for session in sessions.values():
+        by_conference.setdefault(session.conference_id, []).append(session)
+    changed: list[str] = []
+    for meeting in meetings:
+        if meeting.status is Status.MERGED or meeting.attendance_source == "reports":
+            continue
+        for name, group in sorted(by_conference.items()):
+            start = min(s.join_time for s in group)
+            conference = Conference(name=name, space="", start=start, end=None)
+            with logs.bind(meeting_id=meeting.meeting_id):
+                if write_preliminary(deps, meeting.meeting_id, conference, group):
+                    changed.append(meeting.meeting_id)
+    return changed
 
 
 def write_preliminary(

@@ -20,7 +20,6 @@ from datetime import datetime
 from typing import Final
 
 from functions import logs
-from functions.attendance import Session
 from functions.chain import task_name
 from functions.intervals import Span
 from functions.model import MeetingRecord
@@ -69,8 +68,6 @@ def absorb_and_repoll_neighbours(deps: Deps, meeting: MeetingRecord) -> list[str
         absorbing = (
             own is not None and other.is_found and not meeting.is_found and _covers(own, other)
         )
-        if absorbing and other.attendance_source == "meet":
-            _hand_over_preliminary(deps, other, into=meeting)
         if absorbing and own is not None and _merge_if_covered(deps, other, into=meeting, span=own):
             continue
         # Its share: which sessions it takes, and the span it is credited for (a later meeting
@@ -86,29 +83,14 @@ def absorb_and_repoll_neighbours(deps: Deps, meeting: MeetingRecord) -> list[str
         )
         repolled.append(other.meeting_id)
         logs.info("neighbour re-poll requested", neighbour_id=other.meeting_id)
+    if meeting.attendance_source == "meet" or any(o.attendance_source == "meet" for o in others):
+        # Meet's preliminary attendance follows the new partition too (polls keep it as it is).
+        # Imported here: meet_signals declares meetings through functions.declarations, which
+        # tells neighbours through this module.
+        from functions.meet_signals import reselect_preliminary
+
+        reselect_preliminary(deps, meeting.meeting_code)
     return repolled
-
-
-def _hand_over_preliminary(deps: Deps, found: MeetingRecord, *, into: MeetingRecord) -> None:
-    """A declared meeting absorbing a ``meet`` meeting takes Meet's preliminary sessions that fall
-    in its share (CONTRACT §3), written as its own preliminary attendance, before the found
-    meeting is merged: a crash in between leaves them with the found meeting, found again here
-    by a repeated declaration."""
-    # Imported here: meet_signals declares meetings through functions.declarations, which tells
-    # neighbours through this module.
-    from functions.meet_records import Conference
-    from functions.meet_signals import write_preliminary
-
-    sessions = preliminary_sessions(deps.store.participants(found.meeting_id), found)
-    by_conference: dict[str, list[Session]] = {}
-    for session in sessions:
-        by_conference.setdefault(session.conference_id, []).append(session)
-    for name, group in sorted(by_conference.items()):
-        start = min(s.join_time for s in group)
-        end = max(s.leave_time for s in group)
-        conference = Conference(name=name, space="", start=start, end=end)
-        with logs.bind(meeting_id=into.meeting_id):
-            write_preliminary(deps, into.meeting_id, conference, group)
 
 
 def _bump(deps: Deps, other: MeetingRecord, *, absorbed_by: str | None, now: datetime) -> None:

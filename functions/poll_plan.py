@@ -410,6 +410,7 @@ def _after(
     started_at, ended_at, window_start, window_end = _shrunk(inputs, kept, partly_merged_into)
     # Meet's preliminary attendance, until Reports has data: its counts stay the meeting's.
     preliminary = not selected.participants and meeting.attendance_source == "meet"
+    kept_preliminary = [r for r in attendance.records.values() if r.document.get("preliminary")]
     return replace(
         meeting,
         started_at=started_at,
@@ -440,10 +441,12 @@ def _after(
         calendar_event_id=selected.calendar_event_id or meeting.calendar_event_id,
         organizer_email=selected.organizer_email or meeting.organizer_email,
         participant_count=(
-            selected.participant_count if not preliminary else meeting.participant_count
+            selected.participant_count if not preliminary else len(kept_preliminary)
         ),
         total_attended_seconds=(
-            selected.total_attended_seconds if not preliminary else meeting.total_attended_seconds
+            selected.total_attended_seconds
+            if not preliminary
+            else sum(r.attended_seconds for r in kept_preliminary)
         ),
         actual_start=selected.actual_start if not preliminary else meeting.actual_start,
         actual_end=selected.actual_end if not preliminary else meeting.actual_end,

@@ -180,9 +180,11 @@ def preliminary_kept(
 ) -> dict[str, ParticipantRecord]:
     """Before any Reports data, a meeting with Meet's preliminary attendance keeps it as it is
     (CONTRACT §3), with estimates for the expected participants Meet did not see; the first
-    poll with Reports data replaces them all."""
+    poll with Reports data replaces them all. A preliminary document of a staged change that
+    did not land is kept too (written again as the meeting's): it replaced the committed one,
+    and dropping it would drop that participant's preliminary attendance."""
     records: dict[str, ParticipantRecord] = {}
-    for document in committed(stored, meeting):
+    for document in stored:
         if not document.get("preliminary"):
             continue
         key = str(document["participant_key"])

@@ -4,7 +4,12 @@ At every step (after each port call):
 - readers of a meeting written in one commit see a whole poll: no participant document above the
   meeting's revision, ``revisions/{revision}`` present, and totals that add up;
 - each revision record's ``before`` is the previous record's ``after`` for that participant;
-- no committed session leaves a meeting that still takes it (polls never forget).
+- no committed session leaves a meeting that still takes it (polls never forget);
+- (Meet's preliminary attendance, CONTRACT §3) no preliminary document is counted in a meeting
+  whose attendance comes from Reports, and none is ever billed (mirrors ``complete``).
+
+Preliminary documents hold Meet's sessions, not Reports': every rule below about "sessions"
+leaves them out, and they have rules of their own.
 
 Once quiet (every delivery done, every deadline passed):
 - no second of any session is credited to two live meetings;
@@ -13,13 +18,21 @@ Once quiet (every delivery done, every deadline passed):
 - nobody is credited more seconds over all meetings than they were there, and what each meeting
   shows is what the rules make of the sessions it holds under the partition as it is now;
 - a declared meeting expects what its last declaration named, each with a document;
-- (checked by the simulation between rounds) every live meeting has a pending task.
+- (checked by the simulation between rounds) every live meeting has a pending task;
+- a found meeting (backfill, meet) that a declared one overlaps is merged, or keeps only what no
+  declared meeting takes (Reports sessions and preliminary ones), and is merged once it gave
+  everything away;
+- every meeting holding Reports sessions says ``attendance_source: "reports"`` and counts no
+  preliminary document; every stored non-preliminary session is one Reports had (Meet's are never
+  counted as Reports'); a meeting whose only data is Meet's ends ``no_data`` (or ``failed``);
+- what a meeting shows of its preliminary attendance is what the rules make of its Meet sessions
+  under today's partition (so no second of a Meet session is credited to two meetings either).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -27,7 +40,13 @@ from typing import Any
 from functions.model import MeetingRecord
 from functions.schedule import Status
 from functions.selection import MeetingSpec, Partition, select_meetings
-from functions.stored_state import committed, committed_attended, is_committed, stored_sessions
+from functions.stored_state import (
+    committed,
+    committed_attended,
+    is_committed,
+    preliminary_sessions,
+    stored_sessions,
+)
 from tests.fakes import MemoryStore
 
 Key = tuple[str, str]
@@ -46,13 +65,27 @@ def session_key(session: Mapping[str, Any]) -> Key:
 
 
 def committed_sessions(store: MemoryStore, meeting: MeetingRecord) -> list[Mapping[str, Any]]:
-    """The sessions a meeting holds: of its documents, those written by a staged change that did
-    not land included (they replaced committed ones, sessions and all)."""
+    """The Reports sessions a meeting holds: of its documents, those written by a staged change
+    that did not land included (they replaced committed ones, sessions and all). Meet's
+    preliminary documents hold no Reports session (CONTRACT §3 "Preliminary attendance")."""
     documents = store.participant_docs.get(meeting.meeting_id, {}).values()
     return [
         session
         for document in documents
-        if not document.get("estimated") and not document.get("absent")
+        if not document.get("estimated")
+        and not document.get("absent")
+        and not document.get("preliminary")
+        for session in document.get("sessions") or ()
+    ]
+
+
+def preliminary_held(store: MemoryStore, meeting: MeetingRecord) -> list[Mapping[str, Any]]:
+    """The Meet sessions of the preliminary documents a reader of the meeting counts."""
+    documents = store.participant_docs.get(meeting.meeting_id, {}).values()
+    return [
+        session
+        for document in committed(documents, meeting)
+        if document.get("preliminary")
         for session in document.get("sessions") or ()
     ]
 
@@ -105,6 +138,7 @@ class Observer:
         revisions = self.store.revision_docs.get(meeting.meeting_id, {})
         if meeting.revision and meeting.revision not in revisions:
             raise Violation(f"{meeting.meeting_id}: revisions/{meeting.revision} is missing")
+        _preliminary_step(meeting, docs)
         if meeting.multi_commit and meeting.meeting_id in self.store.staging:
             return  # an announced staged change being written: readers see fewer for now
         if not meeting.multi_commit:
@@ -122,7 +156,8 @@ class Observer:
         if (meeting.participant_count, meeting.total_attended_seconds) != (len(real), total):
             raise Violation(
                 f"{meeting.meeting_id}: totals {meeting.participant_count}/"
-                f"{meeting.total_attended_seconds} but documents add up to {len(real)}/{total}"
+                f"{meeting.total_attended_seconds} but documents add up to {len(real)}/{total} "
+                f"(attendance from {meeting.attendance_source})"
             )
 
     def _named(self, key: str) -> str:
@@ -169,8 +204,11 @@ class Observer:
             for key in previous - keys - self.forgettable:
                 join, leave = self.seen[key]
                 if split.takes(spec, join, leave):
+                    record = self.store.revision_docs.get(meeting.meeting_id, {})
+                    reason = record.get(meeting.revision, {}).get("reason")
                     raise Violation(
-                        f"{meeting.meeting_id}: session {key} left the meeting that takes it"
+                        f"{meeting.meeting_id}: session {key} left the meeting that takes it "
+                        f"(revision {meeting.revision}, {reason})"
                     )
 
 
@@ -182,10 +220,17 @@ def quiet(
     universe: Mapping[Key, Times],
     expected: Mapping[str, tuple[str, ...]] | None = None,
     found: Mapping[Key, Times] | None = None,
+    reports_keys: Collection[Key] | None = None,
 ) -> None:
-    """The invariants of a quiet world (see the module docstring)."""
+    """The invariants of a quiet world (see the module docstring). ``reports_keys``: every
+    session Reports ever had (stored sessions must be among them)."""
     split = partition(store, before_s=before_s, after_s=after_s)
     live = [m for m in store.meetings.values() if m.status is not Status.MERGED]
+    for meeting in store.meetings.values():
+        _preliminary_quiet(store, meeting, reports_keys)
+    for meeting in live:
+        if meeting.is_found:
+            _found_keeps_only_the_rest(store, meeting, split)
     credited: dict[Key, list[tuple[str, datetime, datetime]]] = {}
     for meeting in live:
         span = split.credited.get(meeting.meeting_id)
@@ -208,11 +253,16 @@ def quiet(
     for key, (join, leave) in universe.items():
         for taker in _takers(split, live, join, leave):
             if key not in held.get(taker, set()):
-                raise Violation(f"{taker}: session {key} belongs to it but is not stored")
+                source = store.meetings[taker].attendance_source
+                raise Violation(
+                    f"{taker}: session {key} belongs to it but is not stored "
+                    f"(attendance from {source})"
+                )
     for meeting_id, keys in (expected or {}).items():
         _expected_as_declared(store, meeting_id, keys)
     for meeting in live:
         _as_the_rules_say(store, meeting, split)
+        _preliminary_as_the_rules_say(store, meeting, split)
         _mirrored(store, meeting)
     billed_once(store, live)
     for key, (join, leave) in (found or {}).items():
@@ -261,10 +311,137 @@ def _as_the_rules_say(store: MemoryStore, meeting: MeetingRecord, split: Partiti
     shown = {
         str(d["participant_key"]): int(d["attended_seconds"])
         for d in documents
-        if not d.get("estimated") and not d.get("absent") and int(d.get("session_count") or 0)
+        if not d.get("estimated")
+        and not d.get("absent")
+        and not d.get("preliminary")
+        and int(d.get("session_count") or 0)
     }
     if shown != want:
         raise Violation(f"{meeting.meeting_id}: shows {shown}, its sessions make {want}")
+
+
+def _preliminary_step(meeting: MeetingRecord, documents: Iterable[Mapping[str, Any]]) -> None:
+    """At every step: the first Reports data replaces Meet's preliminary documents in its own
+    commit, so none is counted once the attendance comes from Reports; and none is ever billed
+    (billing counts documents mirroring ``complete``)."""
+    for document in documents:
+        if not document.get("preliminary") or not is_committed(document, meeting):
+            continue
+        if meeting.attendance_source == "reports":
+            raise Violation(
+                f"{meeting.meeting_id}: attendance from Reports, yet the preliminary document "
+                f"of {document['participant_key']} is counted"
+            )
+        if document.get("meeting_status") == str(Status.COMPLETE):
+            raise Violation(
+                f"{meeting.meeting_id}: the preliminary document of "
+                f"{document['participant_key']} is billed (complete)"
+            )
+
+
+#: The statuses a meeting whose only data is Meet's may end in: polls without Reports data end it
+#: ``no_data`` (or ``failed`` when every poll failed), never ``complete`` (CONTRACT §3).
+WITHOUT_REPORTS_DATA = frozenset({Status.NO_DATA, Status.FAILED})
+
+
+def _preliminary_quiet(
+    store: MemoryStore, meeting: MeetingRecord, reports_keys: Collection[Key] | None
+) -> None:
+    """Once quiet (CONTRACT §3 "Preliminary attendance"): a meeting holding Reports sessions
+    says so (``attendance_source`` ``reports``) and counts no preliminary document; a stored
+    session that is not a preliminary one is a session Reports had (Meet's are never counted as
+    Reports'); a live meeting whose attendance is Meet's ended ``no_data`` (or ``failed``)."""
+    documents = committed(store.participant_docs.get(meeting.meeting_id, {}).values(), meeting)
+    _preliminary_step(meeting, documents)
+    preliminary = [d for d in documents if d.get("preliminary")]
+    sessions = [
+        session
+        for d in documents
+        if not d.get("preliminary") and not d.get("estimated") and not d.get("absent")
+        for session in d.get("sessions") or ()
+    ]
+    if sessions and meeting.attendance_source != "reports":
+        raise Violation(
+            f"{meeting.meeting_id}: holds Reports sessions, attendance_source is "
+            f"{meeting.attendance_source}"
+        )
+    if reports_keys is not None:
+        foreign = sorted({session_key(s) for s in sessions} - set(reports_keys))
+        if foreign:
+            raise Violation(
+                f"{meeting.meeting_id}: sessions {foreign} counted as Reports', Reports never "
+                "had them"
+            )
+    if meeting.status is Status.MERGED:
+        return
+    if preliminary and meeting.status not in WITHOUT_REPORTS_DATA:
+        raise Violation(f"{meeting.meeting_id}: only Meet's preliminary data, yet {meeting.status}")
+
+
+def _preliminary_as_the_rules_say(
+    store: MemoryStore, meeting: MeetingRecord, split: Partition
+) -> None:
+    """Meet's sessions are "selected and clipped exactly like Reports sessions" (CONTRACT §3
+    "Preliminary attendance"): what a quiet meeting shows of its preliminary attendance is what
+    the rules make of the Meet sessions it holds under the partition as it is now, as
+    :func:`_as_the_rules_say` asks of Reports sessions (so no second of a Meet session is
+    credited to two meetings either)."""
+    if meeting.attendance_source != "meet":
+        return
+    documents = committed(store.participant_docs.get(meeting.meeting_id, {}).values(), meeting)
+    held = preliminary_sessions(documents, meeting)
+    chosen = select_meetings(split.specs, held).get(meeting.meeting_id)
+    want = (
+        {}
+        if chosen is None
+        else {p.participant_key: p.attended_seconds for p in chosen.meeting.participants}
+    )
+    shown = {
+        str(d["participant_key"]): int(d["attended_seconds"])
+        for d in documents
+        if d.get("preliminary")
+    }
+    if shown != want:
+        raise Violation(
+            f"{meeting.meeting_id}: shows preliminary {shown}, its Meet sessions make {want} "
+            "under today's partition"
+        )
+
+
+def _found_keeps_only_the_rest(
+    store: MemoryStore, meeting: MeetingRecord, split: Partition
+) -> None:
+    """A found meeting (``backfill``, ``meet``) that a declared one overlaps ends merged, or
+    keeps only what no declared meeting covers (CONTRACT §3 "Backfill meetings", which
+    "Meet signals" applies to ``meet`` meetings): once quiet it holds no session, Reports' or
+    Meet's preliminary one, that it does not take; and one that gave part of itself away and has
+    nothing left is merged."""
+    spec = next(s for s in split.specs if s.meeting_id == meeting.meeting_id)
+    reports = committed_sessions(store, meeting)
+    kept = sorted(
+        session_key(s) for s in reports if not split.takes(spec, s["join_time"], s["leave_time"])
+    )
+    if kept:
+        raise Violation(
+            f"{meeting.meeting_id}: found meeting keeps sessions {kept} it does not take"
+        )
+    declared = [s for s in split.specs if not s.found and s.code == spec.code]
+    preliminary = preliminary_held(store, meeting)
+    covered = sorted(
+        session_key(s)
+        for s in preliminary
+        if any(split.takes(d, s["join_time"], s["leave_time"]) for d in declared)
+    )
+    if covered:
+        raise Violation(
+            f"{meeting.meeting_id}: found meeting keeps preliminary sessions {covered} a declared "
+            "meeting takes"
+        )
+    if meeting.partly_merged_into and not reports and not preliminary:
+        raise Violation(
+            f"{meeting.meeting_id}: gave its sessions to {list(meeting.partly_merged_into)}, has "
+            f"nothing left, and is {meeting.status}, not merged"
+        )
 
 
 def _mirrored(store: MemoryStore, meeting: MeetingRecord) -> None:
@@ -287,7 +464,7 @@ def billed_once(store: MemoryStore, meetings: Iterable[MeetingRecord]) -> None:
     for meeting in meetings:
         documents = store.participant_docs.get(meeting.meeting_id, {}).values()
         for document in committed(documents, meeting):
-            if document.get("estimated") or document.get("absent"):
+            if document.get("estimated") or document.get("absent") or document.get("preliminary"):
                 continue
             key = str(document["participant_key"])
             credited[key] = credited.get(key, 0) + int(document["attended_seconds"])
@@ -325,8 +502,10 @@ def _takers(
     return [t for code in codes for t in split.takers(code, join, leave)]
 
 
-def _disjoint(key: Key, pieces: list[tuple[str, datetime, datetime]]) -> None:
+def _disjoint(
+    key: Key, pieces: list[tuple[str, datetime, datetime]], *, what: str = "session"
+) -> None:
     for index, (one, start, end) in enumerate(pieces):
         for other, other_start, other_end in pieces[index + 1 :]:
             if one != other and max(start, other_start) < min(end, other_end):
-                raise Violation(f"session {key} is credited to both {one} and {other}")
+                raise Violation(f"{what} {key} is credited to both {one} and {other}")

@@ -14,10 +14,20 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from functions import backfill, commits, declarations, poll_plan, polling, reports_events
-from functions.model import MeetingRecord
+from functions import (
+    backfill,
+    commits,
+    declarations,
+    meet_signals,
+    poll_plan,
+    polling,
+    reports_events,
+)
+from functions.meet_attendance import PreliminaryInputs
+from functions.model import MeetingRecord, estimated_record
 from functions.ports import Deps, MeetingCommit
 from functions.schedule import Status
+from functions.stored_state import preliminary_kept, preliminary_sessions
 from tests import fakes
 from tests.fakes import MemoryStore
 
@@ -469,4 +479,143 @@ ERASURE_MUTANTS: tuple[Mutant, ...] = (
 
 ERASURE_BY_NAME = {mutant.name: mutant for mutant in ERASURE_MUTANTS}
 
-__all__ = ["BY_NAME", "ERASURE_BY_NAME", "ERASURE_MUTANTS", "MUTANTS", "Mutant"]
+
+def _preliminary_over_reports(original: Callable[..., Any]) -> Callable[..., Any]:
+    # Meet's sessions are written whatever the meeting holds, Reports data included.
+    def commit(inputs: PreliminaryInputs) -> MeetingCommit | None:
+        meeting = inputs.meeting
+        if meeting.attendance_source == "reports":
+            inputs = replace(inputs, meeting=replace(meeting, attendance_source="meet"))
+        change: MeetingCommit | None = original(inputs)
+        return change
+
+    return commit
+
+
+def _preliminary_counted(original: Callable[..., Any]) -> Callable[..., Any]:
+    # A poll takes Meet's preliminary sessions for Reports sessions it holds.
+    def sessions(documents: Sequence[Any], meeting: MeetingRecord) -> list[Any]:
+        documents = list(documents)
+        return [*original(documents, meeting), *preliminary_sessions(documents, meeting)]
+
+    return sessions
+
+
+def _preliminary_dropped(original: Callable[..., Any]) -> Callable[..., Any]:
+    # A poll without Reports data keeps only the estimates: Meet's attendance is gone.
+    def kept(
+        stored: Sequence[Any], meeting: MeetingRecord, *, status: Status, revision: int, **kw: Any
+    ) -> dict[str, Any]:
+        estimates = (
+            estimated_record(key, meeting=meeting, revision=revision, status=status)
+            for key in meeting.expected_participants
+        )
+        return {record.doc_id: record for record in estimates}
+
+    return kept
+
+
+def _meet_only_kept(original: Callable[..., Any]) -> Callable[..., Any]:
+    # The first poll with Reports data keeps the preliminary documents of those Reports lacks.
+    def records(inputs: poll_plan.PollInputs, selected: Any, **kw: Any) -> dict[str, Any]:
+        made: dict[str, Any] = original(inputs, selected, **kw)
+        meeting = inputs.meeting
+        if selected.participants and meeting.attendance_source == "meet":
+            kept = preliminary_kept(
+                inputs.stored, meeting, status=kw["status"], revision=kw["revision"], erased={}
+            )
+            made = {**{d: r for d, r in kept.items() if r.document.get("preliminary")}, **made}
+        return made
+
+    return records
+
+
+def _no_preliminary_handed_over(original: Callable[..., Any]) -> Callable[..., Any]:
+    # A declared meeting absorbing a meet meeting neither takes its preliminary sessions nor
+    # looks at them before merging it.
+    return lambda documents, meeting: []
+
+
+class _Unfenced:
+    """A store whose commits land on whatever version the meeting has when they are sent."""
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def commit(self, change: MeetingCommit) -> Any:
+        current = self._store.read(change.meeting.meeting_id)
+        if current is None:
+            return None
+        return self._store.commit(replace(change, expected=current.version))
+
+
+def _unfenced_preliminary(original: Callable[..., Any]) -> Callable[..., Any]:
+    # The preliminary change lands whatever happened to the meeting since it was read.
+    def write(deps: Deps, meeting_id: str, *args: Any) -> bool:
+        written: bool = original(replace(deps, store=_Unfenced(deps.store)), meeting_id, *args)
+        return written
+
+    return write
+
+
+#: Reverted rules of Meet's signals and preliminary attendance, noticed by the schedules with
+#: Meet signals (``--meet``).
+MEET_MUTANTS: tuple[Mutant, ...] = (
+    Mutant(
+        "preliminary_over_reports",
+        "preliminary_commit ignores attendance_source == 'reports': Meet replaces Reports data",
+        meet_signals,
+        "preliminary_commit",
+        _preliminary_over_reports,
+    ),
+    Mutant(
+        "stored_sessions_count_preliminary",
+        "a poll counts preliminary documents as Reports sessions",
+        poll_plan,
+        "stored_sessions",
+        _preliminary_counted,
+    ),
+    Mutant(
+        "empty_answer_drops_preliminary",
+        "a poll without Reports data drops the preliminary documents",
+        poll_plan,
+        "preliminary_kept",
+        _preliminary_dropped,
+    ),
+    Mutant(
+        "first_reports_poll_keeps_meet_only",
+        "the first poll with Reports data keeps preliminary documents of people Reports lacks",
+        poll_plan,
+        "_records",
+        _meet_only_kept,
+    ),
+    Mutant(
+        "absorption_ignores_preliminary",
+        "a new partition ignores the preliminary sessions the code's meetings hold",
+        meet_signals,
+        "preliminary_sessions",
+        _no_preliminary_handed_over,
+    ),
+    Mutant(
+        "unfenced_preliminary",
+        "the preliminary commit is not fenced: it lands over a poll that stored Reports data",
+        meet_signals,
+        "write_preliminary",
+        _unfenced_preliminary,
+    ),
+)
+
+MEET_BY_NAME = {mutant.name: mutant for mutant in MEET_MUTANTS}
+
+__all__ = [
+    "BY_NAME",
+    "ERASURE_BY_NAME",
+    "ERASURE_MUTANTS",
+    "MEET_BY_NAME",
+    "MEET_MUTANTS",
+    "MUTANTS",
+    "Mutant",
+]

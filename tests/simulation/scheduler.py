@@ -14,8 +14,9 @@ instead of a pair of lock hand-offs between operating-system threads.
 
 from __future__ import annotations
 
+import contextlib
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import greenlet
@@ -45,14 +46,29 @@ class Scheduler:
         self.after_step: Callable[[], None] = lambda: None
         self._main: greenlet.greenlet | None = None
         self._current: Worker | None = None
+        #: While set, points neither switch nor kill: the running worker's port calls are one
+        #: step (``atomically``).
+        self._held = False
 
     def spawn(self, name: str, body: Callable[[], None]) -> Worker:
         worker = Worker(name, body)
         self.workers.append(worker)
         return worker
 
+    @contextlib.contextmanager
+    def atomically(self) -> Iterator[None]:
+        """The running worker's port calls inside run as one step: nobody else runs in between
+        and nothing dies there (a delivery whose replay must change nothing, checked at once)."""
+        held, self._held = self._held, True
+        try:
+            yield
+        finally:
+            self._held = held
+
     def point(self, what: str) -> None:
         """Called by a worker before each port call: a switch, and a place to die."""
+        if self._held:
+            return
         worker = self._current
         if worker is None or worker.runner is not greenlet.getcurrent():
             return  # the scheduler itself (checks, set-up) never switches

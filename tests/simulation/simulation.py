@@ -4,6 +4,15 @@ that is slow, failing, partial or empty; the invariants checked at every step an
 
 ``simulate(seed)`` is a pure function of the seed: a failing seed replays exactly
 (``python -m tests.simulation --seed N --trace``).
+
+``simulate(seed, meet=True)`` (``--meet``) adds Google Meet's "conference ended" signals
+(CONTRACT §3 "Meet signals", "Preliminary attendance"): for the declared classes' conferences, the
+found one, and one only Meet may announce (Reports shows it soon, late or never; a webhook may
+declare part or all of it after its signal), Meet's view of each conference (``tests.simulation
+.meet``) is delivered at a round after it ended, sometimes twice at once, again later, and again
+after the daily run; a copy may run as one step and be replayed at once (the replay must change
+nothing), and once quiet each signal is replayed again (nothing of a meeting with Reports data may
+move). The plan comes from a generator of its own, so the schedules without Meet are unchanged.
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ from functions.schedule import FINAL_STATUSES, Timing
 from local.simulate import call_ended
 from tests.fakes import MemoryStore
 from tests.simulation.invariants import Key, Observer, Times, Violation, erased_everywhere, quiet
+from tests.simulation.meet import Delivery, Signal, meet_view, replay_changes_nothing, truth
 from tests.simulation.scheduler import Scheduler
 from tests.simulation.world import (
     Faults,
@@ -65,6 +75,15 @@ FOUND_CONFERENCE = "conf-f"
 ERASABLE = ("amy@s.example", "bea@s.example", "cy@s.example", "di@s.example", "tutor@s.example")
 ERASURE_ROUNDS = (0, 1, 2, 3, 4, 6, 10, 20, 36, 50)
 ERASURE_KEY = "simulated-erasure-key-0123456789abcdef"
+#: With Meet signals: a conference only Meet may announce (nobody declares it, or only part of it
+#: and late), where it runs, and a signal's delivery after the daily run (Pub/Sub, hours later).
+MEET_CONFERENCE = "conf-m"
+MEET_PLACES = {
+    "overtime": (95, 135),  # from inside class b's window to well past it
+    "between": (118, 140),  # between class b's window and the found conference's
+    "late": (175, 195),  # overlapping the found conference's end
+}
+AFTER_THE_DAILY_RUN = -1
 
 
 @dataclass
@@ -253,6 +272,86 @@ def draw_erasure(seed: int) -> Erasure:
     return Erasure(rng.choice(ERASABLE), rng.choice(ERASURE_ROUNDS))
 
 
+@dataclass
+class MeetPlan:
+    """What Meet adds to a schedule (``--meet``), drawn from its own generator."""
+
+    #: A conference only Meet may announce, if any; how Reports shows it ("soon" after each
+    #: stay, "late" (an hour or two after it ended), or "never"); its sightings in Reports.
+    extra: Class | None
+    visibility: str
+    sightings: list[Sighting]
+    #: The extra conference's sessions as they were (whatever Reports shows of them).
+    made: list[Sighting]
+    #: A webhook for part (or all) of the extra conference, after its signal, and its round.
+    declared: Class | None
+    declared_round: int
+    deliveries: list[Delivery]
+
+    @property
+    def signals(self) -> list[Signal]:
+        return list({id(d.signal): d.signal for d in self.deliveries}.values())
+
+
+def _round_at(instant: datetime) -> int:
+    """The first round whose clock is at or after ``instant`` (the clock's walk)."""
+    start = BASE + 115 * M
+    return max(0, -(-(instant - start) // (2 * M)))
+
+
+def _copies(rng: random.Random) -> tuple[bool, ...]:
+    """One delivery, or two at once (Pub/Sub's duplicates); each copy atomic or not."""
+    return tuple(rng.random() < 0.35 for _ in range(2 if rng.random() < 0.3 else 1))
+
+
+def draw_meet(seed: int, plan: Plan) -> MeetPlan:
+    """From its own generator: the schedules without Meet stay exactly what they were."""
+    rng = random.Random(seed * 15485863 + 7)
+    extra: Class | None = None
+    visibility = "never"
+    sightings: list[Sighting] = []
+    made: list[Sighting] = []
+    declared: Class | None = None
+    declared_round = -1
+    if rng.random() < 0.7:
+        places = sorted(MEET_PLACES) if len(plan.classes) > 1 else ["between", "late"]
+        start, end = MEET_PLACES[rng.choice(places)]
+        extra = Class("m", BASE + start * M, BASE + end * M, MEET_CONFERENCE, ())
+        people = rng.sample(["amy@s.example", "bea@s.example", "cy@s.example", "di@s.example"], 2)
+        made = _sessions(rng, extra, ["tutor@s.example", *people])
+        visibility = rng.choice(["soon", "late", "never"])
+        if visibility == "soon":
+            sightings = [replace(s, visible_from=s.leave + M * rng.randint(0, 12)) for s in made]
+        elif visibility == "late":
+            later = extra.end + M * rng.randint(60, 150)
+            sightings = [replace(s, visible_from=later) for s in made]
+    conferences = [k.conference for k in plan.classes]
+    conferences += [plan.found.conference] if plan.found else []
+    conferences += [extra.conference] if extra else []
+    deliveries: list[Delivery] = []
+    for conference_id in conferences:
+        sessions = truth([*plan.sightings, *made], conference_id)
+        if not sessions or rng.random() < (0.05 if conference_id == MEET_CONFERENCE else 0.15):
+            continue
+        signal = meet_view(rng, conference_id, sessions)
+        assert signal.conference.end is not None
+        first = min(WALK_ROUNDS, _round_at(signal.conference.end) + rng.randint(0, 6))
+        deliveries.append(Delivery(first, signal, _copies(rng)))
+        if rng.random() < 0.5:
+            again = min(WALK_ROUNDS, first + rng.randint(1, 25))
+            deliveries.append(Delivery(again, signal, (rng.random() < 0.5,)))
+        if rng.random() < 0.3:
+            deliveries.append(Delivery(AFTER_THE_DAILY_RUN, signal, (False,)))
+        if conference_id == MEET_CONFERENCE and extra is not None and rng.random() < 0.5:
+            declared_round = min(WALK_ROUNDS, first + rng.randint(1, 6))
+            if rng.random() < 0.5:
+                declared = Class("m", extra.start + 2 * M, extra.end - 2 * M, MEET_CONFERENCE, ())
+            else:
+                expected = ("tutor@s.example",)
+                declared = Class("m", extra.start + 5 * M, extra.start + 10 * M, "", expected)
+    return MeetPlan(extra, visibility, sightings, made, declared, declared_round, deliveries)
+
+
 def sessions_of(sightings: list[Sighting], person: str) -> set[Key]:
     """The session keys of ``person`` among the sightings."""
     keys: set[Key] = set()
@@ -266,17 +365,26 @@ def sessions_of(sightings: list[Sighting], person: str) -> set[Key]:
 
 class World:
     def __init__(
-        self, seed: int, plan: Plan, *, max_commit_bytes: int, erasure: Erasure | None = None
+        self,
+        seed: int,
+        plan: Plan,
+        *,
+        max_commit_bytes: int,
+        erasure: Erasure | None = None,
+        meet: MeetPlan | None = None,
     ) -> None:
         self.rng = random.Random(seed)
         self.plan = plan
         self.erasure = erasure
+        self.meet = meet
         self.clock = SimClock(BASE + 115 * M)
         self.scheduler = Scheduler(random.Random(seed * 7919 + 1), crash_chance=plan.crash_chance)
         self.memory = MemoryStore(max_commit_bytes=max_commit_bytes)
         self.queue = SimQueue(self.scheduler, self.clock)
         self.reports = SimReports(self.scheduler, self.clock, random.Random(seed + 17), plan.faults)
-        self.reports.sightings = list(plan.sightings)
+        self.reports.sightings = list(plan.sightings) + (meet.sightings if meet else [])
+        #: The first round after the daily run (set once it ran).
+        self.late_round = -1
         self.deps = Deps(
             store=SwitchingStore(self.memory, self.scheduler),
             queue=self.queue,
@@ -394,7 +502,13 @@ class World:
         for meeting in self.memory.meetings.values():
             live = meeting.status not in FINAL_STATUSES and meeting.next_poll_at is not None
             if live and meeting.meeting_id not in waiting:
-                raise Violation(f"{meeting.meeting_id}: live, but no task will poll it")
+                started = "asked for" if meeting.chain_started else "never asked for"
+                raise Violation(
+                    f"{meeting.meeting_id}: live, but no task will poll it ({meeting.source}, "
+                    f"first link {started})"
+                    if meeting.attempts == 0
+                    else f"{meeting.meeting_id}: live, but no task will poll it"
+                )
 
     def advance(self) -> bool:
         """Move the clock to the next due task; False when nothing is left to deliver."""
@@ -451,7 +565,52 @@ def _operations(
             if meeting.is_found:
                 sync = _sync(deps, meeting.meeting_id)
                 ops.append((f"sync found {meeting.meeting_id[:8]}", sync))
+    if world.meet is not None:
+        ops += _meet_operations(world, world.meet, round_number)
     return ops
+
+
+def _meet_operations(
+    world: World, meet: MeetPlan, round_number: int
+) -> list[tuple[str, Callable[[], None]]]:
+    """This round's "conference ended" signals (each copy a delivery of its own; one that
+    crashed or answered 5xx is delivered again next round, as Pub/Sub does), and the webhook of
+    the extra conference's class."""
+    ops: list[tuple[str, Callable[[], None]]] = []
+    for number, delivery in enumerate(meet.deliveries):
+        late = delivery.round == AFTER_THE_DAILY_RUN and round_number == world.late_round
+        if delivery.round != round_number and not late:
+            continue
+        for copy, atomic in enumerate(delivery.atomic):
+            name = f"meet {delivery.signal.label}#{number}/{copy}{' atomic' if atomic else ''}"
+            ops.append((name, _signal(world, delivery.signal, atomic=atomic)))
+    if meet.declared is not None and round_number == meet.declared_round:
+        ops.append(("webhook m", world.declare(_declared(meet.declared))))
+    return ops
+
+
+def _signal(world: World, signal: Signal, *, atomic: bool) -> Callable[[], None]:
+    """A delivery of ``signal``: interleaved with everything else at every port call, or (atomic)
+    as one step followed at once by its replay, which must change nothing."""
+
+    def deliver() -> None:
+        signal.deliver(world.deps, meeting_code=CODE)
+
+    if not atomic:
+        return _redelivered(deliver)
+
+    def once_and_again() -> None:
+        with world.scheduler.atomically():
+            deliver()
+            replay_changes_nothing(
+                world.memory,
+                deliver,
+                queue=world.queue,
+                what=f"the signal of {signal.label}",
+                at=world.clock.now,
+            )
+
+    return _redelivered(once_and_again)
 
 
 def _sync(deps: Deps, meeting_id: str) -> Callable[[], None]:
@@ -496,7 +655,9 @@ def _drain(world: World, plan: Plan, first_round: int) -> int:
         world.pending_links()
         if round_number <= WALK_ROUNDS:
             world.clock.now += 2 * M
-        elif not world.advance():
+        elif not world.advance() and not (world.meet is not None and world.resent):
+            # (A signal that crashed or answered 5xx is delivered again even when no task is
+            # left; the schedules without Meet keep their old end.)
             return round_number + 1
     raise Violation("the chains never ended")
 
@@ -519,19 +680,65 @@ def _ignore(_: object) -> None:
     return None
 
 
+def _reports_keys(world: World) -> set[Key]:
+    """Every session Reports ever had (visible or not by now)."""
+    keys: set[Key] = set()
+    for sighting in world.reports.sightings:
+        sessions, _, _ = parse_activity(dict(sighting.activity))
+        keys.update(
+            (s.conference_id, s.endpoint_id) if s.endpoint_id else ("", s.event_id)
+            for s in sessions
+        )
+    return keys
+
+
+def _meet_quiet(world: World, meet: MeetPlan) -> None:
+    """Once quiet, with Meet signals: each signal, replayed now, changes nothing of a meeting
+    whose attendance comes from Reports (Meet never replaces Reports data, CONTRACT §3).
+
+    (Nothing stronger: the world changed since the signal came — neighbours declared, found
+    meetings absorbed, Reports data arrived — so a replay now is not a replay of the state it
+    was handled in; the replay of that state is checked when a copy is delivered atomically.)"""
+    store = world.memory
+    # Replayed here, hours later, each signal also asks for a poll of its meetings (the task
+    # names were forgotten): that is the queue's, and left out.
+    pending, names = list(world.queue.pending), dict(world.queue.names)
+    for signal in meet.signals:
+
+        def deliver(signal: Signal = signal) -> None:
+            signal.deliver(world.deps, meeting_code=CODE)
+
+        reports = [m for m, r in store.meetings.items() if r.attendance_source == "reports"]
+        what = f"the signal of {signal.label}, once quiet"
+        replay_changes_nothing(
+            store, deliver, queue=None, what=what, at=world.clock.now, of=reports
+        )
+    world.queue.pending, world.queue.names = pending, names
+
+
 def simulate(
-    seed: int, *, max_commit_bytes: int = 6000, keep_trace: bool = False, erasure: bool = False
+    seed: int,
+    *,
+    max_commit_bytes: int = 6000,
+    keep_trace: bool = False,
+    erasure: bool = False,
+    meet: bool = False,
 ) -> Result:
     """Run schedule ``seed``; the first invariant it breaks, if any. ``erasure``: an operator
-    also erases one participant at some round (drawn from the seed)."""
+    also erases one participant at some round (drawn from the seed). ``meet``: Google Meet's
+    "conference ended" signals are delivered too (``MeetPlan``, drawn from the seed)."""
+    if erasure and meet:
+        raise ValueError("the erasure and Meet schedules are separate modes")
     plan = draw(random.Random(seed))
     erased = draw_erasure(seed) if erasure else None
-    world = World(seed, plan, max_commit_bytes=max_commit_bytes, erasure=erased)
+    meet_plan = draw_meet(seed, plan) if meet else None
+    world = World(seed, plan, max_commit_bytes=max_commit_bytes, erasure=erased, meet=meet_plan)
     problem: str | None = None
     try:
         next_round = _drain(world, plan, 0)
         _daily_run(world)
-        _drain(world, replace(plan, lose_round=None), max(next_round, HEAL_ROUND + 1))
+        world.late_round = max(next_round, HEAL_ROUND + 1)
+        _drain(world, replace(plan, lose_round=None), world.late_round)
         gone = world.erased_sessions
         in_reports = {k: t for k, t in _in_reports(world).items() if k not in gone}
         expected = world.last_declared_expected()
@@ -549,7 +756,10 @@ def simulate(
             expected=expected,
             # The daily run scanned a healed Reports: each session it returned has a meeting.
             found=in_reports,
+            reports_keys=_reports_keys(world),
         )
+        if meet_plan is not None:
+            _meet_quiet(world, meet_plan)
     except Violation as violation:
         problem = str(violation)
     trace = world.scheduler.trace if keep_trace else []

@@ -2,7 +2,8 @@
 invariant, a schedule replays exactly, and each reverted fix is caught by a known seed.
 
 ``SIMULATION_SEEDS`` sets how many schedules run here (2,000 by default); ``make soak`` runs
-100,000 through ``python -m tests.simulation``.
+100,000 through ``python -m tests.simulation``. ``SIMULATION_ERASURE_SEEDS`` (600) and
+``SIMULATION_MEET_SEEDS`` (400) set those of the erasure and Meet modes.
 """
 
 from __future__ import annotations
@@ -10,14 +11,16 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import random
 from collections.abc import Callable
 
 import pytest
 
 from tests.integration import test_store_contract as contract_tests
-from tests.simulation.mutants import BY_NAME, ERASURE_BY_NAME, MUTANTS, Mutant
+from tests.simulation.meet import KNOWN_MEET_BUGS, known_bug
+from tests.simulation.mutants import BY_NAME, ERASURE_BY_NAME, MEET_BY_NAME, MUTANTS, Mutant
 from tests.simulation.runner import run_seeds, simulate_quietly
-from tests.simulation.simulation import simulate
+from tests.simulation.simulation import draw, draw_meet, simulate
 from tests.unit import test_backfill as backfill_tests
 from tests.unit import test_erasure as erasure_tests
 from tests.unit import test_races_and_faults as race_tests
@@ -123,6 +126,73 @@ def test_a_use_case_test_catches_each_erasure_rule_the_schedules_miss(name: str)
         catches()
         with ERASURE_BY_NAME[name].applied(), pytest.raises(AssertionError):
             catches()
+
+
+#: Schedules with Google Meet's "conference ended" signals (``--meet``): how many run here, and
+#: the first seed (of 0..599, skipping those that show a known bug) that notices each reverted
+#: Meet rule, as ``--mutants --meet --runs 600`` finds them.
+MEET_SEEDS = int(os.environ.get("SIMULATION_MEET_SEEDS", "400"))
+CAUGHT_BY_MEET: dict[str, int] = {
+    "preliminary_over_reports": 9,
+    "stored_sessions_count_preliminary": 0,
+    "empty_answer_drops_preliminary": 365,
+    "first_reports_poll_keeps_meet_only": 2,
+    "absorption_ignores_preliminary": 22,
+    "unfenced_preliminary": 58,
+}
+
+
+def test_every_seeded_schedule_with_meet_signals_keeps_every_invariant() -> None:
+    """Meet's signals for declared and undeclared conferences, duplicated and replayed, while
+    declarations, polls, backfills and crashes go on: every invariant holds but those of the
+    bugs already reported (``KNOWN_MEET_BUGS``), and no other violation appears."""
+    failures = run_seeds(range(MEET_SEEDS), workers=WORKERS, meet=True)
+    unexplained = [r for r in failures if known_bug(r.problem) is None]
+    assert not unexplained, "\n".join(
+        f"seed {r.seed}: {r.problem}  (python -m tests.simulation --seed {r.seed} --meet --trace)"
+        for r in unexplained[:20]
+    )
+
+
+@pytest.mark.parametrize("name", sorted(KNOWN_MEET_BUGS))
+def test_each_known_meet_bug_still_shows(name: str) -> None:
+    """When this fails, the bug is fixed: drop its entry from ``KNOWN_MEET_BUGS`` (so that the
+    schedules stop tolerating what it broke)."""
+    bug = KNOWN_MEET_BUGS[name]
+    result = simulate_quietly(bug.seed, meet=True)
+    assert bug.explains(result.problem), f"seed {bug.seed}: {result.problem or 'passes now'}"
+
+
+def test_every_meet_mutant_is_caught_by_a_seed() -> None:
+    assert set(CAUGHT_BY_MEET) == set(MEET_BY_NAME)
+
+
+@pytest.mark.parametrize("name", sorted(CAUGHT_BY_MEET))
+def test_the_meet_schedules_catch_each_reverted_rule(name: str) -> None:
+    seed = CAUGHT_BY_MEET[name]
+    assert simulate_quietly(seed, meet=True).ok
+    with MEET_BY_NAME[name].applied():
+        result = simulate_quietly(seed, meet=True)
+    assert not result.ok, f"{name} ({MEET_BY_NAME[name].reverts}) went unnoticed by seed {seed}"
+
+
+@pytest.mark.parametrize("seed", [3, 184, 1000])
+def test_a_meet_schedule_replays_exactly(seed: int) -> None:
+    first = simulate(seed, keep_trace=True, meet=True)
+    again = simulate(seed, keep_trace=True, meet=True)
+    assert first.trace == again.trace
+    assert (first.problem, first.steps) == (again.problem, again.steps)
+    assert any(step.startswith("meet ") for step in first.trace)
+
+
+def test_meet_signals_leave_the_schedules_without_them_as_they_were() -> None:
+    """The Meet plan comes from a generator of its own: with ``meet=False`` no Meet worker runs
+    and the schedule is step for step the one drawn without any Meet code."""
+    plan = draw(random.Random(5))
+    draw_meet(5, plan)
+    assert plan == draw(random.Random(5))
+    result = simulate(5, keep_trace=True)
+    assert not any(step.startswith("meet ") for step in result.trace)
 
 
 def test_every_seeded_schedule_keeps_every_invariant() -> None:

@@ -71,6 +71,13 @@ class SwitchingStore:
         self._point("store.with_code")
         return self.inner.with_code(meeting_code)
 
+    def named(
+        self, *, calendar_event_id: str | None = None, alias: str | None = None
+    ) -> list[MeetingRecord]:
+        # No switch point: the simulated worlds declare no Calendar event ids or aliases, so this
+        # lookup (in every declaration) races nothing here, and a point would move every schedule.
+        return self.inner.named(calendar_event_id=calendar_event_id, alias=alias)
+
     def ended_between(self, start: datetime, end: datetime) -> list[MeetingRecord]:
         self._point("store.ended_between")
         return self.inner.ended_between(start, end)
@@ -158,6 +165,11 @@ class SimQueue:
 
     def enqueue_backfill_slice(self, part: BackfillSlice, *, task_id: str) -> bool:
         self.scheduler.point("queue.enqueue_backfill_slice")
+        return self._take(task_id)
+
+    def enqueue_calendar_sync(self, calendar_id: str, *, task_id: str) -> bool:
+        # The simulated worlds watch no calendar; named like every task, never delivered here.
+        self.scheduler.point("queue.enqueue_calendar_sync")
         return self._take(task_id)
 
     def retry(self, item: Pending, *, now: datetime) -> None:

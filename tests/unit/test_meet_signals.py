@@ -106,7 +106,8 @@ def test_an_unannounced_conference_gets_a_meet_meeting_with_preliminary_attendan
     assert docs[STUDENT]["attended_seconds"] == 43 * 60
     assert meeting.participant_count == 3
     assert meeting.total_attended_seconds == sum(int(d["attended_seconds"]) for d in docs.values())  # type: ignore[call-overload]
-    assert meeting.status is Status.SCHEDULED
+    assert meeting.status is Status.COLLECTING  # Meet's data: collecting (CONTRACT §3)
+    assert {d["meeting_status"] for d in docs.values()} == {"collecting"}
     revision = world.store.revision_docs[meeting.meeting_id][meeting.revision]
     assert revision["reason"] == "meet"
 
@@ -412,3 +413,48 @@ def test_a_meet_meeting_reaching_beyond_a_later_class_keeps_the_rest() -> None:
     assert kept.status is not Status.MERGED
     assert declared.meeting_id in kept.partly_merged_into
     assert documents(world, declared.meeting_id)[TEACHER]["preliminary"]
+
+
+def test_a_class_declared_after_the_signal_takes_its_part_of_the_preliminary_view() -> None:
+    world = World()
+    spanning = Conference(name=RECORD, space=SPACE, start=START, end=START + minutes(120))
+    first = world.declare(external_id="class-1", started_at=START, ended_at=START + minutes(60))
+    signal(
+        world,
+        conference=spanning,
+        attendees=[attendee("t", "users/1", [(START, START + minutes(120))])],
+    )
+    assert documents(world, first.meeting_id)[TEACHER]["attended_seconds"] == 120 * 60
+    second = world.declare(
+        external_id="class-2", started_at=START + minutes(60), ended_at=START + minutes(120)
+    )
+    assert documents(world, first.meeting_id)[TEACHER]["attended_seconds"] == 60 * 60
+    assert documents(world, second.meeting_id)[TEACHER]["attended_seconds"] == 60 * 60
+    assert world.store.meetings[first.meeting_id].total_attended_seconds == 60 * 60
+
+
+def test_a_redelivered_signal_never_grows_a_meet_meeting_a_class_took_part_of() -> None:
+    world = World()
+    call = Conference(name=RECORD, space=SPACE, start=START, end=END + minutes(200))
+    signal(world, conference=call, attendees=[])
+    meet = only_meeting(world)
+    world.declare()
+    shrunk = world.store.meetings[meet.meeting_id]
+    signal(world, conference=call, attendees=[])
+    again = world.store.meetings[meet.meeting_id]
+    assert (again.started_at, again.ended_at, again.status) == (
+        shrunk.started_at,
+        shrunk.ended_at,
+        shrunk.status,
+    )
+
+
+def test_a_redelivery_asks_for_the_first_link_a_crashed_delivery_never_asked_for() -> None:
+    world = World()
+    signal(world)
+    meet = only_meeting(world)
+    world.queue.tasks.clear()
+    world.queue.names.clear()
+    world.store.meetings[meet.meeting_id] = replace(meet, chain_started=False)
+    signal(world)
+    assert [q.task.meeting_id for q in world.queue.tasks] == [meet.meeting_id]
