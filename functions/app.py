@@ -13,19 +13,26 @@ import json
 import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from functions import logs
 from functions.backfill import default_range, fan_out, run_backfill_slice
+from functions.calendar_sync import (
+    SyncReport,
+    accept_notification,
+    ensure_channels,
+    sync_calendar,
+)
 from functions.config import Role, Settings
 from functions.declarations import Accepted, accept_meeting_end
-from functions.errors import AppError, ConfigError
+from functions.errors import AppError, ConfigError, PayloadTooLarge, WorkspaceError
 from functions.http_edge import (
     check_request,
     error_response,
     route_api,
     route_ingest,
+    route_root,
     unexpected_error_response,
 )
 from functions.meet_signals import handle_event
@@ -43,6 +50,8 @@ from functions.subscriptions import ensure_subscriptions, expand_organizers
 from functions.views import meeting_view, sync_view, to_json
 
 Response = tuple[int, dict[str, Any]]
+#: Calendar notifications carry no body; anything larger than this is not one.
+MAX_NOTIFICATION_BODY = 4096
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -65,6 +74,8 @@ class Runtime:
 #: The roles that talk to Meet, Workspace Events and the Directory (CONTRACT §3 "The daily run",
 #: §4.3); the others never build those clients.
 MEET_ROLES: frozenset[Role] = frozenset({"meet_events", "backfill"})
+#: Who reads the Calendar channels: ingest checks notifications, backfill opens and syncs.
+CALENDAR_STATE_ROLES: frozenset[Role] = frozenset({"ingest", "backfill"})
 
 
 def build_runtime(settings: Settings, *, role: Role = "cli") -> Runtime:
@@ -75,6 +86,14 @@ def build_runtime(settings: Settings, *, role: Role = "cli") -> Runtime:
     from functions.adapters.reports import LazyReportsSource
 
     meet_side: dict[str, Any] = {}
+    if role in CALENDAR_STATE_ROLES:
+        from functions.adapters.firestore_calendar import FirestoreCalendarState
+
+        meet_side["calendars"] = FirestoreCalendarState.from_settings(settings)
+    if role == "backfill":
+        from functions.adapters.calendar import GoogleCalendarApi
+
+        meet_side["calendar"] = GoogleCalendarApi.from_settings(settings)
     if role in MEET_ROLES:
         from functions.adapters.firestore_workspace import FirestoreWorkspaceState
         from functions.adapters.workspace import (
@@ -83,7 +102,7 @@ def build_runtime(settings: Settings, *, role: Role = "cli") -> Runtime:
             GoogleWorkspaceEvents,
         )
 
-        meet_side = {
+        meet_side |= {
             "meet": GoogleMeetApi.from_settings(settings),
             "directory": GoogleDirectory.from_settings(settings),
             "events": GoogleWorkspaceEvents.from_settings(settings),
@@ -162,7 +181,9 @@ def guarded(
 
 def ingest(request: HttpRequest, rt: Runtime | None = None) -> Response:
     def handle() -> Response:
-        route_ingest(request.method, request.path)
+        route = route_ingest(request.method, request.path)
+        if route[0] == "calendar_notification":
+            return _calendar_notification(request, rt or runtime("ingest"))
         check_request(
             method=request.method,
             allowed=("POST",),
@@ -183,6 +204,20 @@ def ingest(request: HttpRequest, rt: Runtime | None = None) -> Response:
         return _accepted(accepted, webhook_id=webhook_id)
 
     return guarded(handle, request, rt, "ingest")
+
+
+def _calendar_notification(request: HttpRequest, rt: Runtime) -> Response:
+    """CONTRACT §4.1: a Calendar push (no body) of a channel this system opened, else 401 and
+    nothing read; a change is synced by the backfill function (ingest holds no delegation)."""
+    if len(request.body) > MAX_NOTIFICATION_BODY:
+        raise PayloadTooLarge(MAX_NOTIFICATION_BODY)
+    done = accept_notification(rt.deps, request.headers)
+    logs.info(
+        "calendar notification accepted",
+        state=request.headers.get("x-goog-resource-state"),
+        done=done,
+    )
+    return 200, {"accepted": done}
 
 
 def _accepted(accepted: Accepted, *, webhook_id: str | None) -> Response:
@@ -324,6 +359,8 @@ def backfill(request: HttpRequest, rt: Runtime | None = None) -> Response:
             callers.add(settings.scheduler_service_account)
         _authenticated_post(request, current, audience=settings.backfill_url, callers=callers)
         asked = parse_backfill_request(request.body)
+        if asked.calendar_id is not None:
+            return _calendar_sync(current, asked.calendar_id)
         if asked.part is not None:
             return 200, run_backfill_slice(current.deps, asked.part).to_json()
         since, until = default_range(
@@ -336,6 +373,9 @@ def backfill(request: HttpRequest, rt: Runtime | None = None) -> Response:
         subscriptions = _daily_subscriptions(current)
         if subscriptions is not None:
             report["subscriptions"] = subscriptions
+        channels = _daily_channels(current)
+        if channels is not None:
+            report["channels"] = channels
         return 200, report
 
     return guarded(handle, request, rt, "backfill")
@@ -377,7 +417,7 @@ def meet_events(request: HttpRequest, rt: Runtime | None = None) -> Response:
     unusable one answers 204 and is logged, since Pub/Sub would redeliver a 4xx for days."""
 
     def handle() -> Response:
-        route_ingest(request.method, request.path)
+        route_root(request.method, request.path)
         current = rt or runtime("meet_events")
         settings = current.settings
         _authenticated_post(
@@ -411,6 +451,58 @@ def _organizers(rt: Runtime) -> list[str]:
     if rt.deps.workspace is not None:
         known.extend(r.organizer_email for r in rt.deps.workspace.subscriptions())
     return list(dict.fromkeys(known))
+
+
+def _calendar_sync(rt: Runtime, calendar_id: str) -> Response:
+    """A notification's sync task. Only calendars this system watches are read; a refusal by
+    Google (the organizer lost access) is recorded on the calendar and acknowledged: retrying
+    the task cannot cure it, and the daily run reports it."""
+    deps = rt.deps
+    state = deps.calendars
+    watched = state is not None and (
+        state.sync_state(calendar_id) is not None
+        or any(c.calendar_id == calendar_id for c in state.channels())
+    )
+    if not watched:
+        logs.warning("sync of a calendar no channel watches; acknowledged")
+        return 200, {"calendar_sync": SyncReport().counts()}
+    try:
+        synced = sync_calendar(
+            deps,
+            calendar_id=calendar_id,
+            organizer_email=calendar_id,
+            lookback=timedelta(seconds=rt.settings.backfill_lookback_s),
+        )
+    except WorkspaceError as error:
+        if error.retryable:
+            raise
+        logs.error("calendar sync refused by Google; recorded", code=error.code)
+        return 200, {"calendar_sync": SyncReport().counts()}
+    return 200, {"calendar_sync": synced.counts()}
+
+
+def _daily_channels(rt: Runtime) -> dict[str, Any] | None:
+    """The daily run's Calendar part (CONTRACT §3): a channel per organizer's primary calendar,
+    each calendar synced and its next 29 days listed; never fails the run."""
+    settings, deps = rt.settings, rt.deps
+    address = settings.calendar_notifications_url
+    if address is None or deps.calendar is None or deps.calendars is None:
+        return None
+    try:
+        organizers = expand_organizers(
+            settings.organizers, settings.organizer_group, deps.directory
+        )
+        report = ensure_channels(
+            deps,
+            organizers=organizers,
+            address=address,
+            lookback=timedelta(seconds=settings.backfill_lookback_s),
+        )
+    except AppError as error:
+        logs.error("calendar channels not ensured", code=error.code)
+        return {"error": error.code}
+    logs.info("calendar channels ensured", **report.counts())
+    return dict(report.counts())
 
 
 def json_bytes(body: Mapping[str, Any]) -> bytes:

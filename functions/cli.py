@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from functools import partial, wraps
+from functools import wraps
 from typing import IO, TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import click
@@ -59,7 +59,13 @@ if TYPE_CHECKING:
     from functions.app import Runtime
     from functions.config import Settings
     from functions.model import Declared
-    from functions.ports import Directory, WorkspaceEvents, WorkspaceState
+    from functions.ports import (
+        CalendarApi,
+        CalendarState,
+        Directory,
+        WorkspaceEvents,
+        WorkspaceState,
+    )
 
 __all__ = ["cli", "main", "render_summary_table"]
 
@@ -551,16 +557,21 @@ def erase(participant_key: str) -> None:
 
 
 def operator_workspace(settings: Settings) -> WorkspaceState:
-    from functions.adapters.firestore_workspace import FirestoreWorkspaceState
+    from functions.cli_subscriptions import operator_workspace as build
 
-    return FirestoreWorkspaceState.from_settings(settings)
+    return build(settings)
 
 
 def operator_workspace_apis(settings: Settings) -> tuple[WorkspaceEvents, Directory]:
-    """The Workspace Events and Directory adapters, built only for ``subscriptions --ensure``."""
-    from functions.adapters.workspace import GoogleDirectory, GoogleWorkspaceEvents
+    from functions.cli_subscriptions import operator_workspace_apis as build
 
-    return GoogleWorkspaceEvents.from_settings(settings), GoogleDirectory.from_settings(settings)
+    return build(settings)
+
+
+def operator_calendar(settings: Settings, *, api: bool) -> tuple[CalendarApi | None, CalendarState]:
+    from functions.cli_subscriptions import operator_calendar as build
+
+    return build(settings, api=api)
 
 
 @cli.command()
@@ -568,29 +579,17 @@ def operator_workspace_apis(settings: Settings) -> tuple[WorkspaceEvents, Direct
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON array of the rows.")
 @reports_failures("subscriptions")
 def subscriptions(ensure: bool, as_json: bool) -> None:
-    """The organizers' Meet event subscriptions: state, expiry, last event, problems."""
-    from functions import subscriptions as subs
-    from functions.config import Settings
+    """Meet event subscriptions and Calendar channels: state, expiry, last event, problems."""
+    from functions.cli_subscriptions import run
 
-    now = partial(datetime.now, UTC)
-    settings = Settings.from_env()
-    topic = subs.topic_for_ensure(settings) if ensure else None  # before any adapter is built
-    state = operator_workspace(settings)
-    report = None
-    if topic is not None:
-        events, directory = operator_workspace_apis(settings)
-        who = subs.expand_organizers(settings.organizers, settings.organizer_group, directory)
-        click.echo(f"subscriptions: ensuring {len(who)} organizer(s)", err=True)
-        report = subs.ensure_subscriptions(
-            organizers=who, events=events, directory=directory, state=state, topic=topic, clock=now
-        )
-        click.echo(f"subscriptions: {report.summary()}", err=True)
-    rows = subs.subscription_rows(state, now())
-    text = json.dumps(rows, ensure_ascii=False) + "\n" if as_json else subs.render_table(rows)
-    sys.stdout.write(text)
-    sys.stdout.flush()
-    if report is not None and report.problems:
-        raise CommandFailed(f"{report.problems} organizer(s) have a problem (see the table)")
+    # Looked up when called, so that tests can replace the adapters.
+    run(
+        ensure=ensure,
+        as_json=as_json,
+        workspace=lambda settings: operator_workspace(settings),
+        workspace_apis=lambda settings: operator_workspace_apis(settings),
+        calendar=lambda settings, api: operator_calendar(settings, api=api),
+    )
 
 
 def main() -> None:

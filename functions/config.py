@@ -43,6 +43,7 @@ STAND_IN_SETTINGS: Final = (
     "MEET_API_ENDPOINT",
     "WORKSPACE_EVENTS_API_ENDPOINT",
     "DIRECTORY_API_ENDPOINT",
+    "CALENDAR_API_ENDPOINT",
 )
 
 _STORE_AND_QUEUE: Final = frozenset(
@@ -89,21 +90,28 @@ _MEET: Final = frozenset(
         "DIRECTORY_API_ENDPOINT",
     }
 )
+#: Calendar channels and syncs (the daily run and the CLI open channels and read changes).
+_CALENDAR: Final = frozenset({"CALENDAR_NOTIFICATIONS_URL", "CALENDAR_API_ENDPOINT"})
 
 #: Which settings each function reads (and the CLI, which works on the same system).
 READS: Final[Mapping[Role, frozenset[str]]] = {
-    "ingest": _STORE_AND_QUEUE | {"WEBHOOK_SECRET"},
+    "ingest": _STORE_AND_QUEUE | {"WEBHOOK_SECRET", "BACKFILL_URL"},
     "collect": _STORE_AND_QUEUE | _REPORTS | {"OIDC_CERTS_URL"},
     "backfill": _STORE_AND_QUEUE
     | _REPORTS
     | _MEET
+    | _CALENDAR
     | {"OIDC_CERTS_URL", "BACKFILL_URL", "SCHEDULER_SERVICE_ACCOUNT", "BACKFILL_LOOKBACK_S"},
     "api": _STORE_AND_QUEUE | _REPORTS | {"OIDC_CERTS_URL", "API_URL", "API_PRINCIPALS"},
     "meet_events": _STORE_AND_QUEUE
     | _REPORTS
     | _MEET
     | {"OIDC_CERTS_URL", "MEET_EVENTS_URL", "PUBSUB_PUSH_SERVICE_ACCOUNT"},
-    "cli": _STORE_AND_QUEUE | _REPORTS | _MEET | {"BACKFILL_URL", "BACKFILL_LOOKBACK_S"},
+    "cli": _STORE_AND_QUEUE
+    | _REPORTS
+    | _MEET
+    | _CALENDAR
+    | {"BACKFILL_URL", "BACKFILL_LOOKBACK_S"},
 }
 
 
@@ -146,6 +154,8 @@ class Settings:
     meet_api_endpoint: str | None = None
     workspace_events_api_endpoint: str | None = None
     directory_api_endpoint: str | None = None
+    calendar_notifications_url: str | None = None
+    calendar_api_endpoint: str | None = None
     allow_stand_ins: bool = False
 
     @property
@@ -228,8 +238,16 @@ class Settings:
             meet_api_endpoint=read.url("MEET_API_ENDPOINT"),
             workspace_events_api_endpoint=read.url("WORKSPACE_EVENTS_API_ENDPOINT"),
             directory_api_endpoint=read.url("DIRECTORY_API_ENDPOINT"),
+            calendar_notifications_url=read.url("CALENDAR_NOTIFICATIONS_URL"),
+            calendar_api_endpoint=read.url("CALENDAR_API_ENDPOINT"),
             allow_stand_ins=_allow_stand_ins(read),
         )
+        calendars = settings.organizers or settings.organizer_group
+        if role == "backfill" and calendars and settings.calendar_notifications_url is None:
+            read.problem(
+                "CALENDAR_NOTIFICATIONS_URL is required when ORGANIZERS or ORGANIZER_GROUP is set "
+                "(the ingest URL + calendar/notifications)"
+            )
         if read.reads("WEBHOOK_SECRET") and not settings.webhook_secrets:
             read.problem(
                 "WEBHOOK_SECRET is required (whsec_<base64>, comma-separated for rotation)"

@@ -20,6 +20,7 @@ from functions.limits import REPORTS_RETENTION
 from functions.meeting_codes import canonical_meeting_code
 from functions.model import (
     FOUND_SOURCES,
+    TIMES_RANK,
     AttendanceChange,
     Declared,
     MeetingRecord,
@@ -79,7 +80,10 @@ def new_meeting_record(
         expected_participants=declared.expected_participants,
         missing_participants=declared.expected_participants,
         calendar_event_id=declared.calendar_event_id,
+        declared_calendar_event_id=declared.calendar_event_id or None,
         organizer_email=declared.organizer_email,
+        times_source=source,
+        rsvps=dict(declared.rsvps),
         next_poll_at=first_poll_at(ended_at=declared.ended_at, now=now, timing=deps.timing),
         created_at=now,
         updated_at=now,
@@ -110,16 +114,13 @@ def accept_meeting_end(
         )
     declared = _without_erased(deps, declared)
 
-    meeting_id = meeting_id_for(
-        external_id=declared.external_id,
-        meeting_code=declared.meeting_code,
-        ended_at=declared.ended_at,
-        conference_id=conference_id,
-    )
+    meeting_id, alias = _identity(deps, declared, conference_id=conference_id, source=source)
     with logs.bind(meeting_id=meeting_id):
         record = new_meeting_record(
             declared, meeting_id=meeting_id, source=source, deps=deps, now=now
         )
+        if alias is not None:
+            record = replace(record, aliases=(alias,))
         if source not in FOUND_SOURCES:
             _check_retention(record, now=now)
         created = deps.store.create(record)
@@ -136,6 +137,57 @@ def accept_meeting_end(
                 webhook_id=webhook_id, meeting_id=meeting_id, expire_at=now + DELIVERY_MEMORY
             )
         return Accepted(meeting, created=created)
+
+
+def _identity(
+    deps: Deps, declared: Declared, *, conference_id: str | None, source: Source
+) -> tuple[str, str | None]:
+    """The meeting a declaration names (CONTRACT §3 "Identity"), and the external id it adds to
+    that meeting's aliases: a declared ``calendar_event_id`` naming an existing meeting first,
+    else the ``external_id`` (or a meeting naming it as an alias), else the
+    ``calendar_event_id``, else the code and ``ended_at``. Conflict when the calendar event id and
+    the external id name two different meetings."""
+    external_id, event_id = declared.external_id, declared.calendar_event_id
+    aliased = None if external_id is None else _aliased(deps, external_id)
+    # Calendar's own declarations name their meeting by external id (an event whose Meet code
+    # changed declares a new one under the same event id).
+    if event_id and source != "calendar":
+        by_event = [m for m in deps.store.named(calendar_event_id=event_id) if not m.is_found]
+        # The live one first: an event whose code changed left a cancelled meeting behind.
+        by_event.sort(key=lambda m: (m.cancelled_at is not None, m.meeting_id))
+        if by_event:
+            meeting = by_event[0]
+            by_external = aliased
+            if external_id is not None and by_external is None:
+                own = meeting_id_for(external_id=external_id)
+                by_external = own if deps.store.get(own) is not None else None
+            if by_external is not None and by_external != meeting.meeting_id:
+                raise Conflict(
+                    f"calendar_event_id names meeting {meeting.meeting_id} and external_id names "
+                    f"meeting {by_external}"
+                )
+            named = {meeting.external_id, *meeting.aliases}
+            alias = external_id if external_id is not None and external_id not in named else None
+            return meeting.meeting_id, alias
+    if external_id is not None:
+        return aliased or meeting_id_for(external_id=external_id), None
+    return (
+        meeting_id_for(
+            calendar_event_id=event_id or None,
+            meeting_code=declared.meeting_code,
+            ended_at=declared.ended_at,
+            conference_id=conference_id,
+        ),
+        None,
+    )
+
+
+def _aliased(deps: Deps, external_id: str) -> str | None:
+    """The meeting naming ``external_id`` among its aliases (a webhook that once carried a
+    Calendar event's id), if any. Aliases are only ever given to meetings whose own id is not
+    ``x-`` + hash of that external id (the alias was added because no such meeting existed)."""
+    aliased = deps.store.named(alias=external_id)
+    return aliased[0].meeting_id if aliased else None
 
 
 def erased_names(
@@ -330,9 +382,12 @@ def _update_declared(
                 f"meeting {current.meeting_id} has meeting code {current.meeting_code}, not "
                 f"{declared.meeting_code}"
             )
-        times = _new_times(current, declared, source=source)
-        if times is None or current.status is Status.MERGED:
+        if current.status is Status.MERGED:
             return None
+        named = _renamed(current, declared, source=source)
+        times = _new_times(current, declared, source=source)
+        if times is None:
+            return named
         started_at, ended_at = times
         window_start, window_end = declared_window(
             ended_at=ended_at,
@@ -352,6 +407,10 @@ def _update_declared(
             chain_seq=current.chain_seq + 1,
             chain_started=False,
             status=Status.SCHEDULED if current.is_final else current.status,
+            times_source=source,
+            aliases=(named or current).aliases,
+            cancelled_at=(named or current).cancelled_at,
+            rsvps=(named or current).rsvps,
             updated_at=now,
         )
 
@@ -359,12 +418,26 @@ def _update_declared(
     if updated is None:
         raise NotFound.meeting(declared.meeting_id)
     expected = declared.expected_participants
-    if expected and expected != updated.expected_participants:
+    # Calendar answers (rsvp) are part of the estimates: a changed answer rewrites them.
+    if expected and (expected != updated.expected_participants or source == "calendar"):
         write_estimates(deps, updated, expected=expected)
         updated = deps.store.get(declared.meeting_id) or updated
     elif updated.chain_seq != declared.chain_seq and updated.attendance_source == "estimated":
         write_estimates(deps, updated, expected=updated.expected_participants)
     return updated
+
+
+def _renamed(
+    current: MeetingRecord, declared: MeetingRecord, *, source: Source
+) -> MeetingRecord | None:
+    """What a repeated declaration changes besides times: a new alias, a Calendar event that came
+    back (``cancelled_at`` cleared), new answers of the invitees. None when nothing."""
+    aliases = (*current.aliases, *(a for a in declared.aliases if a not in current.aliases))
+    cancelled_at = None if source == "calendar" else current.cancelled_at
+    rsvps = declared.rsvps if source == "calendar" else current.rsvps
+    if (aliases, cancelled_at, rsvps) == (current.aliases, current.cancelled_at, current.rsvps):
+        return None
+    return replace(current, aliases=aliases, cancelled_at=cancelled_at, rsvps=rsvps)
 
 
 def _new_times(
@@ -379,6 +452,9 @@ def _new_times(
         grown = (start, end)
         return grown if grown != (current.started_at, current.ended_at) else None
     if source in FOUND_SOURCES:
+        return None
+    # CONTRACT §3 "Which times win": a lower-ranking source never moves them.
+    if TIMES_RANK[source] < TIMES_RANK[current.times_source or current.source]:
         return None
     same = (current.started_at, current.ended_at) == (declared.started_at, declared.ended_at)
     return None if same else (declared.started_at, declared.ended_at)

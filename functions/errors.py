@@ -24,6 +24,7 @@ not an ``AppError`` is a bug: 500 without details, and the queue retries it.
     ├── WorkspaceError             502   permission|quota|transient      Meet REST, Workspace
     │                                                                    Events, Directory
     ├── SubscriptionExists         409   already_exists           no    ALREADY_EXISTS on create
+    ├── SyncTokenExpired           410   sync_token_expired       no    Calendar: full sync needed
     └── Unavailable                503   unavailable              yes   a dependency is down
         └── StoreContention        503   contention               yes   concurrent writers won
 """
@@ -202,6 +203,20 @@ class SubscriptionExists(AppError):
             code="already_exists",
         )
         self.target = target
+
+
+class SyncTokenExpired(AppError):
+    """Calendar answered 410 to a ``syncToken``: clear it and sync the calendar in full."""
+
+    def __init__(self, calendar_id: str) -> None:
+        # The id of a primary calendar is its owner's email: never in the message (logs).
+        super().__init__(
+            "a calendar's sync token expired",
+            status=410,
+            retryable=False,
+            code="sync_token_expired",
+        )
+        self.calendar_id = calendar_id
 
 
 class Unavailable(AppError):

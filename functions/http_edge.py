@@ -103,6 +103,9 @@ def unexpected_error_response() -> Answer:
 # Routes of ``ingest`` (CONTRACT §4.1) and ``api`` (§4.2)
 
 MeetingEndedRoute: TypeAlias = tuple[Literal["meeting_ended"]]
+IngestRoute: TypeAlias = tuple[Literal["meeting_ended", "calendar_notification"]]
+#: Where Google Calendar pushes notifications (CONTRACT §4.1).
+CALENDAR_NOTIFICATIONS_PATH: Final = "/calendar/notifications"
 DeclareAndSyncRoute: TypeAlias = tuple[Literal["declare_and_sync"]]
 EraseRoute: TypeAlias = tuple[Literal["erase"]]
 SyncRoute: TypeAlias = tuple[Literal["sync"], str]
@@ -117,8 +120,20 @@ def _only(method: str, allowed: str) -> None:
         raise MethodNotAllowed(method, (allowed,))
 
 
-def route_ingest(method: str, path: str) -> MeetingEndedRoute:
-    """``ingest`` serves ``POST /`` only: 404 for any other path, 405 for another method."""
+def route_ingest(method: str, path: str) -> IngestRoute:
+    """``ingest`` serves ``POST /`` and ``POST /calendar/notifications`` only: 404 for any other
+    path, 405 for another method."""
+    if path.removesuffix("/") == CALENDAR_NOTIFICATIONS_PATH:
+        _only(method.upper(), "POST")
+        return ("calendar_notification",)
+    if path not in ("", "/"):
+        raise NotFound(f"no such resource: {quoted(path)}")
+    _only(method.upper(), "POST")
+    return ("meeting_ended",)
+
+
+def route_root(method: str, path: str) -> MeetingEndedRoute:
+    """A function that serves ``POST /`` only (``meet_events``)."""
     if path not in ("", "/"):
         raise NotFound(f"no such resource: {quoted(path)}")
     _only(method.upper(), "POST")

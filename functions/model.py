@@ -7,9 +7,7 @@ adapter only moves these dicts; every field name lives here.
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime
@@ -21,12 +19,19 @@ from functions.fingerprints import (
     estimate_fingerprint,
     stored_participant_fingerprint,
 )
+
+# Re-exported: meeting ids are part of the stored shape; their rule lives in meeting_ids.
+from functions.meeting_ids import _short_hash
+from functions.meeting_ids import is_meeting_id as is_meeting_id
+from functions.meeting_ids import meeting_id_for as meeting_id_for
 from functions.participant_keys import identity_fields, participant_doc_id
 from functions.schedule import FINAL_STATUSES, Status
 from functions.selection import MeetingSpec
 from functions.timestamps import format_timestamp, parse_timestamp
 
-Source = Literal["webhook", "backfill", "manual", "meet"]
+Source = Literal["webhook", "calendar", "backfill", "manual", "meet"]
+#: Which source's times win when several declare one meeting (CONTRACT §3 "Which times win").
+TIMES_RANK: dict[str, int] = {"backfill": 0, "meet": 1, "calendar": 2, "webhook": 3, "manual": 4}
 #: Sources that only found a meeting (from its sessions, or Meet's "conference ended" signal)
 #: rather than declaring a class: their meetings take what no declared meeting covers
 #: (``functions.selection``), and a declared meeting that overlaps them absorbs them.
@@ -37,44 +42,6 @@ RevisionReason = Literal[
 AttendanceSource = Literal["estimated", "meet", "reports"]
 IpMode = Literal["full", "truncated", "none"]
 LocationMode = Literal["full", "country", "none"]
-
-
-def meeting_id_for(
-    *,
-    external_id: str | None = None,
-    meeting_code: str | None = None,
-    ended_at: datetime | None = None,
-    conference_id: str | None = None,
-) -> str:
-    """Deterministic, path-safe meeting ids (CONTRACT §4 identity).
-
-    ``x-`` + hash of the caller's ``external_id``; else ``c-`` + hash of code and ``ended_at``;
-    backfill meetings ``b-`` + hash of code and conference id. Hash-led ids spread writes evenly.
-    """
-    if external_id is not None:
-        return "x-" + _short_hash("external", external_id)
-    if meeting_code is None:
-        raise ValueError("a meeting id needs an external id or a meeting code")
-    if conference_id is not None:
-        return "b-" + _short_hash("conference", meeting_code, conference_id)
-    if ended_at is None:
-        raise ValueError("a meeting id needs ended_at or a conference id with the code")
-    return "c-" + _short_hash("code", meeting_code, format_timestamp(ended_at))
-
-
-_MEETING_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
-#: Firestore reserves document ids of this form (``__name__``, ``__x__``): reading one fails.
-_RESERVED_ID = re.compile(r"__.*__")
-
-
-def is_meeting_id(value: str) -> bool:
-    """Path-safe meeting ids: letters, digits, ``_`` and ``-``, 1 to 128 of them (what
-    :func:`meeting_id_for` makes, and what a caller may name), never one Firestore reserves."""
-    return _MEETING_ID.fullmatch(value) is not None and _RESERVED_ID.fullmatch(value) is None
-
-
-def _short_hash(*parts: str) -> str:
-    return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()[:24]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -88,6 +55,9 @@ class Declared:
     calendar_event_id: str | None = None
     organizer_email: str | None = None
     expected_participants: tuple[str, ...] = ()
+    #: Calendar only: each expected participant's answer (accepted, declined, tentative,
+    #: needsAction); CONTRACT §3 "Calendar changes".
+    rsvps: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -140,6 +110,17 @@ class MeetingRecord:
     revision: int = 0
     #: Meet conference records (``conferenceRecords/ID``) whose signals reached this meeting.
     conference_records: tuple[str, ...] = ()
+    #: When its Calendar event was cancelled, lost its Meet link, turned all-day or moved out of
+    #: range (CONTRACT §3 "Calendar changes"); cleared if it comes back.
+    cancelled_at: datetime | None = None
+    #: Other external ids that name this meeting (a webhook naming a Calendar event's id).
+    aliases: tuple[str, ...] = ()
+    #: The source whose times the meeting has (a lower-ranking one never moves them).
+    times_source: Source | None = None
+    #: The ``calendar_event_id`` a declaration gave (identity; the one Reports copies is not).
+    declared_calendar_event_id: str | None = None
+    #: Calendar answers of the expected participants (the ``rsvp`` of their documents).
+    rsvps: Mapping[str, str] = field(default_factory=dict)
     #: Declared meetings that took some of this found meeting's sessions (it keeps the rest).
     partly_merged_into: tuple[str, ...] = ()
     #: The last change was written in stages (see README "Commits"): readers ignore participant
@@ -244,6 +225,8 @@ class MeetingRecord:
         document["missing_participants"] = list(self.missing_participants)
         document["conference_ids"] = list(self.conference_ids)
         document["conference_records"] = list(self.conference_records)
+        document["aliases"] = list(self.aliases)
+        document["rsvps"] = dict(self.rsvps)
         document["partly_merged_into"] = list(self.partly_merged_into)
         document["repolls_due"] = list(self.repolls_due)
         document["participant_fingerprints"] = dict(self.participant_fingerprints)
@@ -262,11 +245,13 @@ class MeetingRecord:
             "missing_participants",
             "conference_ids",
             "conference_records",
+            "aliases",
             "partly_merged_into",
             "repolls_due",
         ):
             values[name] = tuple(values.get(name) or ())
         values["participant_fingerprints"] = dict(values.get("participant_fingerprints") or {})
+        values["rsvps"] = dict(values.get("rsvps") or {})
         for name in ("last_error", "last_warning"):
             values[name] = LastError.from_document(values.get(name))
         for name, value in list(values.items()):
@@ -301,6 +286,8 @@ _INTERNAL_MEETING_FIELDS = (
     "staging_progress",
     "lease_owner",
     "lease_until",
+    "times_source",
+    "rsvps",
 )
 
 
@@ -547,6 +534,10 @@ def _with_meeting_fields(
     revision: int,
     status: Status,
 ) -> ParticipantRecord:
+    rsvp = meeting.rsvps.get(key)
+    if rsvp is not None:
+        # A changed answer rewrites the document; without one, fingerprints are as before.
+        fingerprint = _short_hash(fingerprint, "rsvp", rsvp)[:16]
     document.update(
         {
             "meeting_id": meeting.meeting_id,
@@ -555,6 +546,7 @@ def _with_meeting_fields(
             "revision": revision,
             "meeting_status": str(status),
             "fingerprint": fingerprint,
+            "rsvp": rsvp,
         }
     )
     return ParticipantRecord(

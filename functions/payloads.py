@@ -207,6 +207,10 @@ def _started_at(data: Mapping[str, Any], *, ended_at: datetime) -> datetime | No
     return started_at
 
 
+#: External ids only Calendar and Meet declarations use (CONTRACT §3 "Identity").
+RESERVED_EXTERNAL_PREFIXES: Final = ("calendar:", "meet:")
+
+
 def _external_id(data: Mapping[str, Any]) -> str | None:
     external_id = _optional_str(data, "external_id", code=_PAYLOAD)
     if external_id is not None and not (
@@ -214,6 +218,13 @@ def _external_id(data: Mapping[str, Any]) -> str | None:
     ):
         raise InvalidInput(
             "external_id must be 1 to 256 printable characters",
+            field="external_id",
+            code=_PAYLOAD,
+        )
+    if external_id is not None and external_id.startswith(RESERVED_EXTERNAL_PREFIXES):
+        raise InvalidInput(
+            "external_id may not start with calendar: or meet: (the ids of meetings declared "
+            "by Google Calendar and Google Meet)",
             field="external_id",
             code=_PAYLOAD,
         )
@@ -344,6 +355,8 @@ class BackfillRequest:
     since: datetime | None = None
     until: datetime | None = None
     part: BackfillSlice | None = None
+    #: ``{"calendar_sync": {"calendar_id": C}}``: sync one calendar's changes (a notification).
+    calendar_id: str | None = None
 
 
 _SLICE_BOUNDS: Final = ("since", "until", "range_since", "range_until")
@@ -353,6 +366,20 @@ def parse_backfill_request(body: bytes) -> BackfillRequest:
     if not body.strip():
         return BackfillRequest()
     data = _load_object(body, code=_PAYLOAD)
+    raw_sync = data.get("calendar_sync")
+    if raw_sync is not None:
+        if not isinstance(raw_sync, dict):
+            raise InvalidInput(
+                "calendar_sync must be an object", field="calendar_sync", code=_PAYLOAD
+            )
+        calendar_id = _required_str(raw_sync, "calendar_id", code=_PAYLOAD)
+        if normalise_email(calendar_id) != calendar_id:
+            raise InvalidInput(
+                "calendar_sync.calendar_id must be a calendar's email address",
+                field="calendar_sync.calendar_id",
+                code=_PAYLOAD,
+            )
+        return BackfillRequest(calendar_id=calendar_id)
     raw_slice = data.get("slice")
     if raw_slice is not None:
         if not isinstance(raw_slice, dict):
@@ -377,3 +404,10 @@ def backfill_slice_body(part: BackfillSlice) -> bytes:
     """The task body of one slice; ``parse_backfill_request`` reads it back."""
     bounds = {name: format_timestamp(getattr(part, name)) for name in _SLICE_BOUNDS}
     return json.dumps({"slice": bounds}, separators=(",", ":")).encode()
+
+
+def calendar_sync_body(calendar_id: str) -> bytes:
+    """The task body of one calendar's sync; ``parse_backfill_request`` reads it back."""
+    return json.dumps(
+        {"calendar_sync": {"calendar_id": calendar_id}}, separators=(",", ":")
+    ).encode()

@@ -13,6 +13,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
+from functions.calendar_records import (
+    CalendarPage,
+    CalendarSyncState,
+    ChannelRecord,
+    OpenedChannel,
+)
 from functions.limits import WINDOW_AFTER_S, WINDOW_BEFORE_S
 from functions.meet_records import (
     Conference,
@@ -91,6 +97,10 @@ class TaskQueue(Protocol):
         """A task for the backfill function to scan one slice (due now); False if it exists."""
         ...
 
+    def enqueue_calendar_sync(self, calendar_id: str, *, task_id: str) -> bool:
+        """A task for the backfill function to sync one calendar's changes (due now)."""
+        ...
+
 
 #: A store's token of one state of a meeting document (Firestore: its update time). Opaque.
 Version = object
@@ -163,6 +173,13 @@ class MeetingStore(Protocol):
         ...
 
     def with_code(self, meeting_code: str) -> list[MeetingRecord]: ...
+
+    def named(
+        self, *, calendar_event_id: str | None = None, alias: str | None = None
+    ) -> list[MeetingRecord]:
+        """The meetings declared with that ``calendar_event_id``, or naming ``alias`` among their
+        aliases (CONTRACT §3 "Identity")."""
+        ...
 
     def ended_between(self, start: datetime, end: datetime) -> list[MeetingRecord]:
         """Meetings whose ``ended_at`` is in ``[start, end)``."""
@@ -272,6 +289,84 @@ class WorkspaceEvents(Protocol):
         ...
 
 
+class CalendarApi(Protocol):
+    """Google Calendar API v3, each call impersonating ``as_user`` (the organizer) with
+    ``calendar.events.readonly``. Events come back as Google's ``Event`` JSON (single instances:
+    ``singleEvents=true``, deleted ones included)."""
+
+    def events_page(
+        self,
+        calendar_id: str,
+        *,
+        as_user: str,
+        sync_token: str | None = None,
+        time_min: datetime | None = None,
+        time_max: datetime | None = None,
+        page_token: str | None = None,
+    ) -> CalendarPage:
+        """One page of ``events.list``; SyncTokenExpired when Google answers 410."""
+        ...
+
+    def watch(
+        self,
+        calendar_id: str,
+        *,
+        as_user: str,
+        channel_id: str,
+        token: str,
+        address: str,
+        ttl_s: int,
+    ) -> OpenedChannel:
+        """``events.watch``: open a push channel to ``address``."""
+        ...
+
+    def stop(self, *, as_user: str, channel_id: str, resource_id: str) -> None:
+        """``channels.stop``; a channel already gone is not an error."""
+        ...
+
+
+class CalendarState(Protocol):
+    """What the Calendar side remembers in Firestore: the open push channels and each
+    calendar's sync token, with the lease that keeps two syncs of one calendar apart."""
+
+    def channels(self) -> list[ChannelRecord]: ...
+
+    def channel(self, channel_id: str) -> ChannelRecord | None: ...
+
+    def save_channel(self, record: ChannelRecord) -> None: ...
+
+    def delete_channel(self, channel_id: str) -> None: ...
+
+    def note_notification(self, channel_id: str, at: datetime) -> None:
+        """``last_notification_at`` of the channel (a single-field update)."""
+        ...
+
+    def sync_state(self, calendar_id: str) -> CalendarSyncState | None: ...
+
+    def take_sync(
+        self, calendar_id: str, *, organizer_email: str, owner: str, until: datetime, now: datetime
+    ) -> CalendarSyncState | None:
+        """Take the calendar's sync lease (creating its state); None when another sync holds
+        it. Atomic."""
+        ...
+
+    def finish_sync(
+        self,
+        calendar_id: str,
+        *,
+        owner: str,
+        sync_token: str | None,
+        generation: int,
+        now: datetime,
+        problem: str | None = None,
+    ) -> bool:
+        """Store the new sync token and release the lease, only if ``owner`` still holds it and
+        the generation is still ``generation`` (then it grows by one); whether it was stored."""
+        ...
+
+    def drop_sync(self, calendar_id: str) -> None: ...
+
+
 class WorkspaceState(Protocol):
     """What the Meet side remembers in Firestore: each organizer's subscription, which organizer
     reads which Meet space, and which CloudEvents were handled (by ``ce-id``, with a TTL)."""
@@ -335,6 +430,8 @@ class Deps:
     directory: Directory | None = None
     events: WorkspaceEvents | None = None
     workspace: WorkspaceState | None = None
+    calendar: CalendarApi | None = None
+    calendars: CalendarState | None = None
 
     def spec(self, meeting: MeetingRecord) -> MeetingSpec:
         """The meeting as the selection rules see it, with this deployment's windows."""

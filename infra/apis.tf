@@ -4,6 +4,7 @@ locals {
   services = toset([
     "admin.googleapis.com",                # Admin SDK: the Reports and Directory APIs
     "artifactregistry.googleapis.com",     # function images
+    "calendar-json.googleapis.com",        # Calendar API: the organizers' primary calendars (push channels, incremental sync)
     "cloudbuild.googleapis.com",           # function builds and cloudbuild.yaml
     "cloudfunctions.googleapis.com",       # gen2 functions
     "cloudresourcemanager.googleapis.com", # project IAM bindings

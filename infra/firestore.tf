@@ -49,7 +49,10 @@ resource "google_firestore_index" "composite" {
 # (set when RETENTION_DAYS is), of webhook_deliveries (replay protection) and of meet_deliveries
 # (the CloudEvent ids meet_events handled, kept as long as Pub/Sub may redeliver); TTL deletes within
 # about 24 h after expire_at, and the daily run sweeps what it has not deleted yet. erasures/{hash}
-# has no TTL: an erasure must outlive every poll. TTL fields carry no index: nothing queries them
+# has no TTL: an erasure must outlive every poll. Nor do calendar_channels/{channel id} (the code
+# deletes a channel's record when it stops the channel; a TTL deleting a live one would have its
+# notifications refused) and calendar_syncs/{calendar id} (a lost sync token costs a full
+# resync). TTL fields carry no index: nothing queries them
 # (the sweep selects meetings by ended_at) and a monotonic timestamp index is a write hotspot.
 #
 # The erasure looks a person up across meetings (a collection-group query on participants where

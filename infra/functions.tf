@@ -25,12 +25,21 @@ locals {
   # API_URL by the api itself and MEET_EVENTS_URL by meet_events itself, so none can be read from
   # service_config[0].uri without a cycle. Cloud Run gives every service a deterministic URL
   # https://SERVICE-PROJECT_NUMBER.REGION.run.app, a gen2 function's service is named after the
-  # function, and Cloud Run accepts ID tokens whose audience is this URL.
+  # function, and Cloud Run accepts ID tokens whose audience is this URL. BACKFILL_URL is read by
+  # ingest too (the target of its calendar sync tasks), and the Calendar channels push to the
+  # ingest URL, so those are deterministic as well: the address a channel was opened with stays
+  # the same across deploys.
   run_url_suffix  = "${data.google_project.this.number}.${var.region}.run.app"
+  ingest_url      = "https://${local.function_names.ingest}-${local.run_url_suffix}"
   collect_url     = "https://${local.function_names.collect}-${local.run_url_suffix}"
   backfill_url    = "https://${local.function_names.backfill}-${local.run_url_suffix}"
   api_url         = "https://${local.function_names.api}-${local.run_url_suffix}"
   meet_events_url = "https://${local.function_names.meet_events}-${local.run_url_suffix}"
+
+  # CALENDAR_NOTIFICATIONS_URL (CONTRACT §4.1): Google Calendar pushes the organizers' channel
+  # notifications to the public ingest, which checks them against the stored channel and hands the
+  # sync to backfill.
+  calendar_notifications_url = "${local.ingest_url}/calendar/notifications"
 
   # CONTRACT §5, split by what each role reads (functions/config.py READS): no function gets a
   # setting it does not read. WEBHOOK_SECRET and ERASURE_KEY come from Secret Manager
@@ -62,10 +71,23 @@ locals {
   }
 
   # The backfill accepts the scheduler's OIDC tokens for its own URL (and the tasks identity's, for
-  # its slices).
+  # its slices and the calendar syncs ingest enqueues).
   backfill_env = {
     BACKFILL_URL              = local.backfill_url
     SCHEDULER_SERVICE_ACCOUNT = google_service_account.scheduler.email
+  }
+
+  # ingest turns an accepted Calendar notification into a task to backfill (OIDC token of the
+  # tasks identity, audience BACKFILL_URL): backfill reads the calendar's changes impersonating
+  # the organizer, so ingest itself never signs as the delegation identity.
+  ingest_env = {
+    BACKFILL_URL = local.backfill_url
+  }
+
+  # The Calendar side, read by backfill (the daily run opens, renews and stops the organizers'
+  # channels, addressed to this URL, and syncs their calendars).
+  calendar_env = {
+    CALENDAR_NOTIFICATIONS_URL = local.calendar_notifications_url
   }
 
   # The Meet side, read by backfill (the daily run creates, renews and closes the organizers'
@@ -92,20 +114,20 @@ locals {
   timing_env = { for name, value in var.app_settings : name => value if name != "BACKFILL_LOOKBACK_S" }
 
   function_env = {
-    ingest      = merge(local.timing_env, local.retention_env, local.store_and_queue_env)
+    ingest      = merge(local.timing_env, local.retention_env, local.store_and_queue_env, local.ingest_env)
     api         = merge(local.timing_env, local.retention_env, local.store_and_queue_env, local.reports_env, local.api_env)
     collect     = merge(local.timing_env, local.retention_env, local.store_and_queue_env, local.reports_env)
-    backfill    = merge(var.app_settings, local.retention_env, local.store_and_queue_env, local.reports_env, local.workspace_events_env, local.organizers_env, local.backfill_env)
+    backfill    = merge(var.app_settings, local.retention_env, local.store_and_queue_env, local.reports_env, local.workspace_events_env, local.organizers_env, local.calendar_env, local.backfill_env)
     meet_events = merge(local.timing_env, local.retention_env, local.store_and_queue_env, local.reports_env, local.workspace_events_env, local.organizers_env, local.meet_events_env)
   }
 }
 
 resource "google_cloudfunctions2_function" "ingest" {
-  # checkov:skip=CKV_GCP_124: ingest is the public webhook by design; every request is HMAC-verified (CONTRACT §4) and max instances are capped
+  # checkov:skip=CKV_GCP_124: ingest is the public webhook by design; every request is HMAC-verified or, for Calendar notifications, checked against the stored channel's token (CONTRACT §4.1), and max instances are capped
   project     = var.project_id
   name        = local.function_names.ingest
   location    = var.region
-  description = "Public, HMAC-signed webhook: meeting ended."
+  description = "Public: HMAC-signed webhook (meeting ended) and Google Calendar push notifications (per-channel token)."
 
   build_config {
     runtime         = "python313"
@@ -121,7 +143,7 @@ resource "google_cloudfunctions2_function" "ingest" {
 
   service_config {
     service_account_email            = google_service_account.ingest.email
-    ingress_settings                 = "ALLOW_ALL" # the meeting platform calls it from the internet
+    ingress_settings                 = "ALLOW_ALL" # the meeting platform and Google Calendar call it from the internet
     all_traffic_on_latest_revision   = true
     min_instance_count               = 0
     max_instance_count               = var.ingest_max_instances
@@ -282,7 +304,7 @@ resource "google_cloudfunctions2_function" "backfill" {
   project     = var.project_id
   name        = local.function_names.backfill
   location    = var.region
-  description = "Daily run: Reports scan for late data, unannounced meetings and overdue chains; retention."
+  description = "Daily run: Reports scan for late data, unannounced meetings and overdue chains; Meet subscriptions, Calendar channels and syncs; retention."
 
   build_config {
     runtime         = "python313"
@@ -299,7 +321,7 @@ resource "google_cloudfunctions2_function" "backfill" {
   service_config {
     service_account_email = google_service_account.backfill.email
     # Cloud Scheduler is not an "internal" source either; only the scheduler account (the run) and
-    # the tasks account (its slices) may invoke.
+    # the tasks account (its slices and the calendar syncs) may invoke.
     ingress_settings                 = "ALLOW_ALL"
     all_traffic_on_latest_revision   = true
     min_instance_count               = 0
@@ -394,7 +416,9 @@ resource "google_cloudfunctions2_function" "meet_events" {
 
 # Invokers, on each function's Cloud Run service (gen2 functions are invoked through Cloud Run).
 
-# The only public endpoint: every request is HMAC-verified by the app (CONTRACT §4).
+# The only public endpoint: every webhook is HMAC-verified by the app, every Calendar notification
+# checked against the channel this system opened (CONTRACT §4.1). Google Calendar pushes without
+# any Google identity, so the route cannot be closed by IAM.
 resource "google_cloud_run_v2_service_iam_member" "ingest_public" {
   project  = var.project_id
   location = var.region
@@ -423,7 +447,8 @@ resource "google_cloud_run_v2_service_iam_member" "collect_invoker" {
 }
 
 # The scheduler starts the daily run; the tasks identity delivers the run's slices (one task per
-# time slice, fanned out by the run itself).
+# time slice, fanned out by the run itself) and the calendar syncs ingest enqueues for accepted
+# Calendar notifications.
 resource "google_cloud_run_v2_service_iam_member" "backfill_invoker" {
   project  = var.project_id
   location = var.region

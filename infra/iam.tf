@@ -3,7 +3,7 @@
 # and no impersonation role is granted on the whole project: every actAs and token-creator grant
 # names one service account.
 #
-#   NAME-ingest      ingest, the public webhook      Firestore, enqueue, webhook secret, erasure key
+#   NAME-ingest      ingest, the public endpoint     Firestore, enqueue (polls, calendar syncs), webhook secret, erasure key
 #   NAME-api         api, private (ID tokens)        Firestore, enqueue, erasure key, signs as delegation
 #   NAME-collect     collect, the Cloud Tasks worker Firestore, enqueue, erasure key, signs as delegation
 #   NAME-backfill    backfill, the daily run         Firestore, enqueue, erasure key, signs as delegation
@@ -18,7 +18,7 @@ resource "google_service_account" "ingest" {
   project      = var.project_id
   account_id   = "${var.name_prefix}-ingest"
   display_name = "Meet attendance ingest (public webhook)"
-  description  = "Runs ingest: declares meetings from signed webhooks. Never signs as the delegation identity."
+  description  = "Runs ingest: declares meetings from signed webhooks; hands accepted Calendar notifications to backfill. Never signs as the delegation identity."
   depends_on   = [google_project_service.enabled]
 }
 
@@ -42,7 +42,7 @@ resource "google_service_account" "backfill" {
   project      = var.project_id
   account_id   = "${var.name_prefix}-backfill"
   display_name = "Meet attendance backfill (daily run)"
-  description  = "Runs backfill: the daily Reports scan, chain repair, subscriptions and retention."
+  description  = "Runs backfill: the daily Reports scan, chain repair, subscriptions, Calendar channels and syncs, retention."
   depends_on   = [google_project_service.enabled]
 }
 
@@ -58,7 +58,7 @@ resource "google_service_account" "tasks" {
   project      = var.project_id
   account_id   = "${var.name_prefix}-tasks"
   display_name = "Meet attendance Cloud Tasks OIDC identity"
-  description  = "Identity in the OIDC tokens of every task (polls, backfill slices); the only account that may invoke collect."
+  description  = "Identity in the OIDC tokens of every task (polls, backfill slices, calendar syncs); the only account that may invoke collect."
   depends_on   = [google_project_service.enabled]
 }
 
@@ -88,7 +88,7 @@ resource "google_service_account" "delegation" {
   project      = var.project_id
   account_id   = "${var.name_prefix}-delegate"
   display_name = "Meet attendance domain-wide delegation"
-  description  = "DELEGATION_SERVICE_ACCOUNT: the client id authorised for the Reports, Meet and Directory read-only scopes (README section 2). Holds no role; collect, backfill, api and meet_events sign as it."
+  description  = "DELEGATION_SERVICE_ACCOUNT: the client id authorised for the Reports, Meet, Directory and Calendar read-only scopes (README section 2). Holds no role; collect, backfill, api and meet_events sign as it."
   depends_on   = [google_project_service.enabled]
 }
 
@@ -145,9 +145,10 @@ resource "google_project_iam_member" "function_log_writer" {
   member  = "serviceAccount:${each.value.email}"
 }
 
-# Every function enqueues: ingest the first poll, collect the next one, backfill its slices and
-# repaired chains, api the polls a manual sync causes, meet_events the polls a "conference ended"
-# event brings forward. On the queue only, not project-wide.
+# Every function enqueues: ingest the first poll and, for an accepted Calendar notification, a
+# calendar sync task to backfill; collect the next poll, backfill its slices and repaired chains,
+# api the polls a manual sync causes, meet_events the polls a "conference ended" event brings
+# forward. On the queue only, not project-wide.
 resource "google_cloud_tasks_queue_iam_member" "function_enqueuer" {
   for_each = local.function_accounts
 
@@ -158,7 +159,8 @@ resource "google_cloud_tasks_queue_iam_member" "function_enqueuer" {
   member   = "serviceAccount:${each.value.email}"
 }
 
-# Creating a task whose OIDC token names the tasks account requires actAs on that account only.
+# Creating a task whose OIDC token names the tasks account requires actAs on that account only
+# (whatever the task targets: collect for polls, backfill for slices and calendar syncs).
 resource "google_service_account_iam_member" "function_acts_as_tasks" {
   for_each = local.function_accounts
 
@@ -187,13 +189,17 @@ resource "google_secret_manager_secret_iam_member" "ingest_reads_webhook_secret"
 
 # Keyless delegation: the functions that call Workspace APIs sign the JWT assertion as the delegation
 # identity (signBlob). Granted on that account only, to these four only: never to the public
-# ingest, and no function holds token creator on its own account.
+# ingest, and no function holds token creator on its own account. ingest receives the Calendar
+# notifications but reads no calendar: it enqueues the sync, and backfill (below) reads the changes
+# impersonating the organizer.
 resource "google_service_account_iam_member" "collect_signs_as_delegation" {
   service_account_id = google_service_account.delegation.name
   role               = "roles/iam.serviceAccountTokenCreator"
   member             = "serviceAccount:${google_service_account.collect.email}"
 }
 
+# backfill: Reports, the organizers' Meet subscriptions and, with the Calendar scope, their
+# primary calendars (channels opened and stopped, incremental syncs).
 resource "google_service_account_iam_member" "backfill_signs_as_delegation" {
   service_account_id = google_service_account.delegation.name
   role               = "roles/iam.serviceAccountTokenCreator"
@@ -248,7 +254,8 @@ resource "google_project_iam_member" "operators_datastore" {
   }
 }
 
-# ... sync and backfill start or repair chains on the queue, as tasks carrying the tasks identity ...
+# ... sync, backfill and subscriptions --ensure (whose calendar syncs declare meetings) start or
+# repair chains on the queue, as tasks carrying the tasks identity ...
 resource "google_cloud_tasks_queue_iam_member" "operators_enqueue" {
   for_each = toset(var.operators)
 
@@ -277,7 +284,8 @@ resource "google_service_account_iam_member" "operators_sign_as_delegation" {
   member             = each.value
 }
 
-# ... and the commands that write participants (sync, backfill, erase) need ERASURE_KEY.
+# ... and the commands that write participants (sync, backfill, subscriptions --ensure, erase)
+# need ERASURE_KEY.
 resource "google_secret_manager_secret_iam_member" "operators_read_erasure_key" {
   for_each = toset(var.operators)
 

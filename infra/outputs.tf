@@ -14,8 +14,13 @@ output "collect_url" {
 }
 
 output "backfill_url" {
-  description = "The backfill's deterministic Cloud Run URL (Cloud Scheduler target and OIDC audience)."
+  description = "BACKFILL_URL: the backfill's deterministic Cloud Run URL (target and OIDC audience of the daily job, its slices and the calendar syncs ingest enqueues)."
   value       = local.backfill_url
+}
+
+output "calendar_notifications_url" {
+  description = "CALENDAR_NOTIFICATIONS_URL: where the organizers' Calendar channels push (the deterministic ingest URL + /calendar/notifications). The CLI (subscriptions --ensure) must use this very value, as backfill does."
+  value       = local.calendar_notifications_url
 }
 
 output "meet_events_url" {
@@ -49,7 +54,7 @@ output "delegation_service_account_email" {
 }
 
 output "delegation_service_account_client_id" {
-  description = "OAuth client id to authorise in the Workspace Admin console (Security > API controls > Domain-wide delegation) for exactly the scopes of infra/README.md section 2 (admin.reports.audit.readonly, meetings.space.readonly, admin.directory.user.readonly, admin.directory.group.member.readonly)."
+  description = "OAuth client id to authorise in the Workspace Admin console (Security > API controls > Domain-wide delegation) for exactly the scopes of infra/README.md section 2 (admin.reports.audit.readonly, meetings.space.readonly, admin.directory.user.readonly, admin.directory.group.member.readonly, calendar.events.readonly)."
   value       = google_service_account.delegation.unique_id
 }
 

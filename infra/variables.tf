@@ -37,7 +37,7 @@ variable "reports_admin_subject" {
 }
 
 variable "organizers" {
-  description = "ORGANIZERS: Workspace users (emails) whose Meet conferences feed the system through Workspace Events (each gets a subscription, created impersonating them). Empty: only organizer_group's members, or none."
+  description = "ORGANIZERS: Workspace users (emails) whose Meet conferences and primary calendars feed the system (each gets a Workspace Events subscription and a Calendar push channel, created impersonating them). Empty: only organizer_group's members, or none."
   type        = list(string)
   default     = []
 

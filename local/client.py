@@ -248,6 +248,18 @@ class StackClient:
         """Another control of the fake (``config``, ``faults``, ``subscriptions/suspend`` …)."""
         return self._post(self.env["MEET_API_ENDPOINT"] + "_fake/meet/" + path, payload)
 
+    @property
+    def calendar_url(self) -> str:
+        """The fake Calendar's root (its API is under ``calendar/v3/``)."""
+        return self.env["CALENDAR_API_ENDPOINT"].removesuffix("calendar/v3/")
+
+    def put_calendar_events(self, calendar_id: str, events: list[dict[str, Any]]) -> Any:
+        """Add, replace or cancel events; the fake pushes ``exists`` to the open channels."""
+        return self._post(
+            self.calendar_url + "_fake/calendar/events",
+            {"calendar_id": calendar_id, "events": events},
+        )
+
     def run_cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         """``python -m functions ARGS`` against this stack (its settings as the environment)."""
         return subprocess.run(
@@ -264,6 +276,7 @@ class StackClient:
         """Empty the fake Google APIs and the task queue (Firestore is cleared separately)."""
         self._post(self.env["REPORTS_API_ENDPOINT"] + "/_fake/reset", {})
         self._post(self.env["MEET_API_ENDPOINT"] + "_fake/meet/reset", {})
+        self._post(self.calendar_url + "_fake/calendar/reset", {})
         self._post(self.env["TASKS_EMULATOR_CONTROL_URL"] + "/_emulator/reset", {})
         self.tasks_config(deliver_twice=False, run_immediately=False)
 

@@ -7,7 +7,9 @@ polls the (fake) Reports API and writes Firestore (emulator) until both meetings
 Then Google Meet's side: the organizer's Workspace Events subscription is made sure of
 (``subscriptions --ensure``), a class nobody announced ends in the (fake) Meet, whose "conference
 ended" event reaches ``meet_events`` through Pub/Sub push; its preliminary attendance appears
-within a second, and the Reports data replaces it when it arrives.
+within a second, and the Reports data replaces it when it arrives. Last, Google Calendar's side: a
+class scheduled in the organizer's (fake) calendar reaches ``ingest`` as a push notification and is
+declared with its invitees, then collected, without any webhook.
 Timings are shortened (seconds instead of minutes) so the whole chain runs while you watch.
 """
 
@@ -382,9 +384,79 @@ def meet_path(client: StackClient) -> int:
         f"[green]attendance_source {view['meeting']['attendance_source']}: the Reports data "
         "replaced the preliminary view in one revision."
     )
-    listed = client.run_cli("subscriptions")
-    console.print(listed.stdout.rstrip())
-    return 0
+    return calendar_path(client)
+
+
+# ------------------------------------------------------------------------------------------------
+# The Calendar path: a class scheduled in Google Calendar, collected without any webhook.
+
+PHYSICS_ROOM = "phy-sics-lab"
+PHYSICS = [("hal@school.example", "accepted"), ("ivy@school.example", "declined")]
+
+
+def calendar_path(client: StackClient) -> int:
+    console.rule("Google Calendar: a class scheduled in the organizer's calendar")
+    # It ended a little over two hours ago (the demo's ABSENT_GRACE_S and COLLECT_DEADLINE_S):
+    # its first poll is its last, and the invitee who never came is marked absent.
+    end = datetime.now(UTC) - timedelta(minutes=125)
+    start = end - timedelta(minutes=45)
+    m = timedelta(minutes=1)
+    lesson = {
+        "id": "physics-2026-11-27",
+        "status": "confirmed",
+        "summary": "Physics",
+        "start": {"dateTime": rfc3339(start)},
+        "end": {"dateTime": rfc3339(end)},
+        "organizer": {"email": ORGANIZER, "self": True},
+        "attendees": [
+            {"email": ORGANIZER, "organizer": True, "responseStatus": "accepted"},
+            *({"email": email, "responseStatus": answer} for email, answer in PHYSICS),
+            {"email": "lab-2@resource.calendar.google.com", "resource": True},
+        ],
+        "conferenceData": {
+            "conferenceId": PHYSICS_ROOM,
+            "conferenceSolution": {"key": {"type": "hangoutsMeet"}},
+        },
+    }
+    # Reports already has the class (it ended two hours ago).
+    client.add_activities(
+        activities_for(
+            [Stay(ORGANIZER, start, end), Stay("hal@school.example", start + 3 * m, end)],
+            meeting_code=PHYSICS_ROOM,
+            conference_id="physics-conference",
+        ),
+    )
+    answer = client.put_calendar_events(ORGANIZER, [lesson])
+    console.print(
+        "The fake Calendar pushed a notification (headers, no body) to ingest: "
+        f"{[n['status'] for n in answer['notified']]}; the backfill function syncs the calendar."
+    )
+    from functions.model import meeting_id_for
+
+    meeting_id = meeting_id_for(external_id=f"calendar:{ORGANIZER}:{lesson['id']}")
+    deadline = time.monotonic() + TIMEOUT_S
+    shown = False
+    while time.monotonic() < deadline:
+        answer = client.meeting(meeting_id)
+        if answer.status == 200:
+            meeting = answer.body["meeting"]
+            if not shown and answer.body["participants"] and meeting["status"] != "complete":
+                console.print(participant_table("Physics (declared by Calendar)", answer.body))
+                shown = True
+            if meeting["status"] == "complete":
+                console.print(participant_table("Physics (Reports data)", answer.body))
+                rsvps = {d["participant_key"]: d.get("rsvp") for d in answer.body["participants"]}
+                console.print(f"RSVPs kept from the invitation: {rsvps}")
+                console.print(
+                    "[green]No webhook: Calendar declared the class with its invitees; the "
+                    "declined one is absent."
+                )
+                listed = client.run_cli("subscriptions")
+                console.print(listed.stdout.rstrip())
+                return 0
+        time.sleep(0.5)
+    console.print(f"[red]Physics not complete within {TIMEOUT_S} s.")
+    return 1
 
 
 def main() -> int:

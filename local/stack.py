@@ -70,6 +70,8 @@ STAND_IN_SETTINGS = (
     "MEET_API_ENDPOINT",
     "WORKSPACE_EVENTS_API_ENDPOINT",
     "DIRECTORY_API_ENDPOINT",
+    "CALENDAR_API_ENDPOINT",
+    "CALENDAR_NOTIFICATIONS_URL",
 )
 
 
@@ -186,7 +188,7 @@ class Stack:
         if OPERATOR not in principals:
             source["API_PRINCIPALS"] = ",".join([*principals, OPERATOR])
         tasks_port, tasks_http_port, reports_port = free_port(), free_port(), free_port()
-        workspace_port = free_port()
+        workspace_port, calendar_port = free_port(), free_port()
         function_ports = {name: free_port() for name in FUNCTIONS}
         self.firestore = FirestoreEmulator(project=source["GOOGLE_CLOUD_PROJECT"])
         control_url = f"http://{LOOPBACK}:{tasks_http_port}"
@@ -203,6 +205,10 @@ class Stack:
             "MEET_API_ENDPOINT": f"http://{LOOPBACK}:{workspace_port}/",
             "WORKSPACE_EVENTS_API_ENDPOINT": f"http://{LOOPBACK}:{workspace_port}/",
             "DIRECTORY_API_ENDPOINT": f"http://{LOOPBACK}:{workspace_port}/",
+            "CALENDAR_API_ENDPOINT": f"http://{LOOPBACK}:{calendar_port}/calendar/v3/",
+            "CALENDAR_NOTIFICATIONS_URL": (
+                f"http://{LOOPBACK}:{function_ports['ingest']}/calendar/notifications"
+            ),
         }
         env = stack_settings({**source, **stand_ins})
         settings = Settings.from_env(env, role="collect")
@@ -243,6 +249,13 @@ class Stack:
                     f"--project={env['GOOGLE_CLOUD_PROJECT']}",
                 ],
                 ready=answers(f"{env['MEET_API_ENDPOINT']}_fake/meet/subscriptions", status=200),
+            ),
+            Child(
+                "fake-calendar",
+                [python, "-m", "local.fake_calendar", f"--port={calendar_port}"],
+                ready=answers(
+                    f"http://{LOOPBACK}:{calendar_port}/_fake/calendar/channels", status=200
+                ),
             ),
         ]
         for name, port in function_ports.items():

@@ -169,6 +169,17 @@ class MemoryStore:
     def with_code(self, meeting_code: str) -> list[MeetingRecord]:
         return [m for m in self.meetings.values() if m.meeting_code == meeting_code]
 
+    def named(
+        self, *, calendar_event_id: str | None = None, alias: str | None = None
+    ) -> list[MeetingRecord]:
+        if calendar_event_id is not None:
+            return [
+                m
+                for m in self.meetings.values()
+                if m.declared_calendar_event_id == calendar_event_id
+            ]
+        return [m for m in self.meetings.values() if alias in m.aliases]
+
     def ended_between(self, start: datetime, end: datetime) -> list[MeetingRecord]:
         return [m for m in self.meetings.values() if start <= m.ended_at < end]
 
@@ -258,6 +269,7 @@ class MemoryQueue:
     tasks: list[QueuedTask] = field(default_factory=list)
     names: set[str] = field(default_factory=set)
     slices: list[BackfillSlice] = field(default_factory=list)
+    calendar_syncs: list[str] = field(default_factory=list)
 
     def enqueue(self, task: CollectTask, *, task_id: str, at: datetime) -> bool:
         if task_id in self.names:
@@ -271,6 +283,13 @@ class MemoryQueue:
             return False
         self.names.add(task_id)
         self.slices.append(part)
+        return True
+
+    def enqueue_calendar_sync(self, calendar_id: str, *, task_id: str) -> bool:
+        if task_id in self.names:
+            return False
+        self.names.add(task_id)
+        self.calendar_syncs.append(calendar_id)
         return True
 
     def pop_next(self) -> QueuedTask:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
+from functions.calendar_records import CalendarSyncState, ChannelRecord
 from functions.errors import SubscriptionExists, WorkspaceError
 from functions.meet_records import (
     DirectoryUser,
@@ -262,3 +263,70 @@ class MemoryWorkspaceState:
 
     def remember_event(self, event_id: str, *, expire_at: datetime) -> None:
         self.events.setdefault(event_id, expire_at)
+
+
+class MemoryCalendarState:
+    """The CalendarState port in memory: the lease and the generation fence as in Firestore."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, ChannelRecord] = {}
+        self.syncs: dict[str, CalendarSyncState] = {}
+
+    def channels(self) -> list[ChannelRecord]:
+        return sorted(self.records.values(), key=lambda r: (r.calendar_id, r.created_at))
+
+    def channel(self, channel_id: str) -> ChannelRecord | None:
+        return self.records.get(channel_id)
+
+    def save_channel(self, record: ChannelRecord) -> None:
+        self.records[record.channel_id] = record
+
+    def delete_channel(self, channel_id: str) -> None:
+        self.records.pop(channel_id, None)
+
+    def note_notification(self, channel_id: str, at: datetime) -> None:
+        if channel_id in self.records:
+            self.records[channel_id] = replace(self.records[channel_id], last_notification_at=at)
+
+    def sync_state(self, calendar_id: str) -> CalendarSyncState | None:
+        return self.syncs.get(calendar_id)
+
+    def take_sync(
+        self, calendar_id: str, *, organizer_email: str, owner: str, until: datetime, now: datetime
+    ) -> CalendarSyncState | None:
+        current = self.syncs.get(calendar_id) or CalendarSyncState(
+            calendar_id=calendar_id, organizer_email=organizer_email
+        )
+        if current.lease_owner and current.lease_until and current.lease_until > now:
+            return None
+        taken = replace(current, lease_owner=owner, lease_until=until)
+        self.syncs[calendar_id] = taken
+        return taken
+
+    def finish_sync(
+        self,
+        calendar_id: str,
+        *,
+        owner: str,
+        sync_token: str | None,
+        generation: int,
+        now: datetime,
+        problem: str | None = None,
+    ) -> bool:
+        current = self.syncs.get(calendar_id)
+        if current is None or current.lease_owner != owner:
+            return False
+        stored = current.generation == generation and problem is None
+        self.syncs[calendar_id] = replace(
+            current,
+            sync_token=sync_token if stored else current.sync_token,
+            generation=current.generation + 1 if stored else current.generation,
+            last_sync_at=now if stored else current.last_sync_at,
+            lease_owner=None,
+            lease_until=None,
+            problem=problem,
+        )
+        return stored
+
+    def drop_sync(self, calendar_id: str) -> None:
+        self.syncs.pop(calendar_id, None)

@@ -11,7 +11,7 @@ from google.cloud.tasks_v2.services.cloud_tasks.transports import CloudTasksGrpc
 
 from functions.config import Settings
 from functions.errors import ConfigError
-from functions.payloads import backfill_slice_body, collect_task_body
+from functions.payloads import backfill_slice_body, calendar_sync_body, collect_task_body
 from functions.ports import BackfillSlice, CollectTask
 
 
@@ -59,6 +59,13 @@ class CloudTasksQueue:
             raise ConfigError(["BACKFILL_URL is required to fan a backfill out into tasks"])
         return self._create(
             task_id=task_id, url=self._backfill_url, body=backfill_slice_body(part), at=None
+        )
+
+    def enqueue_calendar_sync(self, calendar_id: str, *, task_id: str) -> bool:
+        if self._backfill_url is None:
+            raise ConfigError(["BACKFILL_URL is required to sync a calendar after a notification"])
+        return self._create(
+            task_id=task_id, url=self._backfill_url, body=calendar_sync_body(calendar_id), at=None
         )
 
     def _create(self, *, task_id: str, url: str, body: bytes, at: datetime | None) -> bool:

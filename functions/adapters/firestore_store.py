@@ -242,6 +242,17 @@ class FirestoreStore:
         query = self._meetings.where(filter=FieldFilter("meeting_code", "==", meeting_code))
         return [MeetingRecord.from_document(s.to_dict() or {}) for s in query.stream()]
 
+    def named(
+        self, *, calendar_event_id: str | None = None, alias: str | None = None
+    ) -> list[MeetingRecord]:
+        if calendar_event_id is not None:
+            query = self._meetings.where(
+                filter=FieldFilter("declared_calendar_event_id", "==", calendar_event_id)
+            )
+        else:
+            query = self._meetings.where(filter=FieldFilter("aliases", "array_contains", alias))
+        return [MeetingRecord.from_document(s.to_dict() or {}) for s in query.stream()]
+
     def ended_between(self, start: datetime, end: datetime) -> list[MeetingRecord]:
         query = self._meetings.where(filter=FieldFilter("ended_at", ">=", start)).where(
             filter=FieldFilter("ended_at", "<", end)

@@ -1,7 +1,8 @@
 """1,000 requests generated from openapi.yaml against the local stack (``make fuzz`` sends 10,000):
 no answer is a 5xx, every answer is one the description documents, no unauthenticated request
-changes a stored document or queues a task, and every authenticated push to ``meet_events`` is
-acknowledged (200 or 204). See ``tests/fuzz/harness.py``.
+changes a stored document or queues a task, every authenticated push to ``meet_events`` is
+acknowledged (200 or 204), and Calendar notifications are accepted for the stack's own channel
+only. See ``tests/fuzz/harness.py``.
 
 The seed is fixed, so the same requests (up to the ids and times the stack hands out) are sent on
 every run.
@@ -10,6 +11,7 @@ every run.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
@@ -63,6 +65,13 @@ def test_generated_requests_answer_as_documented_and_unauthenticated_ones_write_
         if o.draft.function == "meet_events" and o.draft.operation and not o.draft.authenticated
     }
     assert refused >= {401, 403}
+    # Calendar notifications: the stack's channel accepted (its first message and changes),
+    # every forgery refused; calendar_sync tasks reached backfill's handler.
+    notified = set(fuzzed.notifications)
+    assert {"authenticated sync", "authenticated sync_enqueued", "unauthenticated 401"} <= notified
+    syncs = set(fuzzed.calendar_syncs)
+    assert 400 in syncs, syncs
+    assert syncs & {200, 409}, syncs  # synced (or busy: another sync of the calendar ran)
 
 
 # Found by `make fuzz` (seed 0): a slice was not cut to the Reports API's 180 days as a run is;
@@ -88,3 +97,60 @@ def test_a_backfill_slice_older_than_the_reports_retention_does_nothing_and_is_d
     # Nothing Reports still keeps: the slice scans nothing, and answers 2xx so it is not retried.
     assert response.status_code == 200, response.text
     assert client.reports_requests() == []
+
+
+# Found by `python -m tests.fuzz --requests 2000 --seed 2` once Calendar notifications and
+# calendar_sync tasks were generated (each answered 5xx before its fix).
+
+
+@pytest.mark.parametrize("channel_id", [".", ".."])
+def test_a_notification_naming_a_channel_id_the_store_cannot_hold_is_refused(
+    stack: Stack, client: StackClient, channel_id: str
+) -> None:
+    # Public and unauthenticated: one header is enough.
+    response = requests.post(
+        stack.env["CALENDAR_NOTIFICATIONS_URL"],
+        headers={"X-Goog-Channel-ID": channel_id},
+        timeout=60,
+    )
+    assert response.status_code == 401, response.text
+
+
+def calendar_sync(stack: Stack, client: StackClient, calendar_id: str) -> requests.Response:
+    token = client.mint(
+        audience=stack.env["BACKFILL_URL"], email=stack.env["TASKS_SERVICE_ACCOUNT"]
+    )
+    return requests.post(
+        stack.env["BACKFILL_URL"],
+        json={"calendar_sync": {"calendar_id": calendar_id}},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=60,
+    )
+
+
+def test_a_calendar_sync_of_an_id_that_is_no_address_is_refused_and_leaves_no_lease(
+    stack: Stack, client: StackClient
+) -> None:
+    first = calendar_sync(stack, client, "x@\u0100")
+    assert first.status_code < 500, first.text
+    again = calendar_sync(stack, client, "x@\u0100")
+    assert again.status_code == first.status_code, again.text
+
+
+def test_a_calendar_sync_of_a_calendar_that_is_not_ours_is_no_server_error(
+    stack: Stack, client: StackClient
+) -> None:
+    response = calendar_sync(stack, client, "nobody@school.test")
+    assert response.status_code < 500, response.text
+
+
+def test_concurrent_syncs_of_one_calendar_are_busy_not_server_errors(
+    stack: Stack, client: StackClient
+) -> None:
+    organizer = stack.env["ORGANIZERS"].split(",")[0].strip()
+    client.put_calendar_events(organizer, [])  # the organizer's calendar exists, empty
+    client.run_cli("subscriptions", "--ensure")  # its channel opened: its syncs are real ones
+    with ThreadPoolExecutor(16) as pool:
+        for _ in range(3):
+            answers = list(pool.map(lambda _: calendar_sync(stack, client, organizer), range(16)))
+            assert {a.status_code for a in answers} <= {200, 409}, [a.text for a in answers]

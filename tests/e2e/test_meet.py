@@ -278,7 +278,7 @@ def subscriptions_json(stack: Stack) -> list[dict[str, Any]]:
     result = run_cli(stack, "subscriptions", "--json")
     assert result.returncode == 0, result.stderr
     rows: list[dict[str, Any]] = json.loads(result.stdout)
-    return rows
+    return [row for row in rows if row["kind"] == "meet"]
 
 
 def test_subscriptions_ensure_shows_reuses_renews_and_recreates(

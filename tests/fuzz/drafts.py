@@ -14,6 +14,17 @@ JSON, nested too deeply, attributes that are not strings, data that is not base6
 ids too long or not encodable, structured mode, names that are not Google's). Each says which
 outcomes it may have (``Draft.outcomes``: a ``handled`` word, or ``204``).
 
+So do Calendar notifications to ``ingest`` (``POST /calendar/notifications``), whose credential
+is a channel's id, resource id and token together: the authenticated batch sends the stack's own
+channel (``World.channel``, opened by a daily run before drafting) as Google would, the other
+batch forgeries of it (another token, resource or channel id; no token; a webhook signature or
+an ID token instead) and notifications of channels never opened. Either may carry hostile
+extras: headers left out, odd or huge values (lone surrogates as UTF-8 writes them, NUL,
+Latin-1), a hundred more headers, a body. Each says which outcomes it may have: the ``accepted``
+word, ``401``, ``413`` for a body over 4096 bytes, and the HTTP server's own ``400``/``431`` for
+headers it refuses. Backfill's realistic share includes ``calendar_sync`` tasks, of the
+organizer's calendar and of hostile calendar ids.
+
 Weighted choices (which operation, how realistic, which credential) come from a
 ``random.Random`` seeded with the run's seed, not from Hypothesis: its draws lean towards small
 and repeated values (good for finding edge cases, bad for a mix), so the same few choices would
@@ -26,6 +37,7 @@ to the ids and times the stack hands out.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import random
 import zlib
@@ -33,6 +45,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
+from urllib.parse import quote
 
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
@@ -42,6 +55,7 @@ from schemathesis import Case, GenerationMode
 from schemathesis.core import NotSet
 from schemathesis.core.result import Err
 
+from functions.app import MAX_NOTIFICATION_BODY
 from functions.meet_records import (
     CONFERENCE_ENDED,
     SUBSCRIPTION_EXPIRATION_REMINDER,
@@ -77,6 +91,26 @@ BAD: Final[Mapping[str, tuple[str, ...]]] = {
     "backfill": _BAD_TOKENS,
     "meet_events": _BAD_TOKENS,
 }
+#: The Calendar notifications of ingest (CONTRACT §4.1): no body, a channel's headers.
+NOTIFICATIONS: Final = "ingestCalendarNotification"
+#: Their credential: the id, resource id and token of a channel the stack opened ...
+NOTIFICATION_GOOD: Final = ("channel",)
+#: ... or not: a forged token, another resource, an unknown channel id, no token (with or
+#: without another function's credential), or a channel never opened ("garbled").
+NOTIFICATION_BAD: Final = (
+    "none",
+    "garbled",
+    "forged-token",
+    "other-resource",
+    "unknown-channel",
+    "webhook",
+    "bearer",
+)
+CHANNEL_ID: Final = "X-Goog-Channel-ID"
+CHANNEL_TOKEN: Final = "X-Goog-Channel-Token"
+RESOURCE_ID: Final = "X-Goog-Resource-ID"
+RESOURCE_STATE: Final = "X-Goog-Resource-State"
+_IDENTITY: Final = (CHANNEL_ID, CHANNEL_TOKEN, RESOURCE_ID)
 _REASONS: Final = ("poll", "neighbour", "backfill", "manual", "restart", "erasure")
 _EXTERNAL_IDS: Final = tuple(f"fuzz-class-{n}" for n in range(6))
 _CALENDAR_IDS: Final = tuple(f"fuzz-event-{n}" for n in range(4))
@@ -93,6 +127,9 @@ _UNKNOWN_PATHS: Final = (
     "/robots.txt",
     "/favicon.ico",
     "/%2e%2e/etc/passwd",
+    "/calendar",
+    "/calendar/notification",
+    "/calendar/notifications/x",
 )
 #: Drafts planned together: each chunk runs Hypothesis once per (operation, mode) it needs.
 _CHUNK: Final = 250
@@ -104,8 +141,27 @@ def erasures_implemented() -> bool:
     return (ROOT / "functions" / "erasure.py").exists()
 
 
+def credentials_for(
+    function: str, operation: Operation | None, *, authenticated: bool
+) -> tuple[str, ...]:
+    """The credential kinds of a batch for an operation (its function's, but notifications')."""
+    if operation is not None and operation.operation_id == NOTIFICATIONS:
+        return NOTIFICATION_GOOD if authenticated else NOTIFICATION_BAD
+    return (GOOD if authenticated else BAD)[function]
+
+
 # ------------------------------------------------------------------------------------------------
 # What the stack knows: the seed of the realistic share
+
+
+@dataclass(frozen=True, slots=True)
+class Channel:
+    """A Calendar channel the stack opened (its fake Calendar lists it, token included)."""
+
+    id: str
+    resource_id: str
+    token: str
+    calendar_id: str
 
 
 @dataclass
@@ -115,6 +171,10 @@ class World:
     emails: list[str]
     meeting_ids: list[str] = field(default_factory=list)
     erasures: bool = True
+    #: The stack's ``ORGANIZERS``: their calendars are the ones it syncs.
+    organizers: list[str] = field(default_factory=list)
+    #: The channel on the organizer's calendar, once a daily run opened it.
+    channel: Channel | None = None
 
 
 _CODES: Final = ("fzz-aaaa-bbb", "fzz-cccc-ddd", "fzz-eeee-fff")
@@ -168,25 +228,29 @@ def seed_world(client: StackClient) -> World:
 # ------------------------------------------------------------------------------------------------
 # Drafts
 
+#: A header as sent: bytes for values that are not text (a lone surrogate as UTF-8 writes it).
+Header = tuple[str, str | bytes]
+
 
 @dataclass(frozen=True, slots=True)
 class Draft:
     function: str
     method: str
     path: str  # as the function serves it, parameters filled in
-    headers: tuple[tuple[str, str], ...]
+    headers: tuple[Header, ...]
     body: bytes
     content_type: str | None
     credential: str
     operation: Operation | None  # None: off the documented routes
     mode: str  # positive | negative | off-route
     webhook_id: str | None = None  # None: a fresh one when signed
-    #: A push's possible outcomes, authenticated: ``handled`` words or "204" (None: any).
+    #: A push's possible outcomes, authenticated: ``handled`` words or "204"; a notification's,
+    #: in both batches: ``accepted`` words or statuses (None: any).
     outcomes: frozenset[str] | None = None
 
     @property
     def authenticated(self) -> bool:
-        return self.credential in GOOD[self.function]
+        return self.credential in credentials_for(self.function, self.operation, authenticated=True)
 
 
 def _header_value(value: object) -> str:
@@ -259,12 +323,60 @@ def _realistic_declaration(
     return body
 
 
+#: Calendar ids of ``calendar_sync`` tasks that no notification would queue: not a calendar's
+#: address (400), or the address of a calendar that is no organizer's.
+_HOSTILE_CALENDAR_IDS: Final[tuple[object, ...]] = (
+    "",
+    "a",
+    "@",
+    "ab",
+    "no-at-sign",
+    "x" * 255 + "@y",
+    "a\n@b",
+    "a@b\u0000",
+    "\u0085@school.test",
+    "\ud800@school.test",  # a lone surrogate (its JSON escape is sent)
+    "@\udfff",
+    5,
+    None,
+    [],
+    {},
+    True,
+    "nobody@school.test",
+    "@@@",
+    " @ ",
+    "../..@x",
+    "a@b/c?d#e",
+    "primary@school.test",
+    "%40@x",
+    "x" * 250 + "@y",
+    "\u00e9l\u00e8ve@\u00e9cole.test",
+    "\U0001f600@school.test",
+)
+
+
+def _calendar_sync(rnd: random.Random, world: World) -> object:
+    """A ``calendar_sync`` task: the organizer's calendar as a notification queues it (a
+    concurrent one is busy, 409), or a hostile calendar id, or no object at all."""
+    roll = rnd.random()
+    if roll < 0.4 and world.organizers:
+        calendar_id = rnd.choice(world.organizers)
+        if rnd.random() < 0.2:
+            calendar_id = calendar_id.upper()
+        return {"calendar_sync": {"calendar_id": calendar_id}}
+    if roll < 0.9:
+        return {"calendar_sync": {"calendar_id": rnd.choice(_HOSTILE_CALENDAR_IDS)}}
+    return {"calendar_sync": rnd.choice(("teacher@school.example", 5, [], True, None))}
+
+
 def _realistic_backfill(rnd: random.Random, world: World) -> object:
-    choice = rnd.randrange(4)
+    choice = rnd.randrange(6)
     if choice == 0:
         return NotSet()
     if choice == 1:
         return {}
+    if choice >= 4:
+        return _calendar_sync(rnd, world)
     until = _before(rnd, world.now, 3600)
     since = _before(rnd, until, 6 * 3600, 60)
     if choice == 2:
@@ -531,6 +643,232 @@ def _realistic_push(rnd: random.Random, world: World) -> Push:
     return _hostile_push(rnd, world) if rnd.random() < 0.4 else _well_formed_push(rnd, world)
 
 
+# ------------------------------------------------------------------------------------------------
+# Calendar notifications to ingest: the stack's channel, forgeries of it, hostile extras
+
+_STATES: Final = ("exists", "not_exists")
+#: States Google does not send: all but ``sync`` itself are changes.
+_ODD_STATES: Final = ("SYNC", "Sync", "unknown", "exists,sync", "0", "deleted", "")
+#: Odd header values; bytes are sent as they are (not text: Latin-1, a lone surrogate as UTF-8
+#: would write it, NUL, which the HTTP server refuses).
+_ODD_VALUES: Final[tuple[str | bytes, ...]] = (
+    "",
+    "x",
+    ".",
+    "..",
+    "__x__",
+    "a/b",
+    "%2e%2e",
+    "../../x",
+    "null",
+    "-1",
+    "1e9",
+    "99999999999999999999999",
+    "'; DROP TABLE x; --",
+    "${jndi:ldap://127.0.0.1/x}",
+    "x" * 64,
+    "x" * 65,
+    "x" * 257,
+    "\u00e9".encode(),
+    "\U0001f600".encode(),
+    b"\xed\xa0\x80",
+    b"\xff\xfe",
+    b"\xe9t\xe9",
+    b"a\x00b",
+    b"a\x7fb",
+)
+#: Channel ids of channels never opened, some of which the store cannot name.
+_ODD_CHANNEL_IDS: Final[tuple[str | bytes, ...]] = (
+    ".",
+    "..",
+    "__x__",
+    "__x",
+    "a/b",
+    "/",
+    "x" * 64,
+    "x" * 65,
+    "x" * 5000,
+    "*",
+    "%2F",
+    "\u00e9".encode(),
+    b"\xed\xa0\x80",
+    b"\xff",
+    b"\x00",
+)
+#: Bodies Google never sends (it sends none): ignored up to 4096 bytes, 413 beyond.
+_NOTIFICATION_BODIES: Final[tuple[bytes, ...]] = (
+    b"{}",
+    b"null",
+    b'{"kind": "api#channel", "resourceState": "exists"}',
+    b'{"a": "\\ud800"}',
+    b"\xff\xfe\x00",
+    b"<xml/>",
+    b"x" * MAX_NOTIFICATION_BODY,
+    b"x" * (MAX_NOTIFICATION_BODY + 1),
+    b" " * 66_000,
+)
+_BODY_TYPES: Final = (
+    None,
+    "application/json",
+    "text/plain",
+    "application/x-www-form-urlencoded",
+    "application/json; charset=latin-1",
+)
+#: Beyond these the HTTP server in front of the function refuses the headers itself (431):
+#: gunicorn's 8190 bytes a header line and 100 headers (requests adds about six).
+_HEADER_LINE_LIMIT: Final = 8000
+_HEADER_COUNT_LIMIT: Final = 90
+
+
+def _get(headers: Mapping[str, str | bytes], name: str) -> str | bytes | None:
+    for key, value in headers.items():
+        if key.lower() == name.lower():
+            return value
+    return None
+
+
+def _set(headers: dict[str, str | bytes], name: str, value: str | bytes | None) -> None:
+    """Set (None: remove) a header whatever the case of its name."""
+    for key in [k for k in headers if k.lower() == name.lower()]:
+        del headers[key]
+    if value is not None:
+        headers[name] = value
+
+
+def _google_notification(
+    rnd: random.Random, world: World, *, opened: bool
+) -> dict[str, str | bytes]:
+    """A notification as Google sends it, of the stack's channel (``opened``, when there is
+    one) or of a channel never opened."""
+    channel = (world.channel if opened else None) or Channel(
+        id=_hex(rnd) * 2,
+        resource_id=f"fuzz-resource-{_hex(rnd)}",
+        token=base64.urlsafe_b64encode(rnd.randbytes(32)).decode().rstrip("="),
+        calendar_id=(world.organizers or ["teacher@school.example"])[0],
+    )
+    roll = rnd.random()
+    state = (
+        "sync" if roll < 0.15 else rnd.choice(_STATES) if roll < 0.9 else rnd.choice(_ODD_STATES)
+    )
+    expires = world.now + timedelta(days=rnd.randint(1, 7))
+    return {
+        CHANNEL_ID: channel.id,
+        CHANNEL_TOKEN: channel.token,
+        "X-Goog-Channel-Expiration": expires.strftime("%a, %d %b %Y %H:%M:%S GMT"),
+        RESOURCE_ID: channel.resource_id,
+        "X-Goog-Resource-URI": (
+            "https://www.googleapis.com/calendar/v3/calendars/"
+            f"{quote(channel.calendar_id, safe='')}/events?alt=json"
+        ),
+        RESOURCE_STATE: state,
+        "X-Goog-Message-Number": "1" if state == "sync" else str(rnd.randint(2, 10**12)),
+    }
+
+
+def _hostile_extras(rnd: random.Random, headers: dict[str, str | bytes]) -> None:
+    """One or two things Google would not send, to the headers that are no credential."""
+    others = [k for k in headers if k not in _IDENTITY]
+    for _ in range(rnd.randint(1, 2)):
+        roll = rnd.random()
+        if roll < 0.3 and others:
+            _set(headers, rnd.choice(others), None)
+        elif roll < 0.6 and others:
+            _set(headers, rnd.choice(others), rnd.choice(_ODD_VALUES))
+        elif roll < 0.75:
+            name = rnd.choice([*others, "X-Goog-Changed", "X-Fuzz-Huge"])
+            headers[name] = "x" * rnd.choice((2000, 7000, 8100, 9000, 20_000))
+        elif roll < 0.85:
+            for index in range(rnd.choice((20, 95, 120))):
+                headers[f"X-Fuzz-{index}"] = "v"
+        else:
+            headers[rnd.choice(("X-Goog-Changed", "X-Goog-Channel-Ids", "Forwarded"))] = rnd.choice(
+                ("properties,time", "content", "for=127.0.0.1", "x")
+            )
+
+
+def _forged(rnd: random.Random, genuine: str) -> str | bytes | None:
+    """Something close to a genuine value that is not it (None: the header left out)."""
+    variants: list[str | bytes | None] = [
+        genuine + "x",
+        genuine[:-1],
+        genuine.upper(),
+        genuine.lower(),
+        genuine[::-1],
+        ("A" if genuine[:1] != "A" else "B") + genuine[1:],
+        genuine * 2,
+        "",
+        None,
+        hashlib.sha256(genuine.encode()).hexdigest(),  # what is stored of a token
+        genuine.encode() + b"\xe9",
+        genuine.encode() + b"\xed\xa0\x80",
+        "x" * rnd.choice((64, 257, 7000, 9000)),
+        rnd.choice(_ODD_VALUES),
+    ]
+    forged = rnd.choice(variants)
+    return forged if forged != genuine else genuine + "x"
+
+
+def _with_credential(
+    rnd: random.Random, headers: dict[str, str | bytes], world: World, credential: str
+) -> None:
+    """The identity headers as ``credential`` says: the stack's channel, or a forgery of it.
+    ``garbled`` keeps what the draft has (a channel never opened); ``webhook`` and ``bearer``
+    (no token, another credential instead) get theirs when sent."""
+    channel = world.channel
+    if credential == "garbled" or channel is None:
+        return
+    genuine = {
+        CHANNEL_ID: channel.id,
+        CHANNEL_TOKEN: channel.token,
+        RESOURCE_ID: channel.resource_id,
+    }
+    for name, value in genuine.items():
+        _set(headers, name, value)
+    if credential == "forged-token":
+        _set(headers, CHANNEL_TOKEN, _forged(rnd, channel.token))
+    elif credential == "other-resource":
+        _set(headers, RESOURCE_ID, _forged(rnd, channel.resource_id))
+    elif credential == "unknown-channel":
+        forged = _forged(rnd, channel.id) if rnd.random() < 0.4 else rnd.choice(_ODD_CHANNEL_IDS)
+        _set(headers, CHANNEL_ID, forged)
+    elif credential in ("none", "webhook", "bearer"):
+        _set(headers, CHANNEL_TOKEN, None)
+
+
+def _server_refuses(value: str | bytes) -> bool:
+    """Whether the HTTP server refuses a header value itself (400): control characters."""
+    raw = value if isinstance(value, bytes) else value.encode("utf-8", "surrogatepass")
+    return any((byte < 0x20 and byte != 0x09) or byte == 0x7F for byte in raw)
+
+
+def notification_outcomes(
+    headers: Mapping[str, str | bytes], body: bytes, *, genuine: bool
+) -> frozenset[str]:
+    """What a notification may end with: the ``accepted`` word of a genuine one, else ``401``;
+    ``413`` for a body over 4096 bytes; the HTTP server's ``400``/``431`` for headers it
+    refuses."""
+    if len(body) > MAX_NOTIFICATION_BODY:
+        outcome = "413"
+    elif genuine:
+        outcome = "sync" if _get(headers, RESOURCE_STATE) == "sync" else "sync_enqueued"
+    else:
+        outcome = "401"
+    possible = {outcome}
+    if any(_server_refuses(value) for value in headers.values()):
+        possible.add("400")
+    lines = (len(name) + 2 + len(value) for name, value in headers.items())
+    if len(headers) > _HEADER_COUNT_LIMIT or max(lines, default=0) > _HEADER_LINE_LIMIT:
+        possible.add("431")
+    return frozenset(possible)
+
+
+def _notification_body(rnd: random.Random) -> tuple[bytes, str | None]:
+    roll = rnd.random()
+    if roll < 0.8:
+        return b"", None
+    return rnd.choice(_NOTIFICATION_BODIES), rnd.choice(_BODY_TYPES)
+
+
 def _off_route(rnd: random.Random, *, authenticated: bool) -> Draft:
     """Another method on a documented path, or a path no function documents."""
     function = rnd.choice(("ingest", "api", "collect", "backfill", "meet_events"))
@@ -539,12 +877,16 @@ def _off_route(rnd: random.Random, *, authenticated: bool) -> Draft:
         method = rnd.choice(_OTHER_METHODS)
         path = rnd.choice(("/", "/x", "/meetings/sync"))
     elif function in ("ingest", "meet_events"):
-        # They serve POST / only.
+        # They serve POST / only (and ingest POST /calendar/notifications).
+        served = ("/", "/calendar/notifications") if function == "ingest" else ("/",)
         if rnd.random() < 0.5:
-            method, path = rnd.choice(_OTHER_METHODS), "/"
+            method, path = rnd.choice(_OTHER_METHODS), rnd.choice(served)
         else:
             method = rnd.choice(("POST", "GET"))
-            path = rnd.choice(("/meetings/sync", "/meetings/m-1", "/erasures", *_UNKNOWN_PATHS))
+            paths = ["/meetings/sync", "/meetings/m-1", "/erasures", *_UNKNOWN_PATHS]
+            if function == "meet_events":
+                paths.append("/calendar/notifications")
+            path = rnd.choice(paths)
     else:
         documented = {"/erasures": "POST", "/meetings/m-1": "GET", "/meetings/m-1/sync": "POST"}
         if rnd.random() < 0.5:
@@ -552,7 +894,7 @@ def _off_route(rnd: random.Random, *, authenticated: bool) -> Draft:
             method = rnd.choice([m for m in (*_OTHER_METHODS, "POST") if m != documented[path]])
         else:
             method = rnd.choice(("POST", "GET"))
-            path = rnd.choice(_UNKNOWN_PATHS)
+            path = rnd.choice((*_UNKNOWN_PATHS, "/calendar/notifications"))
     body = b'{"type":"meeting.ended"}' if method in ("POST", "PUT", "PATCH") else b""
     return Draft(
         function=function,
@@ -672,6 +1014,8 @@ class Generator:
     def _draft(
         self, rnd: random.Random, op: Operation, mode: str, case: Case[Any], authenticated: bool
     ) -> Draft:
+        if op.operation_id == NOTIFICATIONS:
+            return self._notification(rnd, op, mode, case, authenticated)
         parameters = dict(case.path_parameters or {})
         body: object = case.body
         outcomes: frozenset[str] | None = None
@@ -702,4 +1046,38 @@ class Generator:
             mode=mode,
             webhook_id=rnd.choice(_REPLAYED_IDS) if rnd.random() < 0.1 else None,
             outcomes=outcomes,
+        )
+
+    def _notification(
+        self, rnd: random.Random, op: Operation, mode: str, case: Case[Any], authenticated: bool
+    ) -> Draft:
+        """A Calendar notification: mostly as Google sends it (some with hostile extras), else
+        schemathesis' headers; then the credential's identity headers."""
+        credential = rnd.choice(credentials_for(op.function, op, authenticated=authenticated))
+        body, content_type = b"", None
+        if mode == "positive" and rnd.random() < 0.8:
+            # "garbled" keeps the identity drawn here: a channel never opened.
+            headers = _google_notification(rnd, self.world, opened=credential != "garbled")
+            if rnd.random() < 0.4:
+                _hostile_extras(rnd, headers)
+            body, content_type = _notification_body(rnd)
+        else:
+            headers = {
+                str(name): _header_value(value)
+                for name, value in (case.headers or {}).items()
+                if str(name).lower() != "content-type"
+            }
+        _with_credential(rnd, headers, self.world, credential)
+        genuine = credential in NOTIFICATION_GOOD and self.world.channel is not None
+        return Draft(
+            function=op.function,
+            method=op.method,
+            path=op.local_path({}),
+            headers=tuple(headers.items()),
+            body=body,
+            content_type=content_type,
+            credential=credential,
+            operation=op,
+            mode=mode,
+            outcomes=notification_outcomes(headers, body, genuine=genuine),
         )

@@ -10,16 +10,24 @@ Two batches:
    token mint for the api (``operator@local.test``, audience ``API_URL``), collect
    (``TASKS_SERVICE_ACCOUNT``, ``COLLECT_URL``), backfill (``SCHEDULER_SERVICE_ACCOUNT`` or
    the tasks identity, ``BACKFILL_URL``) and meet_events (``PUBSUB_PUSH_SERVICE_ACCOUNT``,
-   ``MEET_EVENTS_URL``). Every answer must be below 500 and one the description documents. A
-   push to meet_events must moreover be acknowledged, ``200`` or ``204`` (Pub/Sub redelivers
-   anything else), unless its size or media type is refused (413, 415); a push that says how
-   it must end (``Draft.outcomes``) must end so.
+   ``MEET_EVENTS_URL``), and Calendar notifications of the channel a daily run opened on the
+   organizer's calendar (its id, resource id and token, which the fake Calendar lists). Every
+   answer must be below 500 and one the description documents. A push to meet_events must
+   moreover be acknowledged, ``200`` or ``204`` (Pub/Sub redelivers anything else), unless its
+   size or media type is refused (413, 415); a push that says how it must end
+   (``Draft.outcomes``) must end so.
 2. **Unauthenticated**: no credential, a garbled one, a webhook signed with another secret or
    over other bytes or outside the 5-minute window, a token for another audience or another
-   identity, a tampered token, Basic auth, a webhook signature where a token is due. With the
-   task queue paused and the store settled, every Firestore document and every queued task is
-   read before and after the batch: nothing may differ, and no answer may be a 2xx. A push to
-   meet_events must be answered 401 or 403 (or 413, 415 for its size or media type).
+   identity, a tampered token, Basic auth, a webhook signature where a token is due; for
+   Calendar notifications a forged token, another resource id, an unknown channel id (some the
+   store cannot name), no token, a channel never opened. With the task queue paused and the
+   store settled, every Firestore document and every queued task is read before and after the
+   batch: nothing may differ, and no answer may be a 2xx. A push to meet_events must be
+   answered 401 or 403 (or 413, 415 for its size or media type).
+
+A Calendar notification, in either batch, must end as its draft says: ``sync`` or
+``sync_enqueued`` for the stack's channel, ``401`` for any other, ``413`` for a body over 4096
+bytes, or the HTTP server's own ``400``/``431`` for headers it refuses.
 
 Off-route requests (another method, an unknown path) must answer 404 or 405. A request answered
 5xx is kept with a reproducer, its JSON body shrunk to the smallest that still answers 5xx.
@@ -49,7 +57,7 @@ from functions.limits import MAX_BODY_BYTES
 from functions.signatures import sign_webhook
 from local.client import OPERATOR, StackClient
 from tests.fuzz import snapshot as snapshots
-from tests.fuzz.drafts import Draft, Generator, seed_world
+from tests.fuzz.drafts import NOTIFICATIONS, Channel, Draft, Generator, seed_world
 from tests.fuzz.spec import URL_SETTINGS, answer_problems
 
 _AUTH_HEADERS: Final = frozenset(
@@ -94,8 +102,9 @@ class Credentials:
         webhook_id = draft.webhook_id or f"fuzz_{uuid.uuid4().hex}"
         return sign_webhook(secret=secret, webhook_id=webhook_id, timestamp=at, body=body)
 
-    def headers(self, draft: Draft) -> dict[str, str]:
-        """The draft's headers with its credential applied."""
+    def headers(self, draft: Draft) -> dict[str, str | bytes]:
+        """The draft's headers with its credential applied (a notification's identity headers
+        are the draft's own)."""
         credential, function, body = draft.credential, draft.function, draft.body
         headers = dict(draft.headers)
         if credential != "garbled":
@@ -158,6 +167,7 @@ class Credentials:
             "tasks": f"Authorization: Bearer <minted: {self.tasks}, audience {audience}>",
             "scheduler": f"Authorization: Bearer <minted: {self.scheduler}, audience {audience}>",
             "push": f"Authorization: Bearer <minted: {self.push}, audience {audience}>",
+            "channel": "the X-Goog-* headers of the stack's channel (as shown)",
         }
         return names.get(draft.credential, draft.credential)
 
@@ -218,6 +228,8 @@ def judge(draft: Draft, response: requests.Response) -> tuple[str, ...]:
         problems.extend(answer_problems(draft.operation, status, response.content))
         if draft.function == "meet_events" and status < 500:
             problems.extend(push_problems(draft, status, response.content))
+        if draft.operation.operation_id == NOTIFICATIONS and status < 500:
+            problems.extend(notification_problems(draft, status, response.content))
     if not draft.authenticated and 200 <= status < 300:
         problems.append(f"unauthenticated ({draft.credential}) request answered {status}")
     return tuple(problems)
@@ -279,6 +291,41 @@ def push_problems(draft: Draft, status: int, body: bytes) -> list[str]:
     return []
 
 
+def notification_outcome(status: int, body: bytes) -> str:
+    """A notification's outcome: the word a 200 says it was accepted with, else the status."""
+    if status != 200:
+        return str(status)
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        return "200"
+    accepted = answer.get("accepted") if isinstance(answer, dict) else None
+    return accepted if isinstance(accepted, str) else "200"
+
+
+def notification_problems(draft: Draft, status: int, body: bytes) -> list[str]:
+    """CONTRACT §4.1: only the stack's channel is accepted, nothing else; a body over 4096
+    bytes is refused first (and headers the HTTP server refuses, before the function)."""
+    outcome = notification_outcome(status, body)
+    if draft.outcomes is not None and outcome not in draft.outcomes:
+        return [
+            f"calendar notification ({draft.credential}) ended {outcome!r}, "
+            f"not one of {sorted(draft.outcomes)}"
+        ]
+    return []
+
+
+def is_calendar_sync(draft: Draft) -> bool:
+    """Whether a draft is a ``calendar_sync`` task for backfill."""
+    if draft.function != "backfill" or b"calendar_sync" not in draft.body:
+        return False
+    try:
+        body = json.loads(draft.body)
+    except (ValueError, RecursionError):
+        return False
+    return isinstance(body, dict) and body.get("calendar_sync") is not None
+
+
 def _shrunk_bodies(value: Any) -> list[Any]:
     """Smaller variants of a JSON value: one member or item left out, or a string halved."""
     if isinstance(value, dict):
@@ -310,10 +357,16 @@ def shrink(sender: Sender, outcome: Outcome, *, budget: int = 60) -> Outcome:
     return best
 
 
+def _shown(value: str | bytes) -> str:
+    """A header value as a reproducer shows it: bytes as their repr, long ones cut."""
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= 200 else f"{text[:200]}… ({len(text)} characters)"
+
+
 def reproducer(sender: Sender, outcome: Outcome) -> str:
     draft = outcome.draft
     headers = {
-        k: v
+        k: _shown(v)
         for k, v in sender.credentials.headers(draft).items()
         if k.lower() not in _AUTH_HEADERS or draft.credential == "garbled"
     }
@@ -342,6 +395,44 @@ class Queue:
 
     def task_names(self) -> set[str]:
         return {task.name for task in self._client.list_tasks(parent=self._settings.queue_path)}
+
+
+# ------------------------------------------------------------------------------------------------
+# The stack's Calendar channel
+
+
+def stack_channel(env: Mapping[str, str], credentials: Credentials) -> Channel | None:
+    """The channel on the organizer's calendar, as a daily run (run here first) leaves it: one
+    the fake Calendar lists (with its token) and the store knows (with its resource id). None
+    when the stack opens no channels (no ``ORGANIZERS`` or no notification address)."""
+    endpoint, address = env.get("CALENDAR_API_ENDPOINT"), env.get("CALENDAR_NOTIFICATIONS_URL")
+    if not (endpoint and address and env.get("ORGANIZERS", "").strip()):
+        return None
+    if not endpoint.startswith("http://127.0.0.1:"):
+        raise ValueError("CALENDAR_API_ENDPOINT must be a loopback URL of the local stack")
+    token = credentials.token("backfill", credentials.scheduler)
+    ran = requests.post(
+        env["BACKFILL_URL"], headers={"Authorization": f"Bearer {token}"}, timeout=120
+    )
+    if ran.status_code != 200:
+        raise RuntimeError(f"the daily run answered {ran.status_code}: {ran.text[:300]}")
+    listed = requests.get(
+        endpoint.removesuffix("calendar/v3/") + "_fake/calendar/channels", timeout=30
+    )
+    listed.raise_for_status()
+    database = snapshots.emulator_client(env)
+    for channel in listed.json()["channels"]:
+        if channel.get("address") != address or not channel.get("token"):
+            continue
+        stored = database.collection("calendar_channels").document(channel["id"]).get()
+        if stored.exists and (stored.to_dict() or {}).get("resource_id") == channel["resourceId"]:
+            return Channel(
+                id=channel["id"],
+                resource_id=channel["resourceId"],
+                token=channel["token"],
+                calendar_id=channel["calendar_id"],
+            )
+    return None
 
 
 # ------------------------------------------------------------------------------------------------
@@ -374,6 +465,24 @@ class Summary:
         return [
             d for d in self.dispatches if not isinstance(d.get("status"), int) or d["status"] >= 500
         ]
+
+    @property
+    def notifications(self) -> Counter[str]:
+        """How Calendar notifications ended, by batch: ``authenticated sync_enqueued`` and the
+        like (an ``accepted`` word or a status)."""
+        return Counter(
+            ("authenticated " if o.draft.authenticated else "unauthenticated ")
+            + notification_outcome(o.status, o.body)
+            for o in self.outcomes
+            if o.draft.operation and o.draft.operation.operation_id == NOTIFICATIONS
+        )
+
+    @property
+    def calendar_syncs(self) -> Counter[int]:
+        """The statuses of the authenticated ``calendar_sync`` tasks sent to backfill."""
+        return Counter(
+            o.status for o in self.outcomes if o.draft.authenticated and is_calendar_sync(o.draft)
+        )
 
     @property
     def pushes(self) -> Counter[str]:
@@ -418,6 +527,10 @@ class Summary:
         ]
         pushes = ", ".join(f"{outcome} {n}" for outcome, n in sorted(self.pushes.items()))
         lines.append(f"  meet_events pushes (authenticated): {pushes or 'none'}")
+        notified = ", ".join(f"{outcome} {n}" for outcome, n in sorted(self.notifications.items()))
+        lines.append(f"  calendar notifications: {notified or 'none'}")
+        syncs = " ".join(f"{status}:{n}" for status, n in sorted(self.calendar_syncs.items()))
+        lines.append(f"  backfill calendar_sync tasks (authenticated): {syncs or 'none'}")
         if not self.erasures:
             lines.append(
                 "  POST /erasures: unauthenticated only (functions/erasure.py does not exist yet)"
@@ -446,8 +559,13 @@ def run(
     started = time.monotonic()
     client = StackClient(env)
     world = seed_world(client)
-    generator = Generator(world)
     sender = Sender(env, Credentials(client, env))
+    world.organizers = [
+        email.strip().lower() for email in env.get("ORGANIZERS", "").split(",") if email.strip()
+    ]
+    world.channel = stack_channel(env, sender.credentials)
+    progress(f"calendar channel: {'open' if world.channel else 'none'}")
+    generator = Generator(world)
     authenticated_count = round(requests_count * authenticated_share)
 
     def elapsed() -> str:

@@ -81,6 +81,19 @@ REQUIRED_APIS = (
     "meet.googleapis.com",
     "workspaceevents.googleapis.com",
     "pubsub.googleapis.com",
+    "calendar-json.googleapis.com",
+)
+#: Where Google Calendar pushes the organizers' channel notifications (CONTRACT §4.1, §5): the
+#: public ingest's deterministic Cloud Run URL (NAME-ingest-PROJECT_NUMBER.REGION.run.app) plus the
+#: route, with locals expanded.
+CALENDAR_NOTIFICATIONS_URL = (
+    "https://${var.name_prefix}-ingest-${data.google_project.this.number}.${var.region}.run.app"
+    "/calendar/notifications"
+)
+#: Settings that let a function sign as the delegation identity or name whom to impersonate: never
+#: in the public ingest, which hands Calendar notifications to backfill instead of reading calendars.
+DELEGATION_SETTINGS = frozenset(
+    {"REPORTS_ADMIN_SUBJECT", "REPORTS_CREDENTIALS", "DELEGATION_SERVICE_ACCOUNT"}
 )
 #: (scope, role) a function's account may hold; ``secret:*`` is any secret its function mounts.
 FUNCTION_GRANTS = frozenset(
@@ -111,6 +124,10 @@ BUILD_GRANTS = frozenset(
 #: Collection groups whose documents carry expire_at and expire by a TTL policy (CONTRACT §3).
 #: meet_deliveries: the handled CloudEvent ids (meet_events' dedupe by ce-id).
 TTL_COLLECTIONS = ("meetings", "participants", "revisions", "webhook_deliveries", "meet_deliveries")
+#: Collection groups that must never expire: an erasure must outlive every poll; a channel record
+#: is deleted by the code when the channel is stopped (a TTL deleting a live one would have its
+#: notifications refused), and a calendar's sync token must outlive any retention.
+NO_TTL_COLLECTIONS = ("erasures", "calendar_channels", "calendar_syncs")
 
 Block = dict[str, Any]
 
@@ -720,6 +737,7 @@ def functions_have_settings(infra: Infra) -> list[str]:
         "MEET_EVENTS_URL": "${local.meet_events_url}",
         "PUBSUB_PUSH_SERVICE_ACCOUNT": "${google_service_account.pubsub_push.email}",
         "WORKSPACE_EVENTS_TOPIC": "${google_pubsub_topic.workspace_events.id}",
+        "CALENDAR_NOTIFICATIONS_URL": "${local.calendar_notifications_url}",
     }
     for name, body in functions.items():
         reads = READS.get(name)  # type: ignore[call-overload]
@@ -1025,6 +1043,68 @@ def meet_can_publish_workspace_events(infra: Infra) -> list[str]:
     return problems
 
 
+def _expand_url(infra: Infra, value: Any) -> str:
+    """A URL expression with its locals expanded, ``${local.function_names.X}`` included."""
+    names = infra.locals.get("function_names") or {}
+    return re.sub(
+        r"\$\{local\.function_names\.(\w+)\}",
+        lambda m: str(names.get(m.group(1), m.group(0))),
+        infra.expand(str(value)),
+    )
+
+
+def calendar_notifications_reach_ingest(infra: Infra) -> list[str]:
+    """The organizers' Calendar channels push to the public ingest (its deterministic URL +
+    /calendar/notifications), the address backfill opens them with and the CLI is given (output
+    calendar_notifications_url); ingest hands each accepted notification to backfill without
+    signing as anyone: it gets BACKFILL_URL, enqueues on the queue acting as the tasks identity
+    (which may invoke backfill), and holds no token role and no delegation setting."""
+    problems = []
+    functions = _functions(infra)
+    url = environment(infra, functions.get("backfill", {})).get("CALENDAR_NOTIFICATIONS_URL")
+    if url is None:
+        problems.append("backfill has no CALENDAR_NOTIFICATIONS_URL: it cannot open channels")
+    elif _expand_url(infra, url) != CALENDAR_NOTIFICATIONS_URL:
+        problems.append(
+            f"backfill's CALENDAR_NOTIFICATIONS_URL is {_expand_url(infra, url)!r}, expected "
+            f"{CALENDAR_NOTIFICATIONS_URL!r} (the ingest URL + calendar/notifications)"
+        )
+    output = (infra.outputs.get("calendar_notifications_url") or {}).get("value")
+    if output is None or _expand_url(infra, output) != CALENDAR_NOTIFICATIONS_URL:
+        problems.append(
+            f"output calendar_notifications_url is {output!r}: the CLI must open channels with "
+            "the address backfill uses, or each would replace the other's channels"
+        )
+    if (functions.get("ingest") or {}).get("name") != "${local.function_names.ingest}":
+        problems.append("the ingest function is not named local.function_names.ingest")
+    if "ingest" not in public_functions(infra):
+        problems.append("ingest admits no allUsers: Google Calendar pushes without credentials")
+    ingest_env = environment(infra, functions.get("ingest", {}))
+    if ingest_env.get("BACKFILL_URL") != "${local.backfill_url}":
+        problems.append(
+            f"ingest's BACKFILL_URL is {ingest_env.get('BACKFILL_URL')!r}: its calendar sync "
+            "tasks must target backfill (${local.backfill_url})"
+        )
+    problems += [
+        f"ingest gets {name}: it must not sign as the delegation identity"
+        for name in sorted(DELEGATION_SETTINGS & set(ingest_env))
+    ]
+    account = function_accounts(infra).get("ingest")
+    held = {(g.scope, g.role) for g in grants(infra) if account and g.account == account}
+    enqueues = (("queue:collect", "roles/cloudtasks.enqueuer"), ("service_account:tasks", ACT_AS))
+    for scope, role in enqueues:
+        if (scope, role) not in held:
+            problems.append(f"ingest lacks {role} on {scope}: it cannot enqueue calendar syncs")
+    problems += [
+        f"ingest holds {role} on {scope}: the public function signs as no one"
+        for scope, role in sorted(held)
+        if role in TOKEN_ROLES
+    ]
+    if _account_ref("tasks") not in _invokers(infra, "backfill"):
+        problems.append("the tasks account cannot invoke backfill: calendar syncs would be refused")
+    return problems
+
+
 def scheduler_uses_oidc(infra: Infra) -> list[str]:
     jobs = infra.of_type("google_cloud_scheduler_job")
     if not jobs:
@@ -1111,17 +1191,17 @@ def _field_overrides(infra: Infra) -> list[dict[str, Any]]:
 
 def firestore_retention_and_erasure(infra: Infra) -> list[str]:
     """TTL on expire_at of meetings, participants, revisions, webhook and Meet event deliveries
-    (and never on erasures); participant_key and revisions.participant_keys indexed for collection-group lookups;
-    all from the JSON file."""
+    (and never on erasures, calendar channels or calendar syncs); participant_key and
+    revisions.participant_keys indexed for collection-group lookups; all from the JSON file."""
     problems = []
     overrides = {(o["collectionGroup"], o["fieldPath"]): o for o in _field_overrides(infra)}
     for collection in TTL_COLLECTIONS:
         if not (overrides.get((collection, "expire_at")) or {}).get("ttl"):
             problems.append(f"no TTL policy on {collection}.expire_at")
     problems += [
-        f"erasures.{field} has a TTL: an erasure must never expire"
+        f"{collection}.{field} has a TTL: {collection} must never expire"
         for (collection, field), o in overrides.items()
-        if collection == "erasures" and o.get("ttl")
+        if collection in NO_TTL_COLLECTIONS and o.get("ttl")
     ]
     key_indexes = (overrides.get(("participants", "participant_key")) or {}).get("indexes", [])
     if not any(i.get("queryScope") == "COLLECTION_GROUP" and i.get("order") for i in key_indexes):
@@ -1298,6 +1378,7 @@ def outputs_declared(infra: Infra) -> list[str]:
         "meet_events_url",
         "workspace_events_topic",
         "pubsub_push_service_account_email",
+        "calendar_notifications_url",
     )
     return [f"output {name} is missing" for name in needed if name not in infra.outputs]
 
@@ -1320,6 +1401,7 @@ PROPERTIES: dict[str, Callable[[Infra], list[str]]] = {
         meet_events_invoked_only_by_push,
         meet_events_push_authenticated,
         meet_can_publish_workspace_events,
+        calendar_notifications_reach_ingest,
         scheduler_uses_oidc,
         queue_sized_to_reports_quota,
         firestore_protected,

@@ -370,8 +370,8 @@ MUTATIONS: dict[str, tuple[str, Edits]] = {
         "functions_have_settings",
         {
             "functions.tf": (
-                "ingest      = merge(local.timing_env, local.retention_env, local.store_and_queue_env)",
-                "ingest      = merge(local.timing_env, local.retention_env, local.store_and_queue_env, local.reports_env)",
+                "ingest      = merge(local.timing_env, local.retention_env, local.store_and_queue_env, local.ingest_env)",
+                "ingest      = merge(local.timing_env, local.retention_env, local.store_and_queue_env, local.ingest_env, local.reports_env)",
             )
         },
     ),
@@ -740,8 +740,8 @@ MUTATIONS: dict[str, tuple[str, Edits]] = {
         "functions_get_every_deployment_setting",
         {
             "functions.tf": (
-                "local.workspace_events_env, local.organizers_env, local.backfill_env",
-                "local.workspace_events_env, local.backfill_env",
+                "local.workspace_events_env, local.organizers_env, local.calendar_env, local.backfill_env",
+                "local.workspace_events_env, local.calendar_env, local.backfill_env",
             )
         },
     ),
@@ -805,6 +805,154 @@ MUTATIONS: dict[str, tuple[str, Edits]] = {
     "meet_events URL not output": (
         "outputs_declared",
         {"outputs.tf": ('output "meet_events_url" {', 'output "meet_events_address" {')},
+    ),
+    # --- the Calendar side: channels push to ingest, which hands the sync to backfill
+    "Calendar API off": (
+        "apis_enabled",
+        {"apis.tf": ('    "calendar-json.googleapis.com",', "")},
+    ),
+    "calendar channels push to the api": (
+        "calendar_notifications_reach_ingest",
+        {
+            "functions.tf": (
+                'calendar_notifications_url = "${local.ingest_url}/calendar/notifications"',
+                'calendar_notifications_url = "${local.api_url}/calendar/notifications"',
+            )
+        },
+    ),
+    "calendar channels push to ingest's webhook route": (
+        "calendar_notifications_reach_ingest",
+        {
+            "functions.tf": (
+                'calendar_notifications_url = "${local.ingest_url}/calendar/notifications"',
+                'calendar_notifications_url = "${local.ingest_url}/"',
+            )
+        },
+    ),
+    "the ingest URL names another service": (
+        "calendar_notifications_reach_ingest",
+        {
+            "functions.tf": (
+                'ingest_url      = "https://${local.function_names.ingest}-',
+                'ingest_url      = "https://${local.function_names.collect}-',
+            )
+        },
+    ),
+    "CALENDAR_NOTIFICATIONS_URL not given to backfill": (
+        "calendar_notifications_reach_ingest",
+        {"functions.tf": ("local.organizers_env, local.calendar_env, ", "local.organizers_env, ")},
+    ),
+    "CALENDAR_NOTIFICATIONS_URL not given to backfill (settings check)": (
+        "functions_get_every_deployment_setting",
+        {"functions.tf": ("local.organizers_env, local.calendar_env, ", "local.organizers_env, ")},
+    ),
+    "the CLI is told another address": (
+        "calendar_notifications_reach_ingest",
+        {
+            "outputs.tf": (
+                "value       = local.calendar_notifications_url",
+                'value       = "${google_cloudfunctions2_function.ingest.service_config[0].uri}/calendar/notifications"',
+            )
+        },
+    ),
+    "calendar URL not output": (
+        "outputs_declared",
+        {
+            "outputs.tf": (
+                'output "calendar_notifications_url" {',
+                'output "calendar_address" {',
+            )
+        },
+    ),
+    "ingest without BACKFILL_URL": (
+        "calendar_notifications_reach_ingest",
+        {
+            "functions.tf": (
+                "local.store_and_queue_env, local.ingest_env)",
+                "local.store_and_queue_env)",
+            )
+        },
+    ),
+    "ingest without BACKFILL_URL (settings check)": (
+        "functions_get_every_deployment_setting",
+        {
+            "functions.tf": (
+                "local.store_and_queue_env, local.ingest_env)",
+                "local.store_and_queue_env)",
+            )
+        },
+    ),
+    "ingest's calendar syncs target collect": (
+        "calendar_notifications_reach_ingest",
+        {
+            "functions.tf": (
+                "  ingest_env = {\n    BACKFILL_URL = local.backfill_url",
+                "  ingest_env = {\n    BACKFILL_URL = local.collect_url",
+            )
+        },
+    ),
+    "ingest gets the delegation settings": (
+        "calendar_notifications_reach_ingest",
+        {
+            "functions.tf": (
+                "local.store_and_queue_env, local.ingest_env)",
+                "local.store_and_queue_env, local.ingest_env, local.reports_env)",
+            )
+        },
+    ),
+    "ingest signs as the delegation identity to read calendars": (
+        "calendar_notifications_reach_ingest",
+        _extra(
+            "google_service_account_iam_member",
+            "ingest_reads_calendars",
+            '  service_account_id = google_service_account.delegation.name\n  role = "roles/iam.serviceAccountTokenCreator"\n'
+            f'  member = "{INGEST_SA}"',
+        ),
+    ),
+    "ingest cannot act as the tasks identity": (
+        "calendar_notifications_reach_ingest",
+        {
+            "iam.tf": (
+                'resource "google_service_account_iam_member" "function_acts_as_tasks" {\n  for_each = local.function_accounts',
+                'resource "google_service_account_iam_member" "function_acts_as_tasks" {\n  for_each = { for name, account in local.function_accounts : name => account if name != "ingest" }',
+            )
+        },
+    ),
+    "the tasks account cannot invoke backfill": (
+        "calendar_notifications_reach_ingest",
+        {
+            "functions.tf": (
+                'name     = google_cloudfunctions2_function.backfill.name\n  role     = "roles/run.invoker"\n  member   = "serviceAccount:${google_service_account.tasks.email}"',
+                'name     = google_cloudfunctions2_function.backfill.name\n  role     = "roles/run.invoker"\n  member   = "serviceAccount:${google_service_account.scheduler.email}"',
+            )
+        },
+    ),
+    "ingest not public": (
+        "calendar_notifications_reach_ingest",
+        {
+            "functions.tf": (
+                '  member   = "allUsers"',
+                '  member   = "serviceAccount:${google_service_account.tasks.email}"',
+            )
+        },
+    ),
+    "TTL on calendar channels": (
+        "firestore_retention_and_erasure",
+        {
+            "firestore.indexes.json": (
+                '  "fieldOverrides": [\n',
+                '  "fieldOverrides": [\n    {"collectionGroup": "calendar_channels", "fieldPath": "expiration", "ttl": true, "indexes": []},\n',
+            )
+        },
+    ),
+    "TTL on calendar sync tokens": (
+        "firestore_retention_and_erasure",
+        {
+            "firestore.indexes.json": (
+                '  "fieldOverrides": [\n',
+                '  "fieldOverrides": [\n    {"collectionGroup": "calendar_syncs", "fieldPath": "expire_at", "ttl": true, "indexes": []},\n',
+            )
+        },
     ),
 }
 

@@ -28,6 +28,7 @@ VALID = {
     "PUBSUB_PUSH_SERVICE_ACCOUNT": "meet-push@acme-attendance.iam.gserviceaccount.com",
     "WORKSPACE_EVENTS_TOPIC": "projects/acme-attendance/topics/workspace-events",
     "ORGANIZERS": "Teacher@school.example, tutor@school.example",
+    "CALENDAR_NOTIFICATIONS_URL": "https://ingest-abc-ew.a.run.app/calendar/notifications",
 }
 
 
@@ -184,7 +185,7 @@ def test_subject_is_optional_with_a_local_reports_endpoint() -> None:
 @pytest.mark.parametrize("stand_in", STAND_IN_SETTINGS)
 def test_stand_ins_are_refused_on_google_cloud(stand_in: str) -> None:
     value = "http://127.0.0.1:9" if stand_in.endswith(("ENDPOINT", "URL")) else "127.0.0.1:9"
-    role: Role = "collect" if stand_in in READS["collect"] else "meet_events"
+    role: Role = next(r for r in ("collect", "meet_events", "backfill") if stand_in in READS[r])
     env = {**VALID, stand_in: value, "K_SERVICE": role}
     with pytest.raises(ConfigError, match=f"{stand_in} names a local stand-in"):
         Settings.from_env(env, role=role)
@@ -210,3 +211,12 @@ def test_principals_are_lower_cased_and_split() -> None:
 def test_key_json_credentials_are_accepted() -> None:
     settings = Settings.from_env({**VALID, "REPORTS_CREDENTIALS": '{"type": "service_account"}'})
     assert settings.uses_key_file
+
+
+def test_organizers_need_the_calendar_notifications_address_in_the_daily_run() -> None:
+    env = {k: v for k, v in VALID.items() if k != "CALENDAR_NOTIFICATIONS_URL"}
+    with pytest.raises(ConfigError, match="CALENDAR_NOTIFICATIONS_URL is required"):
+        Settings.from_env(env, role="backfill")
+    assert Settings.from_env(env, role="ingest")  # ingest does not open channels
+    no_organizers = {k: v for k, v in env.items() if k != "ORGANIZERS"}
+    assert Settings.from_env(no_organizers, role="backfill").calendar_notifications_url is None

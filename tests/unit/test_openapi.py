@@ -9,6 +9,7 @@ import base64
 import copy
 import json
 import uuid
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,8 +20,10 @@ from openapi_spec_validator import validate
 from openapi_spec_validator.validation import OpenAPIV31SpecValidator
 
 from functions import app
+from functions.calendar_records import ChannelRecord
+from functions.calendar_sync import token_hash
 from functions.config import Settings
-from functions.errors import ReportsError, Unavailable, WorkspaceError
+from functions.errors import InvalidInput, ReportsError, Unavailable, WorkspaceError
 from functions.http_edge import route_api, route_ingest
 from functions.meet_records import (
     CONFERENCE_ENDED,
@@ -36,6 +39,7 @@ from functions.meet_records import (
 from functions.payloads import (
     TASK_REASONS,
     backfill_slice_body,
+    calendar_sync_body,
     collect_task_body,
     parse_backfill_request,
     parse_collect_task,
@@ -46,6 +50,7 @@ from functions.pubsub_push import UnusablePush, parse_push
 from functions.schedule import Timing
 from functions.signatures import sign_webhook
 from local.demo import the_day
+from local.fake_calendar import _Channel as FakeCalendarChannel
 from local.simulate import Stay, activities_for
 from tests.fakes import FakeIdTokens, ManualClock, MemoryQueue, MemoryStore, ScriptedReports
 from tests.fuzz.spec import (
@@ -58,9 +63,17 @@ from tests.fuzz.spec import (
     request_body_pointer,
     schema_problems,
 )
-from tests.workspace_fakes import FakeDirectory, FakeWorkspaceEvents, MemoryWorkspaceState
+from tests.unit.test_calendar import FakeCalendar
+from tests.unit.test_calendar import event as calendar_event
+from tests.workspace_fakes import (
+    FakeDirectory,
+    FakeWorkspaceEvents,
+    MemoryCalendarState,
+    MemoryWorkspaceState,
+)
 
 SPEC = load_spec()
+NOTIFICATIONS = "ingestCalendarNotification"
 
 # ------------------------------------------------------------------------------------------------
 # The description itself
@@ -92,6 +105,7 @@ def test_every_path_names_its_function_and_every_function_has_a_server() -> None
 #: Every route each function serves: (function, method, path) → the router's name for it.
 ROUTES = {
     ("ingest", "POST", "/"): "meeting_ended",
+    ("ingest", "POST", "/calendar/notifications"): "calendar_notification",
     ("api", "POST", "/meetings/sync"): "declare_and_sync",
     ("api", "GET", "/meetings/{meeting_id}"): "get",
     ("api", "POST", "/meetings/{meeting_id}/sync"): "sync",
@@ -110,12 +124,14 @@ def test_every_route_of_every_function_is_documented_once() -> None:
 def test_every_operation_documents_the_refusals_of_its_edge() -> None:
     for op in operations():
         responses = op.description()["responses"]
-        assert {"405", "5XX"} <= responses.keys(), op
+        assert {"401", "405", "5XX"} <= responses.keys(), op
+        assert op.description()["security"], op
         if op.method == "POST":
-            assert {"413", "415"} <= responses.keys(), op
+            assert "413" in responses, op
+            # Every POST reads a JSON body but the Calendar notifications, which ignore theirs.
+            assert ("415" in responses) is (op.operation_id != NOTIFICATIONS), op
         if op.function != "ingest":
-            assert {"401", "403"} <= responses.keys(), op
-            assert op.description()["security"], op
+            assert "403" in responses, op
         if op.function == "meet_events":
             # Pub/Sub redelivers anything but a 2xx: an unusable push is 204, never a 400.
             assert {"200", "204", "404", "502", "503"} <= responses.keys(), op
@@ -274,6 +290,14 @@ def test_the_router_serves_every_documented_operation(op: Operation, rt: app.Run
 #: Methods and paths no function documents: (function, method, path, status).
 UNDOCUMENTED = [
     *[("ingest", method, "/", 405) for method in ("GET", "PUT", "DELETE", "PATCH", "OPTIONS")],
+    *[
+        ("ingest", method, "/calendar/notifications", 405)
+        for method in ("GET", "PUT", "DELETE", "PATCH", "OPTIONS")
+    ],
+    ("ingest", "POST", "/calendar", 404),
+    ("ingest", "POST", "/calendar/notification", 404),
+    ("ingest", "POST", "/calendar/notifications/x", 404),
+    ("ingest", "POST", "/Calendar/Notifications", 404),
     ("ingest", "POST", "/meetings/sync", 404),
     ("ingest", "GET", "/meetings/m-1", 404),
     ("ingest", "POST", "/meetings/m-1/sync", 404),
@@ -295,6 +319,7 @@ UNDOCUMENTED = [
     ("api", "POST", "/meetings/m-1/sync/x", 404),
     ("api", "GET", "/meetings/" + "a" * 129, 404),
     ("api", "POST", "/erasures/x", 404),
+    ("api", "POST", "/calendar/notifications", 404),
     *[("collect", method, "/", 405) for method in ("GET", "PUT", "DELETE", "PATCH")],
     *[("backfill", method, "/", 405) for method in ("GET", "PUT", "DELETE", "PATCH")],
     *[("meet_events", method, "/", 405) for method in ("GET", "PUT", "DELETE", "PATCH")],
@@ -302,6 +327,7 @@ UNDOCUMENTED = [
     ("meet_events", "POST", "/meetings/sync", 404),
     ("meet_events", "GET", "/meetings/m-1", 404),
     ("meet_events", "POST", "/_fake/meet/events", 404),
+    ("meet_events", "POST", "/calendar/notifications", 404),
 ]
 
 
@@ -358,6 +384,48 @@ def test_the_backfill_schema_accepts_slices_and_runs() -> None:
     for run in ({}, {"since": "2026-11-18T00:00:00Z", "until": "2026-11-20T00:00:00+01:00"}):
         assert body_problems("backfillRun", run) == []
         assert parse_backfill_request(json.dumps(run).encode()).part is None
+    # A calendar's sync, as a notification queues it; the description's examples.
+    sync = calendar_sync_body(ORGANIZER)
+    assert body_problems("backfillRun", sync) == []
+    assert parse_backfill_request(sync).calendar_id == ORGANIZER
+    content = operation("backfillRun").description()["requestBody"]["content"]
+    for example in content["application/json"]["examples"].values():
+        assert body_problems("backfillRun", example["value"]) == []
+        parse_backfill_request(json.dumps(example["value"]).encode())
+
+
+@pytest.mark.parametrize(
+    "calendar_id",
+    ["a@b", "Teacher@School.example", "\u00e9l\u00e8ve@\u00e9cole.fr", " @ ", "x" * 252 + "@y"],
+)
+def test_the_calendar_sync_schema_accepts_what_the_parser_accepts(calendar_id: str) -> None:
+    body = {"calendar_sync": {"calendar_id": calendar_id}}
+    assert body_problems("backfillRun", body) == []
+    assert parse_backfill_request(json.dumps(body).encode()).calendar_id == calendar_id
+
+
+@pytest.mark.parametrize(
+    "sync",
+    [
+        "teacher@school.example",
+        5,
+        [],
+        {},
+        {"calendar_id": None},
+        {"calendar_id": 5},
+        {"calendar_id": "ab"},
+        {"calendar_id": "no-at-sign"},
+        {"calendar_id": "x" * 254 + "@y"},
+        {"calendar_id": "a\n@b"},
+        {"calendar_id": "a@b\u0000"},
+        {"calendar_id": "a@b\u0085"},
+    ],
+)
+def test_the_calendar_sync_schema_refuses_what_the_parser_refuses(sync: object) -> None:
+    body = {"calendar_sync": sync}
+    assert body_problems("backfillRun", body) != []
+    with pytest.raises(InvalidInput):
+        parse_backfill_request(json.dumps(body).encode())
 
 
 def test_the_declaration_schemas_accept_the_demos_webhooks() -> None:
@@ -374,6 +442,71 @@ def test_the_declaration_schemas_accept_the_demos_webhooks() -> None:
 def test_the_erasure_schema_accepts_a_participant_key() -> None:
     assert body_problems("apiErase", {"participant_key": "Ben@School.example"}) == []
     assert body_problems("apiErase", {"participant_key": ""}) != []
+
+
+def header_parameters(operation_id: str) -> dict[str, str]:
+    """The operation's header parameters: name (lower case) → the pointer of its description."""
+    found = {}
+    for parameter in operation(operation_id).description().get("parameters", []):
+        pointer = parameter["$ref"].removeprefix("#")
+        described = SPEC["components"]["parameters"][pointer.rsplit("/", 1)[1]]
+        if described["in"] == "header":
+            found[described["name"].lower()] = pointer
+    return found
+
+
+def header_problems(operation_id: str, headers: Mapping[str, str]) -> list[str]:
+    """Why ``headers`` are not what the operation's header parameters describe."""
+    sent = {name.lower(): value for name, value in headers.items()}
+    problems = []
+    for name, pointer in header_parameters(operation_id).items():
+        described = SPEC["components"]["parameters"][pointer.rsplit("/", 1)[1]]
+        if name not in sent:
+            problems += [f"{name} is missing"] if described.get("required") else []
+            continue
+        problems += [f"{name}: {p}" for p in schema_problems(f"{pointer}/schema", sent[name])]
+    return problems
+
+
+def test_the_notification_headers_are_those_google_sends() -> None:
+    # Google's push headers as the local fake Calendar writes them (google-events.md §4).
+    channel = FakeCalendarChannel(
+        id=uuid.uuid4().hex,
+        resource_id="ret08u3rv24htgh289g",
+        calendar_id=ORGANIZER,
+        address="http://127.0.0.1:1/calendar/notifications",
+        token="t" * 43,
+        expiration=NOW + timedelta(days=7),
+        params={},
+    )
+    for state, number in (("sync", 1), ("exists", 2), ("not_exists", 3)):
+        sent = channel.headers(state, number)
+        assert header_problems(NOTIFICATIONS, sent) == []
+        assert {name.lower() for name in sent} == header_parameters(NOTIFICATIONS).keys()
+    examples = {
+        name: SPEC["components"]["parameters"][pointer.rsplit("/", 1)[1]]["example"]
+        for name, pointer in header_parameters(NOTIFICATIONS).items()
+    }
+    assert header_problems(NOTIFICATIONS, examples) == []
+    assert header_problems(NOTIFICATIONS, {**examples, "x-goog-resource-state": "x"}) != []
+    assert header_problems(NOTIFICATIONS, {}) != []
+
+
+def test_every_documented_example_of_an_answer_is_valid() -> None:
+    checked = 0
+    for op in operations():
+        for status, response in op.description()["responses"].items():
+            escaped = status.replace("/", "~1")
+            media = response.get("content", {}).get("application/json")
+            if media is None:
+                continue
+            schema = f"{op.pointer}/responses/{escaped}/content/application~1json/schema"
+            values = [e["value"] for e in media.get("examples", {}).values()]
+            values += [media["example"]] if "example" in media else []
+            for value in values:
+                assert schema_problems(schema, value) == [], (op, status, value)
+                checked += 1
+    assert checked >= 10
 
 
 def push(
@@ -663,6 +796,219 @@ def test_the_answers_of_backfill_are_documented(rt: app.Runtime) -> None:
     answer("backfillRun", request("POST", "/", identity=OPERATOR), 403)
     answer("backfillRun", request("PUT", "/", identity=SCHEDULER), 405)
     answer("backfillRun", request("POST", "/", b"{}", content_type="text/plain"), 415)
+
+
+NOTIFICATIONS_URL = "http://127.0.0.1:13/calendar/notifications"
+CHANNEL, RESOURCE, CHANNEL_TOKEN = uuid.uuid4().hex, "ret08u3rv24htgh289g", "s3cr3t-" + "t" * 36
+
+
+def with_calendars(rt: app.Runtime, *channels: ChannelRecord) -> app.Runtime:
+    """``rt`` with the Calendar side: a fake Calendar API, channel state holding ``channels``,
+    and the notification address (so the daily run opens channels)."""
+    state = MemoryCalendarState()
+    for record in channels:
+        state.save_channel(record)
+    return replace(
+        rt,
+        settings=replace(rt.settings, calendar_notifications_url=NOTIFICATIONS_URL),
+        deps=replace(rt.deps, calendar=FakeCalendar(), calendars=state),
+    )
+
+
+def channel_record(channel_id: str = CHANNEL, **changes: Any) -> ChannelRecord:
+    record = ChannelRecord(
+        channel_id=channel_id,
+        calendar_id=ORGANIZER,
+        organizer_email=ORGANIZER,
+        resource_id=RESOURCE,
+        token_hash=token_hash(CHANNEL_TOKEN),
+        expiration=NOW + timedelta(days=6),
+        created_at=NOW - timedelta(days=1),
+        address=NOTIFICATIONS_URL,
+    )
+    return replace(record, **changes)
+
+
+def notification(
+    *,
+    state: str = "exists",
+    number: str = "7",
+    method: str = "POST",
+    body: bytes = b"",
+    content_type: str | None = None,
+    **headers: str | None,
+) -> app.HttpRequest:
+    """A push of the channel ``CHANNEL`` as Google sends it; ``headers`` (``x_goog_channel_id``
+    for ``X-Goog-Channel-ID``) replace its headers, None leaves one out."""
+    sent: dict[str, str | None] = {
+        "x-goog-channel-id": CHANNEL,
+        "x-goog-channel-token": CHANNEL_TOKEN,
+        "x-goog-channel-expiration": "Thu, 26 Nov 2026 11:00:00 GMT",
+        "x-goog-resource-id": RESOURCE,
+        "x-goog-resource-uri": "https://www.googleapis.com/calendar/v3/calendars/o/events",
+        "x-goog-resource-state": state,
+        "x-goog-message-number": number,
+    }
+    sent.update({name.replace("_", "-"): value for name, value in headers.items()})
+    return app.HttpRequest(
+        method=method,
+        path="/calendar/notifications",
+        headers={name: value for name, value in sent.items() if value is not None},
+        body=body,
+        content_type=content_type,
+        content_length=len(body),
+    )
+
+
+def test_the_answers_of_calendar_notifications_are_documented(rt: app.Runtime) -> None:
+    other_token = "another channel's token"
+    rt = with_calendars(
+        rt,
+        channel_record(),
+        channel_record("other-channel", token_hash=token_hash(other_token)),
+        # Stored before events.watch answered: no resource id yet.
+        channel_record("pending-channel", resource_id=""),
+    )
+    answer = Answers(rt)
+    queue: MemoryQueue = rt.deps.queue  # type: ignore[assignment]
+    state: MemoryCalendarState = rt.deps.calendars  # type: ignore[assignment]
+    first = answer(NOTIFICATIONS, notification(state="sync", number="1"), 200)
+    assert first == {"accepted": "sync"}
+    assert queue.calendar_syncs == []
+    for number in ("2", "2"):  # the same message again queues nothing new
+        changed = answer(NOTIFICATIONS, notification(number=number), 200)
+        assert changed == {"accepted": "sync_enqueued"}
+    assert queue.calendar_syncs == [ORGANIZER]
+    # Whatever the state says but sync is a change; a small body is ignored, whatever its type.
+    for request_ in (
+        notification(state="not_exists", number="3"),
+        notification(state="whatever", number="4"),
+        notification(number="5", body=b"<xml/>", content_type="text/xml"),
+    ):
+        assert answer(NOTIFICATIONS, request_, 200) == {"accepted": "sync_enqueued"}
+    assert queue.calendar_syncs == [ORGANIZER] * 4
+
+    # Forged: nothing is read or written, nothing queued.
+    before = copy.deepcopy(state.records), copy.deepcopy(state.syncs)
+    forged = [
+        notification(x_goog_channel_token=CHANNEL_TOKEN + "x"),
+        notification(x_goog_channel_token=CHANNEL_TOKEN.upper()),
+        notification(x_goog_channel_token=""),
+        notification(x_goog_channel_token=None),
+        notification(x_goog_channel_token=other_token),  # the token of another channel
+        notification(x_goog_channel_token=token_hash(CHANNEL_TOKEN)),  # what is stored
+        notification(x_goog_resource_id="ret08u3rv24htgh289h"),
+        notification(x_goog_resource_id=""),
+        notification(x_goog_resource_id=None),
+        notification(x_goog_channel_id="unknown"),
+        notification(x_goog_channel_id=CHANNEL.upper()),
+        notification(x_goog_channel_id=CHANNEL + "x" * 64),
+        notification(x_goog_channel_id=""),
+        notification(x_goog_channel_id=None),
+        notification(x_goog_channel_id="pending-channel", x_goog_resource_id=""),
+        notification(x_goog_channel_id="other-channel"),
+        notification(state="sync", x_goog_channel_token="x"),
+        # The ingest webhook's credential is no credential here.
+        request("POST", "/calendar/notifications", signed=True),
+    ]
+    for forgery in forged:
+        refused = answer(NOTIFICATIONS, forgery, 401)
+        assert refused["error"]["code"] == "unauthorized"
+    assert (state.records, state.syncs) == before
+    assert queue.calendar_syncs == [ORGANIZER] * 4
+    answer(NOTIFICATIONS, notification(method="GET"), 405)
+    answer(NOTIFICATIONS, notification(method="PUT", body=b"{}"), 405)
+    answer(NOTIFICATIONS, notification(body=b"x" * 4097, content_type="text/plain"), 413)
+    assert queue.calendar_syncs == [ORGANIZER] * 4
+    # The trailing slash is the same route.
+    slash = replace(notification(number="6"), path="/calendar/notifications/")
+    assert answer(NOTIFICATIONS, slash, 200) == {"accepted": "sync_enqueued"}
+
+    def unavailable(channel_id: str) -> ChannelRecord | None:
+        raise Unavailable("Firestore is unavailable")
+
+    state.channel = unavailable  # type: ignore[method-assign]
+    assert answer(NOTIFICATIONS, notification(), 503)["error"]["code"] == "unavailable"
+    # Every answer the description documents was reached, but the HTTP server's own refusals.
+    documented = set(operation(NOTIFICATIONS).description()["responses"]) - {"5XX", "400", "431"}
+    assert {str(status) for _, status in answer.seen} - {"503"} == documented
+
+
+def test_a_deployment_without_channels_refuses_every_notification(rt: app.Runtime) -> None:
+    assert rt.deps.calendars is None
+    refused = Answers(rt)(NOTIFICATIONS, notification(), 401)
+    assert refused["error"]["code"] == "unauthorized"
+    queue: MemoryQueue = rt.deps.queue  # type: ignore[assignment]
+    assert queue.calendar_syncs == []
+
+
+def test_the_answers_of_a_calendar_sync_are_documented(rt: app.Runtime) -> None:
+    rt = with_calendars(rt)
+    answer = Answers(rt)
+    calendar: FakeCalendar = rt.deps.calendar  # type: ignore[assignment]
+    state: MemoryCalendarState = rt.deps.calendars  # type: ignore[assignment]
+    # The daily run opens the organizer's channel (and syncs the calendar in full).
+    calendar.put(ORGANIZER, calendar_event("stand-up", code=None))
+    ran = answer("backfillRun", request("POST", "/", identity=SCHEDULER), 200)
+    assert ran["channels"] == {
+        "opened": 1,
+        "renewed": 0,
+        "closed": 0,
+        "unchanged": 0,
+        "problems": 0,
+    }
+    assert [opened[0] for opened in calendar.opened] == [ORGANIZER]
+    # A class is added, then cancelled: each change is synced by the task a notification queues.
+    lesson = calendar_event("lesson-1", start=NOW + timedelta(hours=1))
+    calendar.put(ORGANIZER, lesson)
+    task = calendar_sync_body(ORGANIZER)
+    synced = answer("backfillRun", request("POST", "/", task, identity=TASKS), 200)
+    assert synced == {
+        "calendar_sync": {
+            "events": 1,
+            "declared": 1,
+            "cancelled": 0,
+            "ignored": 0,
+            "full": False,
+            "refused": 0,
+        }
+    }
+    calendar.put(ORGANIZER, {**lesson, "status": "cancelled"})
+    cancelled = answer("backfillRun", request("POST", "/", task, identity=TASKS), 200)
+    assert cancelled["calendar_sync"]["cancelled"] == 1
+    # Another sync of the calendar runs: this one is busy (retried by Cloud Tasks), and so is
+    # the daily run's Calendar part (the run itself succeeds).
+    held = state.take_sync(
+        ORGANIZER,
+        organizer_email=ORGANIZER,
+        owner="other",
+        until=NOW + timedelta(minutes=5),
+        now=NOW,
+    )
+    assert held is not None
+    busy = answer("backfillRun", request("POST", "/", task, identity=TASKS), 409)
+    assert busy["error"]["code"] == "busy"
+    ran = answer("backfillRun", request("POST", "/", identity=SCHEDULER), 200)
+    assert ran["channels"] == {"error": "busy"}
+    state.finish_sync(ORGANIZER, owner="other", sync_token=None, generation=-1, now=NOW)
+
+    def failing() -> None:
+        raise WorkspaceError("Google Calendar API 503 after 6 attempt(s)", kind="transient")
+
+    calendar.before_page = failing
+    assert answer("backfillRun", request("POST", "/", task, identity=TASKS), 502)["error"] == {
+        "code": "transient",
+        "message": "temporarily unavailable; retry later",
+    }
+    # Refused before anything is read.
+    lists = calendar.lists
+    bad = b'{"calendar_sync": {"calendar_id": "nobody"}}'
+    refused = answer("backfillRun", request("POST", "/", bad, identity=TASKS), 400)
+    assert refused["error"]["field"] == "calendar_sync.calendar_id"
+    answer("backfillRun", request("POST", "/", task), 401)
+    answer("backfillRun", request("POST", "/", task, identity=OPERATOR), 403)
+    answer("backfillRun", request("POST", "/", task, content_type="text/plain"), 415)
+    assert calendar.lists == lists
 
 
 def pushed(

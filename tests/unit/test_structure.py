@@ -39,6 +39,9 @@ LAYERS = {
         "poll_plan",
         "retention",
         "meet_records",
+        "meeting_ids",
+        "calendar_records",
+        "calendar_events",
     },
     "ports": {"ports", "logs", "config"},
     "edge": {"payloads", "http_edge", "commits", "pubsub_push"},
@@ -52,11 +55,13 @@ LAYERS = {
         "meet_attendance",
         "meet_signals",
         "subscriptions",
+        "calendar_sync",
+        "channels",
     },
     "read_side": {"views", "export", "dumps"},
     "adapters": {"adapters"},
     "wiring": {"app"},
-    "cli": {"cli", "__main__"},
+    "cli": {"cli", "cli_subscriptions", "__main__"},
 }
 #: What each layer may import (besides itself).
 MAY_IMPORT = {

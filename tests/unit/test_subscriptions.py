@@ -40,7 +40,13 @@ from functions.subscriptions import (
     subscription_rows,
 )
 from tests.fakes import ManualClock
-from tests.workspace_fakes import MAX_TTL, FakeDirectory, FakeWorkspaceEvents, MemoryWorkspaceState
+from tests.workspace_fakes import (
+    MAX_TTL,
+    FakeDirectory,
+    FakeWorkspaceEvents,
+    MemoryCalendarState,
+    MemoryWorkspaceState,
+)
 
 T0 = datetime(2026, 3, 2, 6, 0, tzinfo=UTC)
 TOPIC = "projects/attendance-test/topics/workspace-events"
@@ -665,6 +671,8 @@ def live_world(monkeypatch: pytest.MonkeyPatch) -> World:
     for name, value in CLI_ENV.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setattr("functions.cli.operator_workspace", lambda settings: world.state)
+    calendars = MemoryCalendarState()
+    monkeypatch.setattr("functions.cli.operator_calendar", lambda settings, api: (None, calendars))
     monkeypatch.setattr(
         "functions.cli.operator_workspace_apis", lambda settings: (world.events, world.directory)
     )
@@ -677,8 +685,9 @@ def test_cli_json_lists_the_rows(live_world: World) -> None:
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout)
     assert [set(row) for row in rows] == [
-        {"organizer", "subscription", "state", "expires_in", "last_event_at", "problem"}
+        {"kind", "organizer", "subscription", "state", "expires_in", "last_event_at", "problem"}
     ]
+    assert rows[0]["kind"] == "meet"
     assert rows[0]["organizer"] == A
     assert rows[0]["state"] == "ACTIVE"
     assert 0 < rows[0]["expires_in"] <= MAX_TTL.total_seconds()
