@@ -157,19 +157,12 @@ def preliminary_commit(inputs: PreliminaryInputs) -> MeetingCommit | None:
         # them (stored_state.StoredState.unlanded_sessions). Its poll lands them, then Reports
         # data wins anyway.
         return None
-    modes = (inputs.ip_mode, inputs.location_mode)
-    by_name: dict[str, Session] = {
-        s.event_id: s
-        for s in preliminary_sessions(inputs.stored, meeting)
-        if s.conference_id != inputs.conference.name
-    }
-    by_name.update({s.event_id: in_stored_form(s, *modes) for s in inputs.sessions})
-    sessions = [s for s in by_name.values() if participant_key(s) not in inputs.erased]
     specs = [_spec(m, inputs) for m in [*inputs.neighbours, meeting]]
-    selection = select_meetings(specs, sessions).get(meeting.meeting_id)
+    selection = select_meetings(specs, _sessions(inputs)).get(meeting.meeting_id)
     if selection is None:
         return None
     selected = selection.meeting
+    # A meeting with Meet's data is collecting (CONTRACT §3).
     status = Status.COLLECTING if meeting.status is Status.SCHEDULED else meeting.status
     records = _records(inputs, selected.participants, revision=meeting.revision + 1, status=status)
     state = StoredState.of(inputs.stored, meeting)
@@ -182,10 +175,8 @@ def preliminary_commit(inputs: PreliminaryInputs) -> MeetingCommit | None:
     if not changed and not removed and conference_records == meeting.conference_records:
         return None
     revision = meeting.revision + 1 if changed or removed else meeting.revision
-    # A meeting with Meet's data is collecting (CONTRACT §3); one whose share of Meet's data the
-    # partition took away shows estimates again.
+    # One whose share of Meet's data the partition took away shows estimates again.
     source: AttendanceSource = "meet" if selected.participants else "estimated"
-    status = Status.COLLECTING if meeting.status is Status.SCHEDULED else meeting.status
     after = replace(
         meeting,
         status=status,
@@ -225,6 +216,19 @@ def preliminary_commit(inputs: PreliminaryInputs) -> MeetingCommit | None:
         ),
         settle=carrying_landed_token(inputs.stored, meeting),
     )
+
+
+def _sessions(inputs: PreliminaryInputs) -> list[Session]:
+    """The stored preliminary sessions of other conferences, and this conference's as given
+    (in their stored form), erased participants left out."""
+    modes = (inputs.ip_mode, inputs.location_mode)
+    by_name: dict[str, Session] = {
+        s.event_id: s
+        for s in preliminary_sessions(inputs.stored, inputs.meeting)
+        if s.conference_id != inputs.conference.name
+    }
+    by_name.update({s.event_id: in_stored_form(s, *modes) for s in inputs.sessions})
+    return [s for s in by_name.values() if participant_key(s) not in inputs.erased]
 
 
 def _spec(meeting: MeetingRecord, inputs: PreliminaryInputs) -> MeetingSpec:

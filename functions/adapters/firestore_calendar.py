@@ -84,6 +84,14 @@ class FirestoreCalendarState:
         self, calendar_id: str, *, organizer_email: str, owner: str, until: datetime, now: datetime
     ) -> CalendarSyncState | None:
         reference = self._syncs.document(sync_doc_id(calendar_id))
+        # A plain read first: a lease held is the common answer under a burst of notifications,
+        # and transactions that would only find it held contend for nothing (the emulator's
+        # locks make them wait their turn).
+        snapshot = reference.get()
+        if snapshot.exists:
+            current = _sync(snapshot.to_dict() or {})
+            if current.lease_owner and current.lease_until and current.lease_until > now:
+                return None
 
         @firestore.transactional
         def take(transaction: firestore.Transaction) -> CalendarSyncState | None:
