@@ -29,10 +29,9 @@ from functions.adapters.google_credentials import (
     CredentialsUnavailable,
     SubjectConnections,
     describe_token_error,
-    subject_credentials,
     unauthorized_client_help,
 )
-from functions.adapters.workspace import workspace_service
+from functions.adapters.workspace import delegated_connections, workspace_service
 from functions.calendar_records import CALENDAR_EVENTS_SCOPE, CalendarPage, OpenedChannel
 from functions.config import Settings
 from functions.errors import SyncTokenExpired, WorkspaceError, quoted
@@ -130,18 +129,6 @@ def _permanent(failure: HttpFailure) -> Exception:
     return WorkspaceError(f"the {CALENDAR_API} answered {status}: {message}", kind="transient")
 
 
-def _connections(settings: Settings, endpoint: str | None, timeout_s: float) -> SubjectConnections:
-    """Static ``local-subject:`` tokens against a stand-in (no Google credentials looked up),
-    else delegation: keyless, or with the key in ``REPORTS_CREDENTIALS``."""
-    factory = subject_credentials(
-        scopes=CALENDAR_SCOPES,
-        stand_in=bool(endpoint),
-        key_json=settings.reports_credentials if settings.uses_key_file else None,
-        service_account_email=settings.delegation_service_account,
-    )
-    return SubjectConnections(factory, timeout_s=timeout_s)
-
-
 class GoogleCalendarApi:
     """:class:`functions.ports.CalendarApi` on Google Calendar API v3, as the organizer."""
 
@@ -168,7 +155,7 @@ class GoogleCalendarApi:
         endpoint = calendar_endpoint(settings.calendar_api_endpoint)
         return cls(
             workspace_service("calendar", "v3", endpoint, timeout_s=timeout_s),
-            _connections(settings, endpoint, timeout_s),
+            delegated_connections(settings, endpoint, CALENDAR_SCOPES, timeout_s),
             backoff=backoff,
         )
 

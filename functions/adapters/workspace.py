@@ -226,7 +226,7 @@ def _caller(
     return _Caller(api, connections, retrying)
 
 
-def _connections(
+def delegated_connections(
     settings: Settings, endpoint: str | None, scopes: Sequence[str], timeout_s: float
 ) -> SubjectConnections:
     """Static ``local-subject:`` tokens against a stand-in (no Google credentials looked up),
@@ -266,7 +266,7 @@ class GoogleMeetApi:
         endpoint = settings.meet_api_endpoint
         return cls(
             workspace_service("meet", "v2", endpoint, timeout_s=timeout_s),
-            _connections(settings, endpoint, MEET_SCOPES, timeout_s),
+            delegated_connections(settings, endpoint, MEET_SCOPES, timeout_s),
             backoff=backoff,
         )
 
@@ -388,7 +388,7 @@ class GoogleDirectory:
         endpoint = settings.directory_api_endpoint
         return cls(
             workspace_service("admin", "directory_v1", endpoint, timeout_s=timeout_s),
-            _connections(settings, endpoint, DIRECTORY_SCOPES, timeout_s),
+            delegated_connections(settings, endpoint, DIRECTORY_SCOPES, timeout_s),
             subject=settings.reports_admin_subject or "",
             backoff=backoff,
         )
@@ -457,7 +457,7 @@ class GoogleWorkspaceEvents:
         endpoint = settings.workspace_events_api_endpoint
         return cls(
             workspace_service("workspaceevents", "v1", endpoint, timeout_s=timeout_s),
-            _connections(settings, endpoint, MEET_SCOPES, timeout_s),
+            delegated_connections(settings, endpoint, MEET_SCOPES, timeout_s),
             backoff=backoff,
         )
 
