@@ -272,12 +272,22 @@ class StackClient:
             check=False,
         )
 
-    def reset(self) -> None:
-        """Empty the fake Google APIs and the task queue (Firestore is cleared separately)."""
+    def reset(self, *, drain_s: float = 60.0) -> None:
+        """Empty the task queue, then the fake Google APIs (Firestore is cleared separately).
+
+        The queue goes first and waits up to ``drain_s`` for the dispatches already sent to
+        answer: a chain of the previous test still mid-request would otherwise write, or hold a
+        Firestore transaction, into the next one.
+        """
+        response = self._session.post(
+            self.env["TASKS_EMULATOR_CONTROL_URL"] + "/_emulator/reset",
+            json={"drain_s": drain_s},
+            timeout=drain_s + self.timeout_s,
+        )
+        response.raise_for_status()
         self._post(self.env["REPORTS_API_ENDPOINT"] + "/_fake/reset", {})
         self._post(self.env["MEET_API_ENDPOINT"] + "_fake/meet/reset", {})
         self._post(self.calendar_url + "_fake/calendar/reset", {})
-        self._post(self.env["TASKS_EMULATOR_CONTROL_URL"] + "/_emulator/reset", {})
         self.tasks_config(deliver_twice=False, run_immediately=False)
 
     def _post(self, url: str, payload: Mapping[str, Any]) -> Any:

@@ -13,6 +13,8 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from types import FrameType
@@ -148,15 +150,30 @@ class FirestoreEmulator:
         lines = self._log.read().decode(errors="replace").strip().splitlines()
         return " | ".join(lines[-5:])
 
-    def clear(self) -> None:
-        """Delete every document of the project (the emulator's own reset endpoint)."""
+    def clear(self, *, patience_s: float = 90.0) -> None:
+        """Delete every document of the project (the emulator's own reset endpoint).
+
+        The emulator refuses (409 "Transaction lock timeout") while a transaction holds a lock,
+        and keeps the lock of a transaction nobody ends for about 60 s; so a 409 is retried for
+        up to ``patience_s``.
+        """
         url = (
             f"http://{self.host}/emulator/v1/projects/{self.project}/databases/(default)/documents"
         )
-        request = urllib.request.Request(url, method="DELETE")
-        with urllib.request.urlopen(request, timeout=30) as response:
-            if response.status != 200:
-                raise RuntimeError(f"clearing the Firestore emulator answered {response.status}")
+        deadline = time.monotonic() + patience_s
+        while True:
+            request = urllib.request.Request(url, method="DELETE")
+            try:
+                with urllib.request.urlopen(request, timeout=30) as response:
+                    if response.status != 200:
+                        raise RuntimeError(
+                            f"clearing the Firestore emulator answered {response.status}"
+                        )
+                    return
+            except urllib.error.HTTPError as error:
+                if error.code != 409 or time.monotonic() > deadline:
+                    raise
+            time.sleep(0.5)
 
     def stop(self) -> None:
         process, self._process = self._process, None

@@ -552,16 +552,28 @@ class TasksEmulator:
     def certificates(self) -> dict[str, str]:
         return {self._kid: self._cert_pem}
 
-    def reset(self) -> None:
-        """Forget every task, the dispatch log and the dedup memory; keep the queues."""
+    def reset(self, *, drain_s: float = 0.0) -> int:
+        """Forget every task, the dispatch log and the dedup memory; keep the queues.
+
+        With ``drain_s``, also wait up to that long for the dispatches already sent to answer, and
+        forget what they queued meanwhile: a test that starts after a reset sees nothing of the one
+        before, not even a chain that was mid-request. Returns the dispatches still in flight.
+        """
+        deadline = time.monotonic() + drain_s
         with self._cond:
-            self._tasks.clear()
-            self._tombstones.clear()
-            self._heap.clear()
-            self._log.clear()
-            for queue in self._queues.values():
-                queue.parked.clear()
-            self._cond.notify_all()
+            while True:
+                self._tasks.clear()
+                self._tombstones.clear()
+                self._heap.clear()
+                self._log.clear()
+                for queue in self._queues.values():
+                    queue.parked.clear()
+                self._cond.notify_all()
+                in_flight = sum(queue.in_flight for queue in self._queues.values())
+                remaining = deadline - time.monotonic()
+                if not in_flight or remaining <= 0:
+                    return in_flight
+                self._cond.wait(remaining)
 
     def create_queue(
         self,
@@ -1026,6 +1038,7 @@ class TasksEmulator:
             task = req.task
             task.in_flight -= 1
             queue.in_flight -= 1
+            self._cond.notify_all()  # a draining reset waits for in_flight to reach 0
             current = self._tasks.get(task.name) is task
             if current or self._log_allowed(task):
                 self._record(req, status, started, finished)
@@ -1159,8 +1172,15 @@ class _ControlHandler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
         if path == "/_emulator/reset":
-            emulator.reset()
-            self._json(200, {"ok": True})
+            try:
+                asked = json.loads(raw or b"{}")
+                drain_s = float(asked.get("drain_s", 0.0)) if isinstance(asked, dict) else -1.0
+            except (ValueError, TypeError):
+                drain_s = -1.0
+            if not 0.0 <= drain_s <= 600.0:
+                self._json(400, {"error": 'expected {"drain_s"?: seconds from 0 to 600}'})
+                return
+            self._json(200, {"ok": True, "in_flight": emulator.reset(drain_s=drain_s)})
         elif path == TOKEN_MINT_PATH:
             self._mint(raw)
         elif path == "/_emulator/config":

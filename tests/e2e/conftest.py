@@ -43,9 +43,10 @@ def stack() -> Iterator[Stack]:
 def client(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> StackClient:
     monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", stack.env["FIRESTORE_EMULATOR_HOST"])
     assert stack.firestore is not None
-    stack.firestore.clear()
     stack_client = StackClient(stack.env)
+    # The queue first: what the previous test left in flight answers before the store is emptied.
     stack_client.reset()
+    stack.firestore.clear()
     return stack_client
 
 
