@@ -392,12 +392,16 @@ def _reconcile_code(
 ) -> None:
     """Give every unclaimed session of the code's conferences a found meeting (a new one, or its
     conference's, grown), then re-poll final meetings whose sessions changed."""
-    meetings = {m.meeting_id: m for m in deps.store.with_code(code)}
+    around = deps.around(
+        from_ms(min(c.first_join_ms for c in conferences)),
+        from_ms(max(c.last_leave_ms for c in conferences)),
+    )
+    meetings = {m.meeting_id: m for m in deps.store.with_code(code, ended=around)}
     for meeting in list(meetings.values()):
         if meeting.is_found and not meeting.chain_started:
             # A run that crashed between creating a found meeting and enqueueing its first poll
             # is retried; that retry finds the meeting and must not leave it unpolled.
-            meetings[meeting.meeting_id] = ensure_link(deps, meeting)
+            meetings[meeting.meeting_id] = ensure_link(deps, meeting, mark=False)
     for conference in sorted(conferences, key=lambda c: (c.first_join_ms, c.conference_id)):
         partition = Partition(deps.spec(m) for m in meetings.values())
         rest = _unclaimed(partition, code, conference)
@@ -459,7 +463,13 @@ def give_found_meetings(deps: Deps, code: str, sessions: Iterable[Session]) -> N
     by_conference: dict[str, list[Session]] = {}
     for session in sessions:
         by_conference.setdefault(session.conference_id, []).append(session)
-    meetings = {m.meeting_id: m for m in deps.store.with_code(code)}
+    if not by_conference:
+        return
+    around = deps.around(
+        min(s.join_time for g in by_conference.values() for s in g),
+        max(s.leave_time for g in by_conference.values() for s in g),
+    )
+    meetings = {m.meeting_id: m for m in deps.store.with_code(code, ended=around)}
     for conference_id, group in sorted(by_conference.items()):
         accepted = give_found_meeting(
             deps,

@@ -36,12 +36,16 @@ def chain_task_id(meeting_id: str, seq: int) -> str:
     return task_name(meeting_id, "poll", seq)
 
 
-def ensure_link(deps: Deps, meeting: MeetingRecord, *, trust_started: bool = True) -> MeetingRecord:
+def ensure_link(
+    deps: Deps, meeting: MeetingRecord, *, trust_started: bool = True, mark: bool = True
+) -> MeetingRecord:
     """Make sure the task of the meeting's current link exists; returns the meeting as stored.
 
     Heals a crash between a meeting's commit and its enqueue. With ``trust_started`` a link
     already marked started is not asked for again; a stale delivery passes False, because its
-    retry may be the only sign that the link's task went missing.
+    retry may be the only sign that the link's task went missing. Without ``mark`` the link is
+    asked for and left unmarked (a webhook's first link: a duplicate asks Cloud Tasks again,
+    which answers that the named task exists, instead of the webhook paying a write for it).
     """
     if meeting.is_final or meeting.next_poll_at is None:
         return meeting
@@ -52,16 +56,16 @@ def ensure_link(deps: Deps, meeting: MeetingRecord, *, trust_started: bool = Tru
         task_id=chain_task_id(meeting.meeting_id, meeting.chain_seq),
         at=meeting.next_poll_at,
     )
-    if meeting.chain_started:
+    if meeting.chain_started or not mark:
         return meeting
     seq = meeting.chain_seq
 
-    def mark(current: MeetingRecord) -> MeetingRecord | None:
+    def started(current: MeetingRecord) -> MeetingRecord | None:
         if current.chain_seq != seq or current.chain_started:
             return None
         return replace(current, chain_started=True)
 
-    return deps.store.update(meeting.meeting_id, mark) or meeting
+    return deps.store.update(meeting.meeting_id, started) or meeting
 
 
 def restart_overdue_chains(deps: Deps, *, now: datetime) -> list[str]:
@@ -73,10 +77,11 @@ def restart_overdue_chains(deps: Deps, *, now: datetime) -> list[str]:
     """
     restarted: list[str] = []
     for meeting in deps.store.overdue(now):
-        if not meeting.chain_started:
-            ensure_link(deps, meeting)  # the named task: asking twice creates one
+        late = meeting.next_poll_at is not None and meeting.next_poll_at < now - OVERDUE_AFTER
+        if not meeting.chain_started and not late:
+            ensure_link(deps, meeting, mark=False)  # the named task: asking twice creates one
             continue
-        if meeting.next_poll_at is None or meeting.next_poll_at >= now - OVERDUE_AFTER:
+        if not late:
             continue  # due, and its task on the way
         seq = meeting.chain_seq
 

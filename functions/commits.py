@@ -40,19 +40,21 @@ from functions.ports import MeetingCommit
 from functions.schedule import Status
 from functions.stored_state import STAGED_COMMIT
 
-__all__ = ["STAGED", "Landed", "Stage", "Write", "mirror_fence", "stages"]
+__all__ = ["STAGED", "Landed", "Stage", "Write", "fits_one_request", "mirror_fence", "stages"]
 
 #: ``meeting_status`` of a participant document written ahead of its meeting (stage 2).
 STAGED: Final = "staged"
 #: Per-write overhead beyond the document's own bytes (names, paths, framing).
 _WRITE_OVERHEAD: Final = 200
 
-Target = Literal["meeting", "participant", "revision"]
+#: ``delivery``: a webhook-id's record (its doc id is the webhook-id, which the store hashes).
+Target = Literal["meeting", "participant", "revision", "delivery"]
 
 
 @dataclass(frozen=True, slots=True)
 class Write:
-    kind: Literal["set", "update", "delete"]
+    #: ``create``: the meeting document of a new meeting; fails the request if it exists.
+    kind: Literal["set", "update", "delete", "create"]
     target: Target
     doc_id: str
     data: Mapping[str, Any] | None = None
@@ -137,9 +139,19 @@ def stages(change: MeetingCommit, *, max_bytes: int) -> list[Stage]:
             Write("set", "revision", str(change.revision.revision), change.revision.to_document())
         ]
     )
-    single = [*sets, *deletes, *mirrors, *revision, _meeting_write(change, multi_commit=False)]
+    delivery = [] if change.delivery is None else [_delivery_write(change)]
+    single = [
+        *sets,
+        *deletes,
+        *mirrors,
+        *revision,
+        *delivery,
+        _meeting_write(change, multi_commit=False),
+    ]
     if sum(map(_size, single)) <= max_bytes:
         return [Stage(single, lands=True)]
+    if change.creates is not None:
+        raise ValueError("a change creating its meeting is staged after the meeting is created")
     meeting_id = change.meeting.meeting_id
 
     def progress(written: int) -> Write:
@@ -169,7 +181,7 @@ def stages(change: MeetingCommit, *, max_bytes: int) -> list[Stage]:
         if doc_id not in rewritten
     ]
     # The revision record just before the meeting: revisions/{n} exists once it shows revision n.
-    landing = [*revision, _meeting_write(change, multi_commit=True), *deletes]
+    landing = [*revision, _meeting_write(change, multi_commit=True), *deletes, *delivery]
     followers = [
         Write("update", "participant", w.doc_id, {"meeting_status": status, STAGED_COMMIT: None})
         for w in (sets if completes else ())
@@ -185,8 +197,26 @@ def stages(change: MeetingCommit, *, max_bytes: int) -> list[Stage]:
     ]
 
 
+def fits_one_request(change: MeetingCommit, *, max_bytes: int) -> bool:
+    """Whether the change is written by one request (a new meeting's is, with its creation)."""
+    return len(stages(replace(change, creates=None), max_bytes=max_bytes)) == 1
+
+
 def _meeting_write(change: MeetingCommit, *, multi_commit: bool) -> Write:
     meeting = change.meeting
     if multi_commit:
         meeting = replace(meeting, multi_commit=True, staged_commit=change.token)
+    if change.creates is not None:
+        return Write("create", "meeting", meeting.meeting_id, meeting.to_document())
     return Write("update", "meeting", meeting.meeting_id, meeting.to_document(), fenced=True)
+
+
+def _delivery_write(change: MeetingCommit) -> Write:
+    delivery = change.delivery
+    assert delivery is not None
+    data = {
+        "webhook_id": delivery.webhook_id[:256],
+        "meeting_id": delivery.meeting_id,
+        "expire_at": delivery.expire_at,
+    }
+    return Write("set", "delivery", delivery.webhook_id, data)

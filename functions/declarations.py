@@ -30,9 +30,9 @@ from functions.model import (
     estimated_record,
     meeting_id_for,
 )
-from functions.neighbours import absorb_and_repoll_neighbours
-from functions.participant_keys import erased_among, participant_doc_id
-from functions.ports import Deps, MeetingCommit
+from functions.neighbours import absorb_and_repoll_neighbours, nobody_to_tell
+from functions.participant_keys import erased_among, erasure_name, participant_doc_id
+from functions.ports import DeclarationFacts, DeclarationReads, Delivery, Deps, MeetingCommit
 from functions.retention import check_retained
 from functions.schedule import Status, deadline, first_poll_at
 from functions.selection import declared_window
@@ -101,20 +101,25 @@ def accept_meeting_end(
     """Create (or find) the meeting, its estimated attendance and the first task of its chain.
 
     A backfill meeting passes the ``conference_id`` it was found for: its identity.
+
+    A new meeting costs three round trips: everything it reads at once (the documents its
+    identity may name, the delivery record, the erasures among the expected, the neighbours),
+    one request creating it with its estimates and its delivery record (and, when no neighbour's
+    share changes, recorded as told), and the check for an erasure recorded meanwhile.
     """
     now = deps.clock()
-    if webhook_id is not None:
-        replayed = _replayed(deps, webhook_id)
-        if replayed is not None:
-            return replayed
     if source not in FOUND_SOURCES:
         # Found meetings come from backfill ranges, which are refused at the edge instead.
         check_retained(
             declared.ended_at, now=now, retention_days=deps.retention_days, field="ended_at"
         )
-    declared = _without_erased(deps, declared)
-
-    meeting_id, alias = _identity(deps, declared, conference_id=conference_id, source=source)
+    facts = _read_for(deps, declared, webhook_id=webhook_id, conference_id=conference_id)
+    if webhook_id is not None:
+        replayed = _replayed(deps, webhook_id, facts)
+        if replayed is not None:
+            return replayed
+    declared = _without_erased(deps, declared, facts)
+    meeting_id, alias = _identity(declared, conference_id=conference_id, source=source, facts=facts)
     with logs.bind(meeting_id=meeting_id):
         record = new_meeting_record(
             declared, meeting_id=meeting_id, source=source, deps=deps, now=now
@@ -123,24 +128,106 @@ def accept_meeting_end(
             record = replace(record, aliases=(alias,))
         if source not in FOUND_SOURCES:
             _check_retention(record, now=now)
-        created = deps.store.create(record)
-        if created:
-            meeting = record
-            write_estimates(deps, meeting, expected=meeting.expected_participants)
-            logs.info("meeting created", status=str(meeting.status), source=source)
-        else:
-            meeting = _update_declared(deps, record, source=source, now=now)
-        meeting = ensure_link(deps, meeting)
+        delivery = (
+            None
+            if webhook_id is None
+            else Delivery(webhook_id, meeting_id, expire_at=now + DELIVERY_MEMORY)
+        )
+        if not _exists(meeting_id, facts):
+            created = _create(deps, record, facts, delivery=delivery)
+            if created is not None:
+                logs.info("meeting created", status=str(created.status), source=source)
+                return Accepted(created, created=True)
+        # Declared before (or by a duplicate just now): its times, names and expected change.
+        meeting = _update_declared(deps, record, source=source, now=now)
+        meeting = ensure_link(deps, meeting, mark=False)
         meeting = tell_neighbours(deps, meeting)
-        if webhook_id is not None:
+        if delivery is not None:
             deps.store.remember_delivery(
-                webhook_id=webhook_id, meeting_id=meeting_id, expire_at=now + DELIVERY_MEMORY
+                webhook_id=webhook_id or "", meeting_id=meeting_id, expire_at=delivery.expire_at
             )
-        return Accepted(meeting, created=created)
+        return Accepted(meeting, created=False)
+
+
+def _read_for(
+    deps: Deps, declared: Declared, *, webhook_id: str | None, conference_id: str | None
+) -> DeclarationFacts:
+    """Everything a declaration may need to read, asked for at once."""
+    external_id, event_id = declared.external_id, declared.calendar_event_id or None
+    candidates = [
+        meeting_id_for(
+            calendar_event_id=event_id,
+            meeting_code=declared.meeting_code,
+            ended_at=declared.ended_at,
+            conference_id=conference_id,
+        )
+    ]
+    if external_id is not None:
+        candidates.insert(0, meeting_id_for(external_id=external_id))
+    expected = declared.expected_participants
+    key = deps.erasure_key
+    probe = next(iter(candidates))
+    around = deps.neighbours_of(
+        new_meeting_record(
+            declared, meeting_id=probe, source="webhook", deps=deps, now=deps.clock()
+        )
+    )
+    return deps.store.declaration_reads(
+        DeclarationReads(
+            meeting_ids=candidates,
+            webhook_id=webhook_id,
+            erasure_names=[] if key is None else [erasure_name(k, key) for k in expected],
+            any_erasure=key is None and bool(expected),
+            meeting_code=canonical_meeting_code(declared.meeting_code),
+            neighbours=around,
+            alias=external_id,
+            calendar_event_id=event_id,
+        )
+    )
+
+
+def _exists(meeting_id: str, facts: DeclarationFacts) -> bool:
+    named = (m.meeting_id for m in [*facts.by_event, *facts.aliased])
+    return meeting_id in facts.meetings or meeting_id in set(named)
+
+
+def _create(
+    deps: Deps, record: MeetingRecord, facts: DeclarationFacts, *, delivery: Delivery | None
+) -> MeetingRecord | None:
+    """The new meeting, its estimates and its delivery record in one request, then its first
+    link; None when it exists already (a duplicate created it meanwhile)."""
+    quiet = nobody_to_tell(deps, record, facts.neighbours)
+    base = replace(record, neighbours_told_of=record.times) if quiet else record
+    expected = base.expected_participants
+    change = expected_change(base, [], expected=expected, now=deps.clock())
+    commit = replace(
+        change or MeetingCommit(meeting=base, expected=None),
+        expected=None,
+        creates=base,
+        delivery=delivery,
+    )
+    landed = deps.store.commit(commit)
+    if landed is None:
+        return None
+    meeting = ensure_link(deps, landed.record, mark=False)
+    if not quiet:
+        meeting = tell_neighbours(deps, meeting)
+    # An erasure recorded since the read: its search may have missed this meeting.
+    if expected and _erased_since(deps, expected):
+        write_estimates(deps, meeting, expected=expected)
+        meeting = deps.store.get(meeting.meeting_id) or meeting
+    return meeting
+
+
+def _erased_since(deps: Deps, expected: Collection[str]) -> bool:
+    if deps.erasure_key is None:
+        return bool(deps.store.erased())
+    names = [erasure_name(key, deps.erasure_key) for key in expected]
+    return bool(deps.store.erased_among(names))
 
 
 def _identity(
-    deps: Deps, declared: Declared, *, conference_id: str | None, source: Source
+    declared: Declared, *, conference_id: str | None, source: Source, facts: DeclarationFacts
 ) -> tuple[str, str | None]:
     """The meeting a declaration names (CONTRACT §3 "Identity"), and the external id it adds to
     that meeting's aliases: a declared ``calendar_event_id`` naming an existing meeting first,
@@ -148,11 +235,13 @@ def _identity(
     ``calendar_event_id``, else the code and ``ended_at``. Conflict when the calendar event id and
     the external id name two different meetings."""
     external_id, event_id = declared.external_id, declared.calendar_event_id
-    aliased = None if external_id is None else _aliased(deps, external_id)
+    # Aliases are only ever given to meetings whose own id is not ``x-`` + hash of that external
+    # id (the alias was added because no such meeting existed).
+    aliased = facts.aliased[0].meeting_id if facts.aliased else None
     # Calendar's own declarations name their meeting by external id (an event whose Meet code
     # changed declares a new one under the same event id).
     if event_id and source != "calendar":
-        by_event = [m for m in deps.store.named(calendar_event_id=event_id) if not m.is_found]
+        by_event = [m for m in facts.by_event if not m.is_found]
         # The live one first: an event whose code changed left a cancelled meeting behind.
         by_event.sort(key=lambda m: (m.cancelled_at is not None, m.meeting_id))
         if by_event:
@@ -160,7 +249,7 @@ def _identity(
             by_external = aliased
             if external_id is not None and by_external is None:
                 own = meeting_id_for(external_id=external_id)
-                by_external = own if deps.store.get(own) is not None else None
+                by_external = own if own in facts.meetings else None
             if by_external is not None and by_external != meeting.meeting_id:
                 raise Conflict(
                     f"calendar_event_id names meeting {meeting.meeting_id} and external_id names "
@@ -182,14 +271,6 @@ def _identity(
     )
 
 
-def _aliased(deps: Deps, external_id: str) -> str | None:
-    """The meeting naming ``external_id`` among its aliases (a webhook that once carried a
-    Calendar event's id), if any. Aliases are only ever given to meetings whose own id is not
-    ``x-`` + hash of that external id (the alias was added because no such meeting existed)."""
-    aliased = deps.store.named(alias=external_id)
-    return aliased[0].meeting_id if aliased else None
-
-
 def erased_names(
     deps: Deps, keys: Collection[str], *, erasures: frozenset[str] | None = None
 ) -> dict[str, str]:
@@ -204,11 +285,17 @@ def erased_names(
     return erased_among(keys, erasures=erasures, erasure_key=deps.erasure_key)
 
 
-def _without_erased(deps: Deps, declared: Declared) -> Declared:
+def _without_erased(deps: Deps, declared: Declared, facts: DeclarationFacts) -> Declared:
     """The declaration without erased participants among the expected ones: a declaration
     replayed or sent again after an erasure never brings one back (CONTRACT §3)."""
     expected = declared.expected_participants
-    erased = erased_names(deps, expected)
+    if facts.any_erasure:
+        raise ConfigError(["ERASURE_KEY is required: erasures are recorded and must be honoured"])
+    erased = (
+        erased_among(expected, erasures=facts.erased, erasure_key=deps.erasure_key)
+        if facts.erased and deps.erasure_key is not None
+        else {}
+    )
     if not erased:
         return declared
     logs.info("erased participants left out of the declaration", count=len(erased))
@@ -248,15 +335,21 @@ def _check_retention(record: MeetingRecord, *, now: datetime) -> None:
         )
 
 
-def _replayed(deps: Deps, webhook_id: str) -> Accepted | None:
-    """The answer to a ``webhook-id`` seen before: its meeting, whose chain is made sure of."""
-    seen = deps.store.delivery(webhook_id)
-    meeting = None if seen is None else deps.store.get(seen)
+def _replayed(deps: Deps, webhook_id: str, facts: DeclarationFacts) -> Accepted | None:
+    """The answer to a ``webhook-id`` seen before: its meeting, whose chain is made sure of
+    (asked for again: the request that remembered the webhook-id may have ended before it), and
+    whose neighbours are told if they were not yet."""
+    seen = facts.delivery
+    if seen is None:
+        return None
+    stored = facts.meetings.get(seen)
+    meeting = stored.record if stored is not None else deps.store.get(seen)
     if meeting is None:
         return None
     with logs.bind(meeting_id=meeting.meeting_id):
         logs.info("webhook replayed", webhook_id=webhook_id)
-        return Accepted(ensure_link(deps, meeting), created=False)
+        meeting = ensure_link(deps, meeting, mark=False)
+        return Accepted(tell_neighbours(deps, meeting), created=False)
 
 
 def expected_change(

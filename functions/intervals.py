@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from typing import Final
 
 __all__ = [
+    "Bounds",
     "Interval",
     "Span",
     "attended_seconds",
@@ -21,6 +22,21 @@ __all__ = [
 Interval = tuple[datetime, datetime]
 
 _MS: Final = timedelta(milliseconds=1)
+
+
+@dataclass(frozen=True, slots=True)
+class Bounds:
+    """A closed range of instants, bounded on both sides: what a bounded read asks for."""
+
+    start: datetime
+    end: datetime
+
+    def holds(self, moment: datetime) -> bool:
+        return self.start <= moment <= self.end
+
+    def joined(self, other: Bounds) -> Bounds:
+        """The smallest range holding both."""
+        return Bounds(min(self.start, other.start), max(self.end, other.end))
 
 
 @dataclass(frozen=True, slots=True)

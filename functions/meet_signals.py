@@ -24,6 +24,7 @@ from functions.attendance import Session
 from functions.chain import ensure_link, task_name
 from functions.declarations import accept_meeting_end, erased_names
 from functions.errors import AppError, StoreContention, WorkspaceError
+from functions.intervals import Bounds
 from functions.meet_attendance import (
     PreliminaryInputs,
     meet_sessions,
@@ -243,7 +244,7 @@ def conference_ended(
     meetings = []
     for meeting in _overlapping(deps, code, conference):
         if (meeting.external_id or "").startswith(own):
-            ensure_link(deps, meeting)
+            ensure_link(deps, meeting, mark=False)
         else:
             meetings.append(meeting)
     expedited = tuple(_expedite(deps, m, conference) for m in meetings)
@@ -271,7 +272,7 @@ def _overlapping(deps: Deps, code: str, conference: Conference) -> list[MeetingR
     end = conference.end or conference.start
     return [
         m
-        for m in deps.store.with_code(code)
+        for m in deps.store.with_code(code, ended=deps.around(conference.start, end))
         if m.status is not Status.MERGED and deps.spec(m).window.overlaps(conference.start, end)
     ]
 
@@ -297,7 +298,7 @@ def _create_uncovered(
     ``meet:<record>@<its start>``. A signal never grows a meeting it created before (a declared
     meeting may have absorbed part of it since): a part whose meeting exists is left alone."""
     assert conference.end is not None
-    meetings = deps.store.with_code(code)
+    meetings = deps.store.with_code(code, ended=deps.around(conference.start, conference.end))
     spans = selection_spans([deps.spec(m) for m in meetings])
     covered = [(s.start, s.end) for s in spans.values()]
     existing = {m.external_id for m in meetings}
@@ -317,14 +318,16 @@ def _create_uncovered(
         yield accepted.meeting.meeting_id
 
 
-def reselect_preliminary(deps: Deps, meeting_code: str) -> list[str]:
-    """Meet's preliminary sessions of every meeting of the code (merged ones included: theirs
-    are kept), written again as each meeting's share under the current partition: a meeting
-    declared after a signal takes its part, and the one that had it lets it go. The meetings
-    changed."""
-    meetings = deps.store.with_code(meeting_code)
+def reselect_preliminary(deps: Deps, meeting_code: str, around: Bounds) -> list[str]:
+    """Meet's preliminary sessions of the code's meetings that end in ``around`` (merged ones
+    included: theirs are kept), written again as each one's share under the current partition: a
+    meeting declared after a signal takes its part, and the one that had it lets it go. The
+    sessions come from a wider range, so that every session of those shares is among them. The
+    meetings changed."""
+    pool = deps.store.with_code(meeting_code, ended=deps.around(around.start, around.end))
+    meetings = [m for m in pool if around.holds(m.ended_at)]
     sessions: dict[str, Session] = {}
-    for meeting in meetings:
+    for meeting in pool:
         if meeting.attendance_source == "meet":
             stored = deps.store.participants(meeting.meeting_id)
             for session in preliminary_sessions(stored, meeting):
@@ -358,7 +361,9 @@ def write_preliminary(
             return False
         meeting = current.record
         neighbours = [
-            m for m in deps.store.with_code(meeting.meeting_code) if m.meeting_id != meeting_id
+            m
+            for m in deps.store.with_code(meeting.meeting_code, ended=deps.neighbours_of(meeting))
+            if m.meeting_id != meeting_id
         ]
         stored = deps.store.participants(meeting_id)
         keys = {participant_key(s) for s in sessions}

@@ -15,7 +15,8 @@ hands the covered sessions over and keeps the rest.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Final
 
@@ -29,7 +30,7 @@ from functions.schedule import Status
 from functions.selection import Partition
 from functions.stored_state import carrying_landed_token, preliminary_sessions, stored_sessions
 
-__all__ = ["absorb_and_repoll_neighbours"]
+__all__ = ["absorb_and_repoll_neighbours", "nobody_to_tell"]
 
 #: Tries of one fenced merge before leaving it to the absorbed meeting's own poll.
 _MERGE_ATTEMPTS: Final = 3
@@ -46,36 +47,78 @@ def _covers(span: Span, meeting: MeetingRecord) -> bool:
     return span.overlaps(start, end)
 
 
-def absorb_and_repoll_neighbours(deps: Deps, meeting: MeetingRecord) -> list[str]:
-    """Tell every meeting of the code whose share ``meeting`` changed; absorb found meetings it
-    covers. Returns the ids of the meetings asked to re-poll."""
-    now = deps.clock()
-    others = [
-        m
-        for m in deps.store.with_code(meeting.meeting_code)
-        if m.meeting_id != meeting.meeting_id and m.status is not Status.MERGED
-    ]
+@dataclass(frozen=True, slots=True)
+class _Told:
+    """One neighbour whose share a meeting changes, or that it absorbs (part of)."""
+
+    other: MeetingRecord
+    absorbing: bool
+    share: tuple[Span | None, Span | None]
+
+
+def _to_tell(
+    deps: Deps, meeting: MeetingRecord, others: Sequence[MeetingRecord]
+) -> tuple[list[_Told], Span | None]:
+    """The neighbours ``meeting`` must tell (pure), and its own selection span."""
+    told = meeting.as_told()
     # Shares before: without the meeting, and with it at the times the neighbours were told of
     # (a moved meeting changes the shares at both places).
     before = [Partition(deps.spec(m) for m in others)]
-    told = meeting.as_told()
     if told is not None and told.times != meeting.times:
         before.append(Partition([*(deps.spec(m) for m in others), deps.spec(told)]))
     after = Partition([*(deps.spec(m) for m in others), deps.spec(meeting)])
     own = after.selection.get(meeting.meeting_id)
-    repolled: list[str] = []
+    telling: list[_Told] = []
     for other in others:
         absorbing = (
             own is not None and other.is_found and not meeting.is_found and _covers(own, other)
         )
-        if absorbing and own is not None and _merge_if_covered(deps, other, into=meeting, span=own):
-            continue
         # Its share: which sessions it takes, and the span it is credited for (a later meeting
         # whose window does not reach it still ends its credit at its own window's edge).
         share = _share(after, other.meeting_id)
-        if not absorbing and all(share == _share(p, other.meeting_id) for p in before):
+        if absorbing or any(share != _share(p, other.meeting_id) for p in before):
+            telling.append(_Told(other, absorbing, share))
+    return telling, own
+
+
+def nobody_to_tell(deps: Deps, meeting: MeetingRecord, neighbours: Sequence[MeetingRecord]) -> bool:
+    """Whether telling the neighbours of a meeting would change nothing, given the code's
+    meetings of its neighbourhood (``Deps.neighbours_of``): a new meeting then records them
+    told in the request that creates it."""
+    others = _others(meeting, neighbours)
+    if meeting.attendance_source == "meet" or any(o.attendance_source == "meet" for o in others):
+        return False
+    telling, _ = _to_tell(deps, meeting, others)
+    return not telling
+
+
+def _others(meeting: MeetingRecord, neighbours: Sequence[MeetingRecord]) -> list[MeetingRecord]:
+    return [
+        m
+        for m in neighbours
+        if m.meeting_id != meeting.meeting_id and m.status is not Status.MERGED
+    ]
+
+
+def absorb_and_repoll_neighbours(deps: Deps, meeting: MeetingRecord) -> list[str]:
+    """Tell every meeting of the code whose share ``meeting`` changed; absorb found meetings it
+    covers. Returns the ids of the meetings asked to re-poll."""
+    now = deps.clock()
+    told = meeting.as_told()
+    # Only the neighbourhoods of its times, old and new: no other share can change.
+    around = deps.neighbours_of(meeting, *([] if told is None else [told]))
+    others = _others(meeting, deps.store.with_code(meeting.meeting_code, ended=around))
+    telling, own = _to_tell(deps, meeting, others)
+    repolled: list[str] = []
+    for item in telling:
+        other, share = item.other, item.share
+        if (
+            item.absorbing
+            and own is not None
+            and _merge_if_covered(deps, other, into=meeting, span=own)
+        ):
             continue
-        _bump(deps, other, absorbed_by=meeting.meeting_id if absorbing else None, now=now)
+        _bump(deps, other, absorbed_by=meeting.meeting_id if item.absorbing else None, now=now)
         deps.queue.enqueue(
             CollectTask(other.meeting_id, other.chain_seq, "neighbour"),
             task_id=task_name(other.meeting_id, "neighbour", meeting.meeting_id, *share, own),
@@ -89,7 +132,7 @@ def absorb_and_repoll_neighbours(deps: Deps, meeting: MeetingRecord) -> list[str
         # tells neighbours through this module.
         from functions.meet_signals import reselect_preliminary
 
-        reselect_preliminary(deps, meeting.meeting_code)
+        reselect_preliminary(deps, meeting.meeting_code, around)
     return repolled
 
 

@@ -51,7 +51,7 @@ from functions.poll_plan import PollInputs, PollPlan, plan_poll, plan_without_do
 from functions.ports import CollectReason, CollectTask, Deps, FetchStats, MeetingCommit, Versioned
 from functions.reports_events import SessionCollector
 from functions.schedule import Status
-from functions.selection import reports_query_start, selection_spans
+from functions.selection import reports_query_end, reports_query_start, selection_spans
 from functions.stored_state import (
     carrying_landed_token,
     lagging_mirrors,
@@ -263,7 +263,7 @@ def _release(deps: Deps, meeting_id: str, *, owner: str) -> None:
 class _Fetched:
     """What Reports gave for one query: the sessions (None when the poll failed) and the cost."""
 
-    query: tuple[str, datetime]
+    query: tuple[str, datetime, datetime]
     sessions: list[Session] | None
     stats: FetchStats | None
     error: LastError | None
@@ -271,18 +271,26 @@ class _Fetched:
     skipped: int = 0
 
 
-def _fetch(deps: Deps, query: tuple[str, datetime], polled_at: datetime) -> _Fetched:
-    code, start = query
-    try:
-        activities, stats = deps.reports.call_ended(meeting_code=code, start=start)
-    except ReportsError as failure:
-        error = LastError(code=failure.code, message=failure.message, at=polled_at)
-        return _Fetched(query, None, None, error)
+def _fetch(deps: Deps, query: tuple[str, datetime, datetime], polled_at: datetime) -> _Fetched:
+    code, start, end = query
     # The privacy modes apply before the answer's duplicates are resolved (CONTRACT §3).
     collector = SessionCollector(
         stored_form=lambda s: in_stored_form(s, deps.ip_mode, deps.location_mode)
     )
-    collector.add_activities(activities)
+    pages = requests = activities = 0
+    try:
+        # Each page decoded as it arrives: a large meeting never holds all its raw pages. No
+        # later than now: Reports refuses an endTime in the future.
+        for page in deps.reports.call_ended_pages(
+            meeting_code=code, start=start, end=min(end, polled_at)
+        ):
+            collector.add_activities(page.activities)
+            pages, requests = pages + 1, requests + page.requests
+            activities += len(page.activities)
+    except ReportsError as failure:
+        error = LastError(code=failure.code, message=failure.message, at=polled_at)
+        return _Fetched(query, None, None, error)
+    stats = FetchStats(pages=pages, requests=requests, activities=activities)
     warnings = tuple(collector.warnings())
     if warnings:
         logs.warning(
@@ -315,18 +323,21 @@ def _plan(
     deps: Deps, meeting: MeetingRecord, fetched: _Fetched | None, *, reason: CollectReason
 ) -> tuple[PollPlan, _Fetched, Mapping[str, str]]:
     neighbours = [
-        m for m in deps.store.with_code(meeting.meeting_code) if m.meeting_id != meeting.meeting_id
+        m
+        for m in deps.store.with_code(meeting.meeting_code, ended=deps.neighbours_of(meeting))
+        if m.meeting_id != meeting.meeting_id
     ]
     for neighbour in neighbours:
         if neighbour.is_found and not neighbour.chain_started:
             # A found meeting whose creator (a poll giving it sessions nobody took, a backfill
             # slice) died before asking for its first link: the named task, asked again.
-            ensure_link(deps, neighbour)
+            ensure_link(deps, neighbour, mark=False)
     polled_at = deps.clock()
     specs = [deps.spec(m) for m in [*neighbours, meeting]]
     # The leased meeting is not merged, so it has a selection span.
     start = reports_query_start(selection_spans(specs)[meeting.meeting_id], now=polled_at)
-    query = (reports_meeting_code(meeting.meeting_code), start)
+    end = reports_query_end(deps.spec(meeting))
+    query = (reports_meeting_code(meeting.meeting_code), start, end)
     if fetched is None or fetched.query != query or fetched.sessions is None:
         fetched = _fetch(deps, query, polled_at)
     inputs = PollInputs(

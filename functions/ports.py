@@ -19,6 +19,7 @@ from functions.calendar_records import (
     ChannelRecord,
     OpenedChannel,
 )
+from functions.intervals import Bounds
 from functions.limits import WINDOW_AFTER_S, WINDOW_BEFORE_S
 from functions.meet_records import (
     Conference,
@@ -36,7 +37,7 @@ from functions.model import (
     RevisionRecord,
 )
 from functions.schedule import Timing
-from functions.selection import MeetingSpec
+from functions.selection import MeetingSpec, neighbourhood, neighbourhood_of_time
 
 Clock = Callable[[], datetime]
 CollectReason = Literal["poll", "neighbour", "backfill", "manual", "restart", "erasure", "meet"]
@@ -136,6 +137,50 @@ class MeetingCommit:
     settle: Sequence[str] = ()
     #: Names this change's documents if it is written in stages (unique per attempt).
     token: str = field(default_factory=lambda: uuid.uuid4().hex)
+    #: The meeting this change creates (a new declaration): created by the same request when
+    #: the change fits one (``expected`` is then unused), else on its own first. The commit
+    #: answers None when the meeting exists already.
+    creates: MeetingRecord | None = None
+    #: A webhook-id to remember, with the request that lands the change (CONTRACT §4.1).
+    delivery: Delivery | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """A webhook-id accepted for a meeting; forgotten after ``expire_at`` (Firestore TTL)."""
+
+    webhook_id: str
+    meeting_id: str
+    expire_at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeclarationReads:
+    """What a declaration asks for before it writes, all read at once (one round trip)."""
+
+    meeting_ids: Sequence[str]
+    webhook_id: str | None = None
+    #: Erasure names (keyed hashes) of the expected participants.
+    erasure_names: Sequence[str] = ()
+    #: With no ``ERASURE_KEY``: whether any erasure exists (then one is required).
+    any_erasure: bool = False
+    meeting_code: str
+    neighbours: Bounds
+    alias: str | None = None
+    calendar_event_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeclarationFacts:
+    """The answers to :class:`DeclarationReads`."""
+
+    meetings: Mapping[str, Versioned]
+    delivery: str | None
+    erased: frozenset[str]
+    any_erasure: bool
+    neighbours: Sequence[MeetingRecord]
+    aliased: Sequence[MeetingRecord]
+    by_event: Sequence[MeetingRecord]
 
 
 class MeetingStore(Protocol):
@@ -172,7 +217,11 @@ class MeetingStore(Protocol):
         meeting is no longer at ``change.expected``."""
         ...
 
-    def with_code(self, meeting_code: str) -> list[MeetingRecord]: ...
+    def with_code(self, meeting_code: str, *, ended: Bounds) -> list[MeetingRecord]:
+        """The meetings of the code whose ``ended_at`` lies in ``ended`` (both ends included;
+        both given: a query over a code's whole history is what CONTRACT §3 "Bounded" rules
+        out)."""
+        ...
 
     def named(
         self, *, calendar_event_id: str | None = None, alias: str | None = None
@@ -198,6 +247,16 @@ class MeetingStore(Protocol):
 
     def delivery(self, webhook_id: str) -> str | None:
         """The meeting id a webhook-id was accepted for, if it was seen before."""
+        ...
+
+    def declaration_reads(self, reads: DeclarationReads) -> DeclarationFacts:
+        """Everything a declaration reads, in one round trip: the meeting documents by id, the
+        delivery record, the erasures among the expected, the code's meetings ending within
+        ``reads.neighbours`` and those naming the alias or the Calendar event id."""
+        ...
+
+    def erased_among(self, names: Sequence[str]) -> frozenset[str]:
+        """Which of these erasure names are recorded (one batched read)."""
         ...
 
     def remember_delivery(
@@ -437,4 +496,20 @@ class Deps:
         """The meeting as the selection rules see it, with this deployment's windows."""
         return meeting.spec(
             window_before_s=self.window_before_s, window_after_s=self.window_after_s
+        )
+
+    def neighbours_of(self, meeting: MeetingRecord, *more: MeetingRecord) -> Bounds:
+        """The ``ended_at`` range holding every meeting whose share can change with any of
+        ``meetings`` (a meeting, and the times its neighbours were told of): what
+        :meth:`MeetingStore.with_code` is asked for (CONTRACT §3 "Bounded")."""
+        bounds = neighbourhood(self.spec(meeting))
+        for other in more:
+            bounds = bounds.joined(neighbourhood(self.spec(other)))
+        return bounds
+
+    def around(self, start: datetime, end: datetime) -> Bounds:
+        """The ``ended_at`` range of the meetings that matter to sessions between ``start``
+        and ``end`` (a conference, a backfill's slice)."""
+        return neighbourhood_of_time(
+            start, end, window_before_s=self.window_before_s, window_after_s=self.window_after_s
         )

@@ -12,7 +12,8 @@ Timeline of one code, meetings ordered by ``ended_at`` (ties: ``meeting_id``)::
 - Windows do not overlap → no boundary; each side stays open towards the other, but what is
   credited there stops at the meeting's own window edge. Otherwise a session that starts in E's
   window and ends in L's would be credited to both; the gap between the windows, far from both
-  classes, is credited to neither.
+  classes, is credited to neither. Windows a Meet call's length (24 h) apart or more are not
+  neighbours at all: no session reaches both, and each is open towards the other.
 - No meeting on a side → open on that side: overtime and early arrivals are not clipped.
 - ``merged`` meetings take no part and get no sessions.
 - Meetings *found* from their sessions (backfill) are not declarations of class boundaries: they
@@ -33,9 +34,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from functions.attendance import Meeting, Session, build_meeting
-from functions.intervals import Span
+from functions.intervals import Bounds, Span
 from functions.limits import (
     DEFAULT_DECLARED_LENGTH,
+    MAX_DECLARED_LENGTH,
+    MEET_CALL_LIMIT,
     REPORTS_RETENTION,
     WINDOW_AFTER_S,
     WINDOW_BEFORE_S,
@@ -50,6 +53,9 @@ __all__ = [
     "credited_spans",
     "declared_start",
     "declared_window",
+    "neighbourhood",
+    "neighbourhood_of_time",
+    "reports_query_end",
     "reports_query_start",
     "select_meetings",
     "selection_span",
@@ -145,8 +151,9 @@ def _window_bounds(meeting: MeetingSpec) -> tuple[datetime, datetime]:
     )
 
 
-def _cut(earlier: MeetingSpec, later: MeetingSpec) -> tuple[datetime, datetime]:
-    """(where ``earlier``'s credit ends, where ``later``'s begins) for consecutive meetings."""
+def _cut(earlier: MeetingSpec, later: MeetingSpec) -> tuple[datetime, datetime] | None:
+    """(where ``earlier``'s credit ends, where ``later``'s begins) for consecutive meetings; None
+    when they are not neighbours: their windows are a Meet call's length apart or more."""
     earlier_start, earlier_end = _window_bounds(earlier)
     later_start, later_end = _window_bounds(later)
     if earlier_end > later_start and later_end > earlier_start:
@@ -156,6 +163,12 @@ def _cut(earlier: MeetingSpec, later: MeetingSpec) -> tuple[datetime, datetime]:
             # Integer milliseconds: the midpoint is exact to the precision kept everywhere.
             boundary = from_ms((to_ms(earlier.ended_at) + to_ms(later.started_at)) // 2)
         return boundary, boundary
+    if later_start - earlier_end >= MEET_CALL_LIMIT:
+        # No session reaches from one window into the other (a call lasts at most 24 h), so
+        # neither needs clipping towards the other: each is open there, as with no meeting at
+        # all. This is what keeps a meeting's share independent of its code's far history
+        # (CONTRACT §3 "Bounded"): ``neighbourhood`` is all it depends on.
+        return None
     return earlier_end, later_start
 
 
@@ -166,14 +179,46 @@ def _spans_for_code(meetings: Sequence[MeetingSpec]) -> dict[str, Span]:
     for index, meeting in enumerate(ordered):
         upper: datetime | None = None
         next_lower: datetime | None = None
-        if index + 1 < len(ordered):
-            upper, next_lower = _cut(meeting, ordered[index + 1])
+        cut = _cut(meeting, ordered[index + 1]) if index + 1 < len(ordered) else None
+        if cut is not None:
+            upper, next_lower = cut
             if lower is not None and upper < lower:
                 upper = lower
             next_lower = max(next_lower, upper)
         result[meeting.meeting_id] = Span(lower, upper)
         lower = next_lower
     return result
+
+
+def neighbourhood(meeting: MeetingSpec) -> Bounds:
+    """The ``ended_at`` range of the meetings of the code that can change ``meeting``'s share,
+    or whose share it can change (CONTRACT §3 "Bounded"): the store reads only these.
+
+    Its neighbours are the meetings whose windows come within a Meet call of its window; a
+    boundary that inconsistent declarations push forward carries over to the following meetings,
+    but never further than ``ended_at + WINDOW_AFTER_S + half a declared length`` from where it
+    began (every cut lies within that of its earlier meeting's ``ended_at``). The range holds
+    those with a margin of the same size on each side; a property test checks it.
+    """
+    start, end = _window_bounds(meeting)
+    reach = _reach(meeting.window_before_s, meeting.window_after_s)
+    return Bounds(start - 2 * reach, end + 2 * reach)
+
+
+def neighbourhood_of_time(
+    start: datetime, end: datetime, *, window_before_s: int, window_after_s: int
+) -> Bounds:
+    """The ``ended_at`` range of every meeting whose share can matter to what happened between
+    ``start`` and ``end`` (a conference, a backfill's sessions): the neighbourhoods of all the
+    meetings whose windows can overlap that time."""
+    reach = _reach(window_before_s, window_after_s)
+    return Bounds(start - 3 * reach, end + 3 * reach)
+
+
+def _reach(window_before_s: int, window_after_s: int) -> timedelta:
+    # A window is at most a declared length plus its margins; a session at most a call long.
+    margins = timedelta(seconds=window_before_s + window_after_s)
+    return MEET_CALL_LIMIT + MAX_DECLARED_LENGTH + margins
 
 
 def credited_spans(meetings: Iterable[MeetingSpec]) -> dict[str, Span]:
@@ -279,7 +324,15 @@ def reports_query_start(selected: Span, *, now: datetime) -> datetime:
     session overlapping its selection span can have, but never in the future and never beyond
     Reports' retention, which the API refuses.
 
-    There is deliberately no matching end: a participant who stays past ``ended_at`` leaves later.
+    Its end is not ``ended_at``: a participant who stays past it leaves later
+    (:func:`reports_query_end`).
     """
     start = selected.start if selected.start is not None else now
     return max(min(start, now), now - REPORTS_RETENTION + _RETENTION_MARGIN)
+
+
+def reports_query_end(meeting: MeetingSpec) -> datetime:
+    """The latest ``endTime`` of a meeting's Reports query (CONTRACT §3 "Bounded"): a session
+    overlapping its window leaves within a Meet call's length of the window's end. The query
+    asks for no later than now."""
+    return _window_bounds(meeting)[1] + MEET_CALL_LIMIT

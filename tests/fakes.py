@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from functions.commits import Write, mirror_fence, stages
+from functions.commits import Write, fits_one_request, mirror_fence, stages
 from functions.errors import Forbidden, ReportsError, Unauthorized
+from functions.intervals import Bounds
 from functions.model import MeetingRecord
 from functions.ports import (
     BackfillSlice,
     CollectTask,
+    DeclarationFacts,
+    DeclarationReads,
     FetchStats,
     MeetingCommit,
     ReportsPage,
@@ -41,6 +44,9 @@ class MemoryStore:
 
     def __init__(self, *, max_commit_bytes: int = 1 << 40) -> None:
         self.meetings: dict[str, MeetingRecord] = {}
+        self.declaration_reads_made = 0
+        #: Every with_code read (code, ended_at range): bounded reads are checked on these.
+        self.code_reads: list[tuple[str, Bounds]] = []
         self.versions: dict[str, int] = {}
         self.participant_docs: dict[str, dict[str, dict[str, Any]]] = {}
         self.revision_docs: dict[str, dict[int, dict[str, Any]]] = {}
@@ -99,6 +105,13 @@ class MemoryStore:
 
     def commit(self, change: MeetingCommit) -> Versioned | None:
         meeting_id = change.meeting.meeting_id
+        if change.creates is not None and not fits_one_request(
+            change, max_bytes=self.max_commit_bytes
+        ):
+            # As the adapter does: the meeting on its own first, the change staged after it.
+            if not self.create(change.creates):
+                return None
+            change = replace(change, creates=None, expected=self.versions[meeting_id])
         version = change.expected
         landed = False
         planned = stages(change, max_bytes=self.max_commit_bytes)
@@ -134,6 +147,8 @@ class MemoryStore:
         another version or, before the change landed, an update finds no document."""
         docs = self.participant_docs.get(meeting_id, {})
         for write in writes:
+            if write.kind == "create" and meeting_id in self.meetings:
+                return None
             if write.fenced and (
                 meeting_id not in self.meetings or self.versions[meeting_id] != version
             ):
@@ -147,6 +162,12 @@ class MemoryStore:
 
     def _write(self, meeting_id: str, write: Write, version: object) -> object:
         self.writes += 1
+        if write.kind == "create":
+            self.meetings[meeting_id] = MeetingRecord.from_document(write.data or {})
+            return self._stamp(meeting_id)
+        if write.target == "delivery":
+            self.deliveries[write.doc_id] = str((write.data or {})["meeting_id"])
+            return version
         if write.target == "meeting":
             before = self.meetings[meeting_id]
             document = {**before.to_document(), **(write.data or {})}
@@ -166,8 +187,13 @@ class MemoryStore:
             docs[write.doc_id].update(_copied(write.data or {}))
         return version
 
-    def with_code(self, meeting_code: str) -> list[MeetingRecord]:
-        return [m for m in self.meetings.values() if m.meeting_code == meeting_code]
+    def with_code(self, meeting_code: str, *, ended: Bounds) -> list[MeetingRecord]:
+        self.code_reads.append((meeting_code, ended))
+        return [
+            m
+            for m in self.meetings.values()
+            if m.meeting_code == meeting_code and ended.holds(m.ended_at)
+        ]
 
     def named(
         self, *, calendar_event_id: str | None = None, alias: str | None = None
@@ -201,6 +227,30 @@ class MemoryStore:
 
     def delivery(self, webhook_id: str) -> str | None:
         return self.deliveries.get(webhook_id)
+
+    def declaration_reads(self, reads: DeclarationReads) -> DeclarationFacts:
+        # The store's own state, not its public methods: one call, as in the adapter.
+        self.declaration_reads_made += 1
+        return DeclarationFacts(
+            meetings={
+                meeting_id: Versioned(self.meetings[meeting_id], self.versions[meeting_id])
+                for meeting_id in reads.meeting_ids
+                if meeting_id in self.meetings
+            },
+            delivery=None if reads.webhook_id is None else self.deliveries.get(reads.webhook_id),
+            erased=frozenset(n for n in reads.erasure_names if n in self.erasures),
+            any_erasure=reads.any_erasure and bool(self.erasures),
+            neighbours=MemoryStore.with_code(self, reads.meeting_code, ended=reads.neighbours),
+            aliased=[] if reads.alias is None else MemoryStore.named(self, alias=reads.alias),
+            by_event=(
+                []
+                if reads.calendar_event_id is None
+                else MemoryStore.named(self, calendar_event_id=reads.calendar_event_id)
+            ),
+        )
+
+    def erased_among(self, names: Sequence[str]) -> frozenset[str]:
+        return frozenset(name for name in names if name in self.erasures)
 
     def remember_delivery(self, *, webhook_id: str, meeting_id: str, expire_at: datetime) -> None:
         self.deliveries[webhook_id] = meeting_id

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, Final
 
 from google.cloud import firestore
 
 from functions.adapters.firestore_store import MEETINGS, REVISIONS
+from functions.intervals import Bounds
+
+#: Every ``ended_at`` a test stores: the range a test reads a code's every meeting with.
+ALL_TIME: Final = Bounds(datetime(1970, 1, 1, tzinfo=UTC), datetime(9999, 1, 1, tzinfo=UTC))
 
 
 def stored_revisions(client: firestore.Client, meeting_id: str) -> list[dict[str, Any]]:

@@ -18,6 +18,7 @@ from functions.schedule import Status
 from local.client import StackClient
 from local.simulate import Stay, activities_for, call_ended, rfc3339
 from tests.e2e.conftest import wait_for
+from tests.firestore_reads import ALL_TIME
 
 pytestmark = pytest.mark.timeout(300)
 M = timedelta(minutes=1)
@@ -51,7 +52,7 @@ def queue_empty(client: StackClient) -> bool:
 
 def all_settled(store: FirestoreStore, code_count: int) -> list[MeetingRecord] | None:
     """The meetings of the first ``code_count`` codes once each code has one and all are final."""
-    meetings = [m for i in range(code_count) for m in store.with_code(code_for(i))]
+    meetings = [m for i in range(code_count) for m in store.with_code(code_for(i), ended=ALL_TIME)]
     busy = [m for m in meetings if m.status not in (Status.COMPLETE, Status.MERGED)]
     return None if busy or len(meetings) < code_count else meetings
 
@@ -124,7 +125,7 @@ def test_a_webhook_after_the_backfill_absorbs_its_meeting_and_bills_once(
     )
     assert run_backfill(client)["status"] == 200
     (backfilled,) = wait_for(
-        lambda: [m for m in store.with_code(code) if m.status is Status.COMPLETE],
+        lambda: [m for m in store.with_code(code, ended=ALL_TIME) if m.status is Status.COMPLETE],
         what="backfill meeting complete",
     )
     answer = client.meeting_ended(
@@ -139,7 +140,7 @@ def test_a_webhook_after_the_backfill_absorbs_its_meeting_and_bills_once(
     assert answer.status == 202
 
     def merged_and_collected() -> dict[str, MeetingRecord] | None:
-        meetings = {m.meeting_id: m for m in store.with_code(code)}
+        meetings = {m.meeting_id: m for m in store.with_code(code, ended=ALL_TIME)}
         webhook = meetings.get(answer.body["meeting_id"])
         old = meetings[backfilled.meeting_id]
         if old.status is Status.MERGED and webhook and webhook.status is Status.COMPLETE:

@@ -31,6 +31,7 @@ from local.client import StackClient
 from local.simulate import Stay, activities_for, rfc3339
 from local.stack import Stack
 from tests.e2e.conftest import wait_for
+from tests.firestore_reads import ALL_TIME
 
 ROOT = Path(__file__).resolve().parents[2]
 TEACHER = "teacher@school.example"
@@ -199,7 +200,7 @@ def test_sync_by_code_creates_a_manual_meeting_polls_it_and_finds_it_again(
     assert again.returncode == 0, again.stderr
     assert f"sync: found meeting {meeting_id} (source manual" in again.stderr
     assert store.get(meeting_id) is not None
-    assert len(store.with_code("mnp-qrst-vwx")) == 1
+    assert len(store.with_code("mnp-qrst-vwx", ended=ALL_TIME)) == 1
 
 
 def test_sync_reports_a_failed_poll_with_its_outcome_and_exit_1(
@@ -542,7 +543,7 @@ def test_backfill_creates_the_unannounced_meeting_and_prints_a_summary(
     ):
         assert label in result.stdout
     assert re.search(r"meetings created\s+│\s+1", result.stdout), result.stdout
-    (created,) = store.with_code("bkf-illc-lii")
+    (created,) = store.with_code("bkf-illc-lii", ended=ALL_TIME)
     assert created.source == "backfill"
     assert until_final(store, created.meeting_id).participant_count == 2
     again = run_cli(stack, "backfill", "--since", since)

@@ -23,6 +23,7 @@ from local.simulate import Stay, activities_for, call_ended, large_class, rfc333
 from local.stack import Stack
 from tests.e2e.conftest import wait_for
 from tests.fakes import MemoryQueue, ScriptedReports
+from tests.firestore_reads import ALL_TIME
 
 CODE = "wkt-imxi-vuk"
 TEACHER = "teacher@school.example"
@@ -111,7 +112,10 @@ def test_happy_path_reaches_complete_with_exact_attendance(client: StackClient) 
     requests_seen = client.reports_requests()
     assert requests_seen[0]["query"]["filters"] == "meeting_code==WKTIMXIVUK"
     assert requests_seen[0]["query"]["eventName"] == "call_ended"
-    assert "endTime" not in requests_seen[0]["query"]
+    # CONTRACT v2 §3 "Bounded": the query ends at now (within a day of the window's end).
+    first_end = datetime.fromisoformat(requests_seen[0]["query"]["endTime"])
+    assert first_end <= datetime.now(UTC)
+    assert first_end > end
     assert "fields" in requests_seen[0]["query"]
 
 
@@ -232,7 +236,7 @@ def test_duplicates_replays_and_races_make_one_meeting(
         thread.join()
     assert sorted(a.status for a in answers) == [200, 200, 200, 200, 202]
     assert len({a.body["meeting_id"] for a in answers}) == 1
-    assert len(store.with_code(CODE)) == 2
+    assert len(store.with_code(CODE, ended=ALL_TIME)) == 2
     # One first link per meeting in the queue, never two.
     first_links = wait_for(
         lambda: [d for d in client.dispatches() if d["attempt"] == 1], what="first polls"
@@ -377,7 +381,7 @@ def test_bad_input_gets_a_4xx_and_writes_nothing(
         else:
             status = client.signed("POST", "/", bodies[headers_or_body]).status
     assert 400 <= status < 500, name
-    assert store.with_code(CODE) == []
+    assert store.with_code(CODE, ended=ALL_TIME) == []
     assert client.dispatches() == []
 
 

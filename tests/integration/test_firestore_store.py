@@ -25,6 +25,7 @@ from functions.model import (
 from functions.schedule import Status
 from local.firestore_emulator import FirestoreEmulator
 from tests.conftest import TEST_PROJECT
+from tests.firestore_reads import ALL_TIME
 
 ENDED = datetime(2026, 1, 15, 10, 45, 0, 123000, tzinfo=UTC)
 
@@ -253,10 +254,10 @@ def test_with_code_finds_only_that_code(store: FirestoreStore) -> None:
     store.create(meeting("c-b", ended_at=ENDED + timedelta(days=7)))
     store.create(meeting("c-other", meeting_code="zzz-zzzz-zzz"))
 
-    found = store.with_code("abc-defg-hij")
+    found = store.with_code("abc-defg-hij", ended=ALL_TIME)
 
     assert sorted(m.meeting_id for m in found) == ["c-a", "c-b"]
-    assert store.with_code("nope-nope-nop") == []
+    assert store.with_code("nope-nope-nop", ended=ALL_TIME) == []
 
 
 # ----------------------------------------------------------------------------- replays

@@ -4,16 +4,19 @@ failing, partial or empty on the seed's say, and a task queue that delivers at l
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from functions.errors import ReportsError
+from functions.intervals import Bounds
 from functions.model import MeetingRecord
 from functions.ports import (
     BackfillSlice,
     CollectTask,
+    DeclarationFacts,
+    DeclarationReads,
     FetchStats,
     MeetingCommit,
     ReportsPage,
@@ -67,9 +70,9 @@ class SwitchingStore:
         self._point("store.commit")
         return self.inner.commit(change)
 
-    def with_code(self, meeting_code: str) -> list[MeetingRecord]:
+    def with_code(self, meeting_code: str, *, ended: Bounds) -> list[MeetingRecord]:
         self._point("store.with_code")
-        return self.inner.with_code(meeting_code)
+        return self.inner.with_code(meeting_code, ended=ended)
 
     def named(
         self, *, calendar_event_id: str | None = None, alias: str | None = None
@@ -97,6 +100,15 @@ class SwitchingStore:
     def delivery(self, webhook_id: str) -> str | None:
         self._point("store.delivery")
         return self.inner.delivery(webhook_id)
+
+    def declaration_reads(self, reads: DeclarationReads) -> DeclarationFacts:
+        # One point: the adapter answers it in one round trip.
+        self._point("store.declaration_reads")
+        return self.inner.declaration_reads(reads)
+
+    def erased_among(self, names: Sequence[str]) -> frozenset[str]:
+        # No switch point, as erased() (below).
+        return self.inner.erased_among(names)
 
     def remember_delivery(self, *, webhook_id: str, meeting_id: str, expire_at: datetime) -> None:
         self._point("store.remember_delivery")

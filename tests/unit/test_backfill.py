@@ -18,6 +18,7 @@ from functions.backfill import (
     slices,
     stored_fact,
 )
+from functions.chain import chain_task_id
 from functions.declarations import accept_meeting_end
 from functions.errors import InvalidInput
 from functions.model import Declared, MeetingRecord
@@ -142,7 +143,7 @@ def test_a_run_retried_after_a_crash_before_the_first_enqueue_starts_the_chain()
 
     assert retried.meetings_created == []
     assert [t.task.meeting_id for t in world.queue.tasks] == [found.meeting_id]
-    assert world.store.meetings[found.meeting_id].chain_started
+    assert world.queue.tasks[0].task_id == chain_task_id(found.meeting_id, found.chain_seq)
     world.drain()
     assert world.store.meetings[found.meeting_id].participant_count == 2
 
@@ -163,7 +164,7 @@ def test_a_retry_that_no_longer_sees_the_conference_still_starts_the_chain() -> 
 
     assert retried.meetings_created == []
     assert [t.task.meeting_id for t in world.queue.tasks] == [found.meeting_id]
-    assert world.store.meetings[found.meeting_id].chain_started
+    assert world.queue.tasks[0].task_id == chain_task_id(found.meeting_id, found.chain_seq)
     world.reports.activities = activities
     world.drain()
     assert world.store.meetings[found.meeting_id].participant_count == 2

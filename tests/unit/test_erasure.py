@@ -237,6 +237,18 @@ def test_an_expected_participant_never_seen_is_erased_from_the_lists() -> None:
     assert STUDENT not in everything(world)
 
 
+def test_a_meeting_the_participant_left_is_found_by_its_revision_records() -> None:
+    # Expected, then declared again without them: their estimate is gone and no list names them;
+    # only the audit trail does, and the erasure must find the meeting through it.
+    world = erasing_world()
+    meeting = world.declare(expected_participants=(TEACHER, STUDENT))
+    world.declare(expected_participants=(TEACHER,))
+    assert STUDENT not in keys_of(world, meeting.meeting_id)
+    assert STUDENT in json.dumps(world.store.revision_docs[meeting.meeting_id], default=str)
+    erase_participant(world.deps, STUDENT)
+    assert STUDENT not in everything(world)
+
+
 def test_a_merged_meeting_is_erased_too() -> None:
     world = erasing_world()
     world.class_activities()

@@ -14,6 +14,7 @@ import pytest
 
 from functions.declarations import accept_meeting_end
 from functions.errors import Busy, Conflict, InvalidInput
+from functions.intervals import Bounds
 from functions.limits import REPORTS_RETENTION
 from functions.model import Declared, MeetingRecord
 from functions.polling import LEASE, PollOutcome, Skipped, handle_collect_task, poll_meeting
@@ -217,6 +218,38 @@ def test_a_poll_written_in_stages_shows_nothing_unlanded_and_bills_nothing_stage
     assert reader.reads[-1]["above"] == []
 
 
+def test_first_estimates_during_a_staged_poll_leave_its_documents_alone() -> None:
+    # A meeting declared without expected participants is being polled in stages when a
+    # re-declaration names them: its estimates must read what the staged change wrote.
+    world = World()
+    world.store = MemoryStore(max_commit_bytes=2500)  # about one document per request
+    world.deps = replace(world.deps, store=world.store)
+    meeting = world.declare(expected_participants=())
+    world.class_activities()
+    redeclared: list[bool] = []
+
+    def redeclare_once() -> None:
+        if not redeclared:
+            redeclared.append(True)
+            world.declare(expected_participants=(TEACHER, STUDENT, ABSENT))
+
+    world.store.between_stages = redeclare_once
+    world.clock.now = END + timedelta(minutes=30)
+    poll_meeting(world.deps, meeting.meeting_id, reason="manual")
+    world.store.between_stages = lambda: None
+    assert redeclared
+    while world.queue.tasks:
+        world.run_next()
+
+    final = world.store.meetings[meeting.meeting_id]
+    shown = documents(world, meeting.meeting_id)
+    assert set(shown) == {TEACHER, STUDENT, ABSENT}
+    assert shown[TEACHER]["estimated"] is False
+    assert shown[STUDENT]["estimated"] is False
+    assert final.participant_count == sum(1 for d in shown.values() if not d.get("absent"))
+    assert final.total_attended_seconds == sum(d["attended_seconds"] for d in shown.values())
+
+
 class _Crash(Exception):
     pass
 
@@ -406,7 +439,7 @@ def test_a_partly_absorbed_found_meeting_shrinks_to_the_rest_and_tells_its_neigh
 
 
 def test_a_neighbour_declared_during_a_poll_fences_it_and_it_plans_with_the_new_boundary() -> None:
-    world = World()
+    world = World(now=END + minutes(30))  # after the stay: Reports has no event from the future
     first = world.declare(external_id="first", expected_participants=())
     world.reports.activities += activities_for(
         [Stay(ABSENT, END - minutes(10), END + minutes(20))], meeting_code=CODE, conference_id="c"
@@ -589,11 +622,11 @@ class DiesBeforeTellingNeighbours(MemoryStore):
 
     died = False
 
-    def with_code(self, meeting_code: str) -> list[MeetingRecord]:
+    def with_code(self, meeting_code: str, *, ended: Bounds) -> list[MeetingRecord]:
         if not self.died:
             self.died = True
             raise RuntimeError("instance died")
-        return super().with_code(meeting_code)
+        return super().with_code(meeting_code, ended=ended)
 
 
 def test_a_declaration_retried_after_a_crash_still_tells_its_neighbours() -> None:

@@ -1,0 +1,142 @@
+"""The store calls a declaration makes, against Google's Firestore emulator: the bounded read of
+a code's meetings, everything a declaration reads in one call, and the commit that creates a
+meeting with its estimates and its delivery record."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from datetime import timedelta
+
+os.environ.setdefault("NO_GCE_CHECK", "True")
+
+from google.cloud import firestore
+
+from functions.adapters.firestore_store import DELIVERIES, ERASURES, FirestoreStore
+from functions.intervals import Bounds
+from functions.model import estimated_record
+from functions.ports import DeclarationReads, Delivery, MeetingCommit
+from tests.integration.test_firestore_store import ENDED, client, meeting, store
+
+__all__ = ["client", "store"]  # the fixtures, shared with the store's other tests
+
+CODE = "abc-defg-hij"
+
+
+def reads(**changes: object) -> DeclarationReads:
+    values: dict[str, object] = {
+        "meeting_ids": ["c-new"],
+        "meeting_code": CODE,
+        "neighbours": Bounds(ENDED - timedelta(days=2), ENDED + timedelta(days=2)),
+    }
+    values.update(changes)
+    return DeclarationReads(**values)  # type: ignore[arg-type]
+
+
+def test_with_code_reads_only_the_range_asked_for_both_ends_included(
+    store: FirestoreStore,
+) -> None:
+    for day in range(-5, 6):
+        store.create(meeting(f"c-{day + 5:02d}", ended_at=ENDED + timedelta(days=day)))
+    store.create(meeting("c-other", meeting_code="zzz-zzzz-zzz"))
+    found = store.with_code(
+        CODE, ended=Bounds(ENDED - timedelta(days=1), ENDED + timedelta(days=1))
+    )
+    assert sorted(m.meeting_id for m in found) == ["c-04", "c-05", "c-06"]
+
+
+def test_declaration_reads_answer_every_question_in_one_call(
+    store: FirestoreStore, client: firestore.Client
+) -> None:
+    store.create(meeting("c-old", aliases=("ext-1",), declared_calendar_event_id="ev-1"))
+    store.create(meeting("c-far", ended_at=ENDED + timedelta(days=30)))
+    store.remember_delivery(webhook_id="wh-1", meeting_id="c-old", expire_at=ENDED)
+    store.record_erasure("name-erased", at=ENDED)
+
+    facts = store.declaration_reads(
+        reads(
+            meeting_ids=["c-old", "c-missing"],
+            webhook_id="wh-1",
+            erasure_names=["name-erased", "name-kept"],
+            alias="ext-1",
+            calendar_event_id="ev-1",
+            any_erasure=True,
+        )
+    )
+
+    assert set(facts.meetings) == {"c-old"}
+    assert facts.meetings["c-old"].record == store.get("c-old")
+    assert facts.delivery == "c-old"
+    assert facts.erased == frozenset({"name-erased"})
+    assert facts.any_erasure
+    assert [m.meeting_id for m in facts.neighbours] == ["c-old"]  # not the far one
+    assert [m.meeting_id for m in facts.aliased] == ["c-old"]
+    assert [m.meeting_id for m in facts.by_event] == ["c-old"]
+
+
+def test_declaration_reads_of_nothing_known(store: FirestoreStore) -> None:
+    facts = store.declaration_reads(reads(webhook_id="wh-new", erasure_names=["n"]))
+    assert facts.meetings == {}
+    assert facts.delivery is None
+    assert facts.erased == frozenset()
+    assert not facts.any_erasure
+    assert list(facts.neighbours) == []
+    assert store.erased_among([]) == frozenset()
+    assert store.erased_among(["n"]) == frozenset()
+
+
+def new_meeting_commit(*, participants: int = 2) -> MeetingCommit:
+    record = meeting(
+        "x-new", expected_participants=tuple(f"p{i}@school.example" for i in range(participants))
+    )
+    upserts = [
+        estimated_record(key, meeting=record, revision=0, status=record.status)
+        for key in record.expected_participants
+    ]
+    fingerprints = {r.doc_id: r.fingerprint for r in upserts}
+    landed = replace(record, participant_fingerprints=fingerprints)
+    return MeetingCommit(
+        meeting=landed,
+        expected=None,
+        upserts=upserts,
+        creates=landed,
+        delivery=Delivery("wh-new", "x-new", expire_at=ENDED + timedelta(days=2)),
+    )
+
+
+def test_a_new_meeting_its_estimates_and_its_delivery_land_in_one_commit(
+    store: FirestoreStore, client: firestore.Client
+) -> None:
+    change = new_meeting_commit()
+    landed = store.commit(change)
+    assert landed is not None
+    assert store.get("x-new") == change.meeting
+    assert len(store.participants("x-new")) == 2
+    assert store.delivery("wh-new") == "x-new"
+    (document,) = [s.to_dict() or {} for s in client.collection(DELIVERIES).stream()]
+    assert document["expire_at"] == ENDED + timedelta(days=2)  # its own, not the meeting's
+    # The version answered fences the next change.
+    assert store.read("x-new") is not None
+    assert store.read("x-new").version == landed.version  # type: ignore[union-attr]
+
+
+def test_a_second_create_of_the_same_meeting_lands_nothing(store: FirestoreStore) -> None:
+    assert store.commit(new_meeting_commit()) is not None
+    again = replace(new_meeting_commit(), delivery=Delivery("wh-2", "x-new", expire_at=ENDED))
+    assert store.commit(again) is None
+    assert store.delivery("wh-2") is None
+
+
+def test_a_new_meeting_too_large_for_one_request_is_created_then_staged(
+    client: firestore.Client,
+) -> None:
+    small = FirestoreStore(client, max_commit_bytes=4_000)
+    change = new_meeting_commit(participants=30)
+    landed = small.commit(change)
+    assert landed is not None
+    stored = small.get("x-new")
+    assert stored is not None
+    assert stored.participant_fingerprints == change.meeting.participant_fingerprints
+    assert len(small.participants("x-new")) == 30
+    assert small.delivery("wh-new") == "x-new"
+    assert client.collection(ERASURES).get() == []

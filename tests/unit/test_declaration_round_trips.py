@@ -1,0 +1,174 @@
+"""A declaration's store calls: a new meeting is one read of everything, one commit (the
+meeting, its estimates, its delivery record) and one erasure check; a replay is one read. And
+what the shortcuts must not lose: a crash after the commit, a duplicate between the read and
+the commit, an erasure recorded between them, a neighbour whose share changes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from functions.chain import chain_task_id
+from functions.declarations import accept_meeting_end
+from functions.model import Declared, MeetingRecord
+from functions.participant_keys import erasure_name
+from functions.ports import DeclarationFacts, DeclarationReads, Deps, MeetingCommit, Versioned
+from tests.fakes import MemoryStore
+from tests.unit.test_use_cases import CODE, END, START, STUDENT, TEACHER, World, minutes
+
+ERASURE_KEY = "k" * 32
+
+
+class CountingStore(MemoryStore):
+    """The memory store, counting the calls a round trip each in Firestore."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+        self.before_commit: Callable[[], Any] = lambda: None
+
+    def read(self, meeting_id: str) -> Versioned | None:
+        self.calls.append("read")
+        return super().read(meeting_id)
+
+    def get(self, meeting_id: str) -> MeetingRecord | None:
+        self.calls.append("get")
+        return super().get(meeting_id)
+
+    def commit(self, change: MeetingCommit) -> Versioned | None:
+        self.calls.append("commit")
+        hook, self.before_commit = self.before_commit, lambda: None
+        hook()
+        return super().commit(change)
+
+    def declaration_reads(self, reads: DeclarationReads) -> DeclarationFacts:
+        self.calls.append("declaration_reads")
+        return super().declaration_reads(reads)
+
+    def erased_among(self, names: Any) -> frozenset[str]:
+        self.calls.append("erased_among")
+        return super().erased_among(names)
+
+    def erased(self) -> frozenset[str]:
+        self.calls.append("erased")
+        return super().erased()
+
+    def participants(self, meeting_id: str) -> list[dict[str, Any]]:
+        self.calls.append("participants")
+        return super().participants(meeting_id)
+
+    def remember_delivery(self, **kwargs: Any) -> None:
+        self.calls.append("remember_delivery")
+        super().remember_delivery(**kwargs)
+
+
+def world() -> tuple[World, CountingStore]:
+    made = World()
+    store = CountingStore()
+    made.store = store
+    made.deps = Deps(
+        store=store,
+        queue=made.queue,
+        reports=made.reports,
+        clock=made.clock,
+        timing=made.deps.timing,
+        erasure_key=ERASURE_KEY,
+    )
+    return made, store
+
+
+def declared(**overrides: Any) -> Declared:
+    values: dict[str, Any] = {
+        "meeting_code": CODE,
+        "ended_at": END,
+        "started_at": START,
+        "external_id": "class-1",
+        "expected_participants": (TEACHER, STUDENT),
+    }
+    values.update(overrides)
+    return Declared(**values)
+
+
+def test_a_new_meeting_is_one_read_one_commit_and_one_erasure_check() -> None:
+    made, store = world()
+    accepted = accept_meeting_end(made.deps, declared(), webhook_id="wh-1")
+    assert accepted.created
+    assert store.calls == ["declaration_reads", "commit", "erased_among"], store.calls
+    meeting = store.meetings[accepted.meeting.meeting_id]
+    assert meeting.neighbours_told_of == meeting.times  # nobody to tell: recorded as told
+    assert store.deliveries == {"wh-1": meeting.meeting_id}
+    assert {d["participant_key"] for d in store.participants(meeting.meeting_id)} == {
+        TEACHER,
+        STUDENT,
+    }
+    assert [t.task_id for t in made.queue.tasks] == [chain_task_id(meeting.meeting_id, 1)]
+
+
+def test_a_replay_is_one_read_and_asks_for_the_named_task_again() -> None:
+    made, store = world()
+    first = accept_meeting_end(made.deps, declared(), webhook_id="wh-1")
+    store.calls.clear()
+    again = accept_meeting_end(made.deps, declared(), webhook_id="wh-1")
+    assert not again.created
+    assert again.meeting.meeting_id == first.meeting.meeting_id
+    assert store.calls == ["declaration_reads"]
+    assert len(made.queue.tasks) == 1  # the same named task
+
+
+def test_a_crash_after_the_commit_is_healed_by_the_retry() -> None:
+    made, store = world()
+    broken = made.queue.enqueue
+
+    def crash(*args: Any, **kwargs: Any) -> bool:
+        raise RuntimeError("instance died")
+
+    made.queue.enqueue = crash  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError):
+        accept_meeting_end(made.deps, declared(), webhook_id="wh-1")
+    assert store.meetings  # committed,
+    assert not made.queue.tasks  # never enqueued
+    made.queue.enqueue = broken  # type: ignore[method-assign]
+    retried = accept_meeting_end(made.deps, declared(), webhook_id="wh-1")
+    assert [t.task_id for t in made.queue.tasks] == [chain_task_id(retried.meeting.meeting_id, 1)]
+
+
+def test_a_duplicate_created_between_the_read_and_the_commit_is_one_meeting() -> None:
+    made, store = world()
+    store.before_commit = lambda: accept_meeting_end(made.deps, declared(), webhook_id="wh-2")
+    accepted = accept_meeting_end(made.deps, declared(), webhook_id="wh-1")
+    assert not accepted.created
+    assert len(store.meetings) == 1
+    assert store.deliveries == {
+        "wh-1": accepted.meeting.meeting_id,
+        "wh-2": accepted.meeting.meeting_id,
+    }
+    assert len(made.queue.tasks) == 1
+    assert len(store.participants(accepted.meeting.meeting_id)) == 2
+
+
+def test_an_erasure_recorded_between_the_read_and_the_commit_is_honoured() -> None:
+    made, store = world()
+    store.before_commit = lambda: store.record_erasure(
+        erasure_name(STUDENT, ERASURE_KEY), at=made.clock.now
+    )
+    accepted = accept_meeting_end(made.deps, declared(), webhook_id="wh-1")
+    keys = {d["participant_key"] for d in store.participants(accepted.meeting.meeting_id)}
+    assert keys == {TEACHER}
+    assert STUDENT not in store.meetings[accepted.meeting.meeting_id].expected_participants
+
+
+def test_a_new_meeting_beside_one_whose_share_changes_tells_it() -> None:
+    made, store = world()
+    earlier = accept_meeting_end(made.deps, declared()).meeting
+    made.queue.tasks.clear()
+    later = accept_meeting_end(
+        made.deps,
+        declared(external_id="class-2", started_at=END + minutes(5), ended_at=END + minutes(50)),
+    ).meeting
+    assert later.neighbours_told_of == later.times
+    assert [t.task.meeting_id for t in made.queue.tasks if t.task.reason == "neighbour"] == [
+        earlier.meeting_id
+    ]
+    assert store.meetings[earlier.meeting_id].span_version == earlier.span_version + 1
