@@ -5,8 +5,9 @@ from __future__ import annotations
 import math
 import os
 import platform
+import statistics
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -111,6 +112,33 @@ def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     rank = max(1, min(len(ordered), math.ceil(fraction * len(ordered))))
     return ordered[rank - 1]
+
+
+def load_average() -> list[float]:
+    """The machine's 1, 5 and 15 minute load averages: how busy other processes kept it."""
+    return [round(value, 2) for value in os.getloadavg()]
+
+
+def median(values: Sequence[float]) -> float:
+    """The median (mean of the middle two for an even count); 0 for an empty list."""
+    return float(statistics.median(values)) if values else 0.0
+
+
+def target(
+    figure: str, value: float | None, limit: float, *, unit: str = "", digits: int = 2
+) -> dict[str, Any]:
+    """One measured figure beside its target (every target is an upper bound): met or not.
+
+    ``value`` None means the figure could not be measured in this run (never met)."""
+    return {
+        "figure": figure,
+        "value": None if value is None else round(value, digits),
+        "target": f"<= {limit:g}{unit}",
+        "limit": limit,
+        "unit": unit,
+        "met": value is not None and value <= limit,
+        "digits": digits,
+    }
 
 
 def merge_env(extra: Mapping[str, str]) -> dict[str, str]:
