@@ -35,7 +35,7 @@ from functions.participant_keys import erased_among, erasure_name, participant_d
 from functions.ports import DeclarationFacts, DeclarationReads, Delivery, Deps, MeetingCommit
 from functions.retention import check_retained
 from functions.schedule import Status, deadline, first_poll_at
-from functions.selection import declared_window
+from functions.selection import MeetingSpec, declared_window, neighbourhood
 from functions.stored_state import StoredState, carrying_landed_token, with_previous
 
 __all__ = [
@@ -144,7 +144,9 @@ def accept_meeting_end(
         meeting = tell_neighbours(deps, meeting)
         if delivery is not None:
             deps.store.remember_delivery(
-                webhook_id=webhook_id or "", meeting_id=meeting_id, expire_at=delivery.expire_at
+                webhook_id=delivery.webhook_id,
+                meeting_id=meeting_id,
+                expire_at=delivery.expire_at,
             )
         return Accepted(meeting, created=False)
 
@@ -165,21 +167,23 @@ def _read_for(
     if external_id is not None:
         candidates.insert(0, meeting_id_for(external_id=external_id))
     expected = declared.expected_participants
-    key = deps.erasure_key
-    probe = next(iter(candidates))
-    around = deps.neighbours_of(
-        new_meeting_record(
-            declared, meeting_id=probe, source="webhook", deps=deps, now=deps.clock()
-        )
+    # The declared times with this deployment's windows: all the neighbourhood depends on.
+    declared_times = MeetingSpec(
+        meeting_id=candidates[0],
+        meeting_code=declared.meeting_code,
+        ended_at=declared.ended_at,
+        started_at=declared.started_at,
+        window_before_s=deps.window_before_s,
+        window_after_s=deps.window_after_s,
     )
     return deps.store.declaration_reads(
         DeclarationReads(
             meeting_ids=candidates,
             webhook_id=webhook_id,
-            erasure_names=[] if key is None else [erasure_name(k, key) for k in expected],
-            any_erasure=key is None and bool(expected),
+            erasure_names=_erasure_names(deps, expected),
+            any_erasure=deps.erasure_key is None and bool(expected),
             meeting_code=canonical_meeting_code(declared.meeting_code),
-            neighbours=around,
+            neighbours=neighbourhood(declared_times),
             alias=external_id,
             calendar_event_id=event_id,
         )
@@ -187,8 +191,8 @@ def _read_for(
 
 
 def _exists(meeting_id: str, facts: DeclarationFacts) -> bool:
-    named = (m.meeting_id for m in [*facts.by_event, *facts.aliased])
-    return meeting_id in facts.meetings or meeting_id in set(named)
+    named = [*facts.by_event, *facts.aliased]
+    return meeting_id in facts.meetings or any(m.meeting_id == meeting_id for m in named)
 
 
 def _create(
@@ -219,11 +223,15 @@ def _create(
     return meeting
 
 
+def _erasure_names(deps: Deps, keys: Collection[str]) -> list[str]:
+    key = deps.erasure_key
+    return [] if key is None else [erasure_name(k, key) for k in keys]
+
+
 def _erased_since(deps: Deps, expected: Collection[str]) -> bool:
     if deps.erasure_key is None:
         return bool(deps.store.erased())
-    names = [erasure_name(key, deps.erasure_key) for key in expected]
-    return bool(deps.store.erased_among(names))
+    return bool(deps.store.erased_among(_erasure_names(deps, expected)))
 
 
 def _identity(

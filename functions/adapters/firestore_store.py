@@ -340,33 +340,16 @@ class FirestoreStore:
         )
         erasures = [self._client.collection(ERASURES).document(n) for n in reads.erasure_names]
         references = [*meetings, *erasures, *([] if delivery is None else [delivery])]
-
-        def documents() -> dict[str, Any]:
-            return {s.reference.path: s for s in self._client.get_all(references) if s.exists}
-
-        def named(field: str, op: str, value: str | None) -> Callable[[], list[MeetingRecord]]:
-            def run() -> list[MeetingRecord]:
-                if value is None:
-                    return []
-                query = self._meetings.where(filter=FieldFilter(field, op, value))
-                return [MeetingRecord.from_document(_snapshot_data(s)) for s in query.stream()]
-
-            return run
-
-        def any_erasure() -> bool:
-            if not reads.any_erasure:
-                return False
-            query = self._client.collection(ERASURES).select([]).limit(1)
-            return any(True for _ in query.stream())
-
-        found_f = _READS.submit(documents)
-        neighbours_f = _READS.submit(self.with_code, reads.meeting_code, ended=reads.neighbours)
-        aliased_f = _READS.submit(named("aliases", "array_contains", reads.alias))
-        by_event_f = _READS.submit(
-            named("declared_calendar_event_id", "==", reads.calendar_event_id)
+        # The queries on the pool, only those asked for; the batched get here, meanwhile.
+        neighbours = _READS.submit(self.with_code, reads.meeting_code, ended=reads.neighbours)
+        aliased = None if reads.alias is None else _READS.submit(self.named, alias=reads.alias)
+        by_event = (
+            None
+            if reads.calendar_event_id is None
+            else _READS.submit(self.named, calendar_event_id=reads.calendar_event_id)
         )
-        erasure_f = _READS.submit(any_erasure)
-        found = found_f.result()
+        erasure = _READS.submit(self._any_erasure) if reads.any_erasure else None
+        found = {s.reference.path: s for s in self._client.get_all(references) if s.exists}
         delivered = None if delivery is None else found.get(delivery.path)
         meeting_id = None if delivered is None else (delivered.to_dict() or {}).get("meeting_id")
         return DeclarationFacts(
@@ -380,11 +363,15 @@ class FirestoreStore:
             },
             delivery=str(meeting_id) if meeting_id else None,
             erased=frozenset(ref.id for ref in erasures if ref.path in found),
-            any_erasure=erasure_f.result(),
-            neighbours=neighbours_f.result(),
-            aliased=aliased_f.result(),
-            by_event=by_event_f.result(),
+            any_erasure=erasure is not None and erasure.result(),
+            neighbours=neighbours.result(),
+            aliased=[] if aliased is None else aliased.result(),
+            by_event=[] if by_event is None else by_event.result(),
         )
+
+    def _any_erasure(self) -> bool:
+        query = self._client.collection(ERASURES).select([]).limit(1)
+        return any(True for _ in query.stream())
 
     def erased_among(self, names: Sequence[str]) -> frozenset[str]:
         if not names:
