@@ -22,7 +22,9 @@ import requests
 
 from functions.signatures import sign_webhook
 
-OPERATOR = "operator@local.test"  # a principal of the stack's API_PRINCIPALS (CONTRACT §6)
+OPERATOR = (
+    "operator@local.test"  # a principal of the stack's API_PRINCIPALS (README "The local stack")
+)
 
 
 @dataclass(frozen=True)
@@ -75,7 +77,7 @@ class StackClient:
         body = json.dumps(payload).encode()
         return self.signed("POST", "/", body, webhook_id=webhook_id)
 
-    # The private api, with ID tokens from the stack's token mint (CONTRACT §4.2, §6).
+    # The private api, with ID tokens from the stack's token mint (docs/api.md "api", §6).
 
     def mint(self, *, audience: str, email: str = OPERATOR) -> str:
         """An ID token for ``email`` and ``audience``, as Google would issue it."""
@@ -208,7 +210,7 @@ class StackClient:
     def tasks_config(self, **switches: bool) -> None:
         self._post(self.env["TASKS_EMULATOR_CONTROL_URL"] + "/_emulator/config", switches)
 
-    # The fake Meet REST + Workspace Events + Directory API (CONTRACT §6).
+    # The fake Meet REST + Workspace Events + Directory API (README "The local stack").
 
     def add_meet(self, **resources: Any) -> None:
         """Add or replace ``spaces``, ``conference_records``, ``participants``,
@@ -271,6 +273,20 @@ class StackClient:
             timeout=120,
             check=False,
         )
+
+    def drain_tasks(self, *, timeout_s: float = 60.0) -> int:
+        """Wait for the task dispatches already sent to answer; returns those still in flight.
+
+        Pause the queue first, or new dispatches keep it from ever being idle.
+        """
+        response = self._session.post(
+            self.env["TASKS_EMULATOR_CONTROL_URL"] + "/_emulator/drain",
+            json={"timeout_s": timeout_s},
+            timeout=timeout_s + self.timeout_s,
+        )
+        response.raise_for_status()
+        in_flight: int = response.json()["in_flight"]
+        return in_flight
 
     def reset(self, *, drain_s: float = 60.0) -> None:
         """Empty the task queue, then the fake Google APIs (Firestore is cleared separately).

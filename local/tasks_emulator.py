@@ -66,7 +66,7 @@ MIN_DEADLINE_S = 15.0
 MAX_DEADLINE_S = 1800.0
 MAX_TASK_BYTES = 1024 * 1024
 ISSUER = "https://accounts.google.com"
-#: The token mint of CONTRACT §6 (TOKEN_MINT_URL is the control URL plus this path).
+#: The token mint of README "The local stack" (TOKEN_MINT_URL is the control URL plus this path).
 TOKEN_MINT_PATH = "/token"  # noqa: S105 - a path, not a secret
 #: What Google sends with its certificates (their lifetime varies; hours, not minutes).
 CERTS_CACHE_CONTROL = "public, max-age=19000, must-revalidate, no-transform"
@@ -569,6 +569,22 @@ class TasksEmulator:
                 for queue in self._queues.values():
                     queue.parked.clear()
                 self._cond.notify_all()
+                in_flight = sum(queue.in_flight for queue in self._queues.values())
+                remaining = deadline - time.monotonic()
+                if not in_flight or remaining <= 0:
+                    return in_flight
+                self._cond.wait(remaining)
+
+    def drain(self, *, timeout_s: float) -> int:
+        """Wait up to ``timeout_s`` for the dispatches already sent to answer, forgetting nothing.
+
+        With the queues paused nothing new is sent, so once this returns 0 the handlers are idle:
+        a snapshot taken then is not overtaken by a request still running. Returns the dispatches
+        still in flight.
+        """
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while True:
                 in_flight = sum(queue.in_flight for queue in self._queues.values())
                 remaining = deadline - time.monotonic()
                 if not in_flight or remaining <= 0:
@@ -1138,7 +1154,7 @@ class _ControlHandler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def _mint(self, raw: bytes) -> None:
-        """The token mint of CONTRACT §6: ``{"audience", "email"}`` → ``{"id_token"}``."""
+        """The token mint: ``{"audience", "email"}`` → ``{"id_token"}``."""
         try:
             asked = json.loads(raw or b"{}")
         except ValueError:
@@ -1181,6 +1197,16 @@ class _ControlHandler(BaseHTTPRequestHandler):
                 self._json(400, {"error": 'expected {"drain_s"?: seconds from 0 to 600}'})
                 return
             self._json(200, {"ok": True, "in_flight": emulator.reset(drain_s=drain_s)})
+        elif path == "/_emulator/drain":
+            try:
+                asked = json.loads(raw or b"{}")
+                timeout_s = float(asked.get("timeout_s", 60.0)) if isinstance(asked, dict) else -1.0
+            except (ValueError, TypeError):
+                timeout_s = -1.0
+            if not 0.0 <= timeout_s <= 600.0:
+                self._json(400, {"error": 'expected {"timeout_s"?: seconds from 0 to 600}'})
+                return
+            self._json(200, {"in_flight": emulator.drain(timeout_s=timeout_s)})
         elif path == TOKEN_MINT_PATH:
             self._mint(raw)
         elif path == "/_emulator/config":

@@ -236,7 +236,7 @@ def judge(draft: Draft, response: requests.Response) -> tuple[str, ...]:
 
 
 def _is_json_media_type(content_type: str | None) -> bool:
-    """``application/json``, with no charset but UTF-8 (CONTRACT §4.4, the description)."""
+    """``application/json``, with no charset but UTF-8 (docs/api.md "Rules every function follows", the description)."""
     media_type, *parameters = (content_type or "").split(";")
     if media_type.strip().lower() != "application/json":
         return False
@@ -274,7 +274,7 @@ def push_outcome(status: int, body: bytes) -> str | None:
 
 
 def push_problems(draft: Draft, status: int, body: bytes) -> list[str]:
-    """CONTRACT §4.3: an authenticated push is acknowledged (Pub/Sub redelivers anything but a
+    """docs/api.md "meet_events": an authenticated push is acknowledged (Pub/Sub redelivers anything but a
     2xx for days), an unauthenticated one refused 401/403; size and media type come first."""
     edge = edge_refusal(draft)
     if edge is not None:
@@ -304,7 +304,7 @@ def notification_outcome(status: int, body: bytes) -> str:
 
 
 def notification_problems(draft: Draft, status: int, body: bytes) -> list[str]:
-    """CONTRACT §4.1: only the stack's channel is accepted, nothing else; a body over 4096
+    """docs/api.md "ingest": only the stack's channel is accepted, nothing else; a body over 4096
     bytes is refused first (and headers the HTTP server refuses, before the function)."""
     outcome = notification_outcome(status, body)
     if draft.outcomes is not None and outcome not in draft.outcomes:
@@ -581,6 +581,12 @@ def run(
     queue.pause()
     try:
         progress(f"waiting for the store to settle, the queue paused ({elapsed()})")
+        # A quiet store is not an idle stack: a dispatch sent before the pause (a Calendar sync
+        # waiting on its lease, a poll) can land after seconds of quiet and be counted as the
+        # unauthenticated batch's write. So the dispatches in flight answer first.
+        still_running = client.drain_tasks(timeout_s=120.0)
+        if still_running:
+            raise TimeoutError(f"{still_running} task dispatches still running after 120 s")
         before = snapshots.settled(database)
         tasks_before = queue.task_names()
         stored = sorted({path.split("/")[1] for path in before if path.startswith("meetings/")})

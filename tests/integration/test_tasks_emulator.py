@@ -761,6 +761,42 @@ def test_control_endpoints_list_dispatches_and_reset(
     _task(client, queue, target.url(path), task_id="ctl", delay_s=3600)  # dedup memory gone
 
 
+def _drain(emulator: TasksEmulator, timeout_s: float) -> int:
+    request = urllib.request.Request(
+        f"{emulator.control_url}/_emulator/drain",
+        data=json.dumps({"timeout_s": timeout_s}).encode(),
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=timeout_s + 10) as r:
+        in_flight: int = json.load(r)["in_flight"]
+        return in_flight
+
+
+def test_drain_waits_for_the_dispatch_in_flight_and_forgets_nothing(
+    client: tasks_v2.CloudTasksClient, target: Target, emulator: TasksEmulator
+) -> None:
+    queue = _queue(client)
+    slow, later = f"/{_unique('slow')}", f"/{_unique('later')}"
+    running = _task(client, queue, target.url(slow, sleep=2, times=1))
+    (hit,) = target.wait(slow, 1)
+    client.pause_queue(name=queue)
+    waiting = _task(client, queue, target.url(later))
+    assert _drain(emulator, 0) == 1  # still answering
+    assert _drain(emulator, WAIT_S) == 0
+    assert hit.done_at is not None  # the answer came before the drain returned
+    _wait_gone(client, running.name)
+    assert client.get_task(name=waiting.name).name == waiting.name  # paused, kept, not sent
+    assert target.of(later) == []
+    bad = urllib.request.Request(
+        f"{emulator.control_url}/_emulator/drain", data=b'{"timeout_s": -1}', method="POST"
+    )
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(bad, timeout=10)
+    assert refused.value.code == 400
+    client.resume_queue(name=queue)
+    target.wait(later, 1)
+
+
 def test_cli_prints_ready_line_and_exits_cleanly_on_sigterm(target: Target) -> None:
     queue = f"{LOCATION}/queues/{_unique('cli')}"
     proc = subprocess.Popen(
