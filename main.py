@@ -30,6 +30,11 @@ def _response(answer: app.Response) -> flask.Response:
     status, body = answer
     if status == 204:
         return flask.Response(status=204)
+    page = getattr(body, "html", None)
+    if isinstance(page, str):  # an HTML answer (functions.report_page.HtmlAnswer)
+        html = flask.Response(page, status=status, mimetype="text/html")
+        html.headers.update(getattr(body, "headers", {}))
+        return html
     response = flask.Response(app.json_bytes(body), status=status, mimetype="application/json")
     if status == 405:
         response.headers["Allow"] = ", ".join(body["error"].get("allowed") or ())

@@ -71,7 +71,7 @@ class Runtime:
     id_tokens: IdTokenVerifier
 
 
-#: The roles that talk to Meet, Workspace Events and the Directory (CONTRACT §3 "The daily run",
+#: The roles that talk to Meet, Workspace Events and the Directory (docs/rules.md "The daily run",
 #: §4.3); the others never build those clients.
 MEET_ROLES: frozenset[Role] = frozenset({"meet_events", "backfill"})
 #: Who reads the Calendar channels: ingest checks notifications, backfill opens and syncs.
@@ -132,15 +132,18 @@ def runtime(role: Role) -> Runtime:
     return build_runtime(Settings.from_env(role=role), role=role)
 
 
-def _trace(request: HttpRequest, rt: Runtime | None, role: Role) -> dict[str, str]:
-    header = request.headers.get("x-cloud-trace-context")
-    if not header:
+def _trace(request: HttpRequest, rt: Runtime | None, role: Role) -> dict[str, Any]:
+    """The trace and span of the request (W3C ``traceparent`` first, then Google's header);
+    malformed ids are dropped by :func:`logs.trace_fields`, never echoed."""
+    cloud_trace = request.headers.get("x-cloud-trace-context")
+    traceparent = request.headers.get("traceparent")
+    if not cloud_trace and not traceparent:
         return {}
     try:
         project = (rt or runtime(role)).settings.google_cloud_project
     except AppError:
         return {}
-    return logs.trace_field(header, project)
+    return logs.trace_fields(cloud_trace=cloud_trace, traceparent=traceparent, project=project)
 
 
 def guarded(
@@ -150,13 +153,25 @@ def guarded(
 
     Logs carry codes, never what the caller sent: a refusal's message may quote the input (an
     email, a participant key), so only 5xx causes, which name settings and upstreams, are logged.
+    Bugs and 5xx that retrying will not cure go to Error Reporting (``logs.report_error``: frames
+    and the exception type, never its message), as the function named by ``role``; retryable
+    ones (contention, a dependency down) are plain ERROR lines the queue's retries answer.
     """
     with logs.bind(**_trace(request, rt, role)):
         try:
             return handler()
         except AppError as error:
             status, body = error_response(error)
-            if status >= 500:
+            if status >= 500 and not error.retryable:
+                logs.report_error(
+                    "request failed",
+                    error,
+                    service=role,
+                    status=status,
+                    code=error.code,
+                    detail=error.message,
+                )
+            elif status >= 500:
                 logs.error("request failed", status=status, code=error.code, detail=error.message)
             else:
                 field = body["error"].get("field")
@@ -164,9 +179,10 @@ def guarded(
             return status, body
         except Exception as error:
             # Frames only: an exception's message may hold the data it choked on.
-            logs.error(
+            logs.report_error(
                 "unexpected failure",
-                error=type(error).__name__,
+                error,
+                service=role,
                 stack=" < ".join(
                     f"{frame.name} ({frame.filename.rsplit('/', 1)[-1]}:{frame.lineno})"
                     for frame in reversed(traceback.extract_tb(error.__traceback__))
@@ -207,7 +223,7 @@ def ingest(request: HttpRequest, rt: Runtime | None = None) -> Response:
 
 
 def _calendar_notification(request: HttpRequest, rt: Runtime) -> Response:
-    """CONTRACT §4.1: a Calendar push (no body) of a channel this system opened, else 401 and
+    """docs/api.md "ingest": a Calendar push (no body) of a channel this system opened, else 401 and
     nothing read; a change is synced by the backfill function (ingest holds no delegation)."""
     if len(request.body) > MAX_NOTIFICATION_BODY:
         raise PayloadTooLarge(MAX_NOTIFICATION_BODY)
@@ -264,6 +280,12 @@ def api(request: HttpRequest, rt: Runtime | None = None) -> Response:
         with logs.bind(meeting_id=meeting_id):
             if route[0] == "sync":
                 return _sync(current, meeting_id)
+            if route[0] == "report":
+                # The report page in UTC; an unknown meeting is NotFound, a 404 JSON error.
+                from functions.report_page import HtmlAnswer, read_report, render_report
+
+                page = render_report(read_report(current.deps.store, meeting_id))
+                return 200, HtmlAnswer(page)
             return 200, meeting_view(current.deps.store, meeting_id)
 
     return guarded(handle, request, rt, "api")
@@ -382,7 +404,7 @@ def backfill(request: HttpRequest, rt: Runtime | None = None) -> Response:
 
 
 def _daily_subscriptions(rt: Runtime) -> dict[str, Any] | None:
-    """The daily run's Workspace Events part (CONTRACT §3): every organizer's subscription made
+    """The daily run's Workspace Events part (docs/rules.md): every organizer's subscription made
     sure of, those of people no longer organizers closed. Its failure never fails the run (the
     backfill still finds unannounced meetings from Reports): it is logged and reported."""
     settings, deps = rt.settings, rt.deps
@@ -413,8 +435,8 @@ def _daily_subscriptions(rt: Runtime) -> dict[str, Any] | None:
 
 
 def meet_events(request: HttpRequest, rt: Runtime | None = None) -> Response:
-    """CONTRACT §4.3. Authenticated pushes are acknowledged (2xx) unless a retry may help: an
-    unusable one answers 204 and is logged, since Pub/Sub would redeliver a 4xx for days."""
+    """docs/api.md (meet_events). Authenticated pushes are acknowledged (2xx) unless a retry may
+    help: an unusable one answers 204 and is logged, as Pub/Sub would redeliver a 4xx for days."""
 
     def handle() -> Response:
         route_root(request.method, request.path)
@@ -482,7 +504,7 @@ def _calendar_sync(rt: Runtime, calendar_id: str) -> Response:
 
 
 def _daily_channels(rt: Runtime) -> dict[str, Any] | None:
-    """The daily run's Calendar part (CONTRACT §3): a channel per organizer's primary calendar,
+    """The daily run's Calendar part (docs/rules.md): a channel per organizer's primary calendar,
     each calendar synced and its next 29 days listed; never fails the run."""
     settings, deps = rt.settings, rt.deps
     address = settings.calendar_notifications_url

@@ -22,9 +22,7 @@ Exit statuses (the README repeats them):
 from __future__ import annotations
 
 import json
-import re
 import sys
-import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -37,11 +35,11 @@ from rich.progress import Progress
 from rich.table import Table
 from rich.text import Text
 
+from functions import __version__, logs
 from functions.attendance import Meeting
 from functions.dumps import Summary, paused_gc, summarize_dumps, write_summary_json
-from functions.errors import AppError, Busy, CommandFailed, ConfigError, InvalidInput, NotFound
+from functions.errors import AppError, ConfigError, InvalidInput, NotFound
 from functions.export import ExportFormat, month_bounds, write_rows
-from functions.polling import PollOutcome, Skipped
 from functions.timestamps import format_timestamp
 from functions.views import (
     billed_meetings,
@@ -52,17 +50,16 @@ from functions.views import (
     sorted_participants,
     summary_row,
     summary_title,
-    sync_fields,
 )
 
 if TYPE_CHECKING:
     from functions.app import Runtime
     from functions.config import Settings
-    from functions.model import Declared
     from functions.ports import (
         CalendarApi,
         CalendarState,
         Directory,
+        MeetingStore,
         WorkspaceEvents,
         WorkspaceState,
     )
@@ -164,12 +161,20 @@ def _one_line(error: click.UsageError) -> click.UsageError:
 
 
 @click.group(cls=OperatorGroup, context_settings={"help_option_names": ["-h", "--help"]})
-def cli() -> None:
+@click.option("-v", "--verbose", is_flag=True, help="Show the JSON log lines on standard error.")
+@click.version_option(__version__, "--version", message="%(prog)s %(version)s")
+def cli(verbose: bool) -> None:
     """Google Meet attendance from Admin SDK Reports events."""
+    # The functions' JSON lines are for Cloud Logging; at a terminal they would interleave with
+    # the tables, and every failure the operator must see is already its own one-line error.
+    before = logs.minimum_severity()
+    logs.set_minimum_severity("INFO" if verbose else "CRITICAL")
+    # Restored when the command ends: in-process callers (tests, a REPL) keep their own level.
+    click.get_current_context().call_on_close(lambda: logs.set_minimum_severity(before))
 
 
 @cli.command()
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (CONTRACT §2).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (docs/cli.md).")
 @click.argument("files", nargs=-1, required=True, metavar="FILE...")
 @reports_app_errors("summarize")
 def summarize(as_json: bool, files: tuple[str, ...]) -> None:
@@ -249,6 +254,21 @@ def operator_runtime(*, writes: bool = False) -> Runtime:
     return build_runtime(settings)
 
 
+def reader_settings() -> Settings:
+    """The settings of a reading command: ``GOOGLE_CLOUD_PROJECT`` (and the emulator host on the
+    local stack); no queue, delegation or secret is read, so none is needed."""
+    from functions.config import Settings
+
+    return Settings.from_env(role="reader")
+
+
+def operator_store() -> MeetingStore:
+    """The meeting store for reading commands (``show``, ``list``, ``export``, ``report``)."""
+    from functions.adapters.firestore_store import FirestoreStore
+
+    return FirestoreStore.from_settings(reader_settings())
+
+
 def _checked_meeting_id(meeting_id: str) -> str:
     from functions.model import is_meeting_id
 
@@ -258,72 +278,6 @@ def _checked_meeting_id(meeting_id: str) -> str:
             field="meeting_id",
         )
     return meeting_id
-
-
-#: Webhook field → the option that carries it, to name options in validation messages.
-_OPTION_OF_FIELD = {
-    "meeting_code": "--code",
-    "ended_at": "--ended-at",
-    "started_at": "--started-at",
-    "external_id": "--external-id",
-}
-
-
-def _as_options(message: str) -> str:
-    message = re.sub(
-        r"\bexpected_participants\[(\d+)\]", lambda m: f"--expect #{int(m[1]) + 1}", message
-    )
-    message = re.sub(r"\bexpected_participants\b", "--expect", message)
-    for name, option in _OPTION_OF_FIELD.items():
-        message = re.sub(rf"\b{name}\b", option, message)
-    return message
-
-
-def declared_from_options(
-    *,
-    code: str,
-    ended_at: str,
-    started_at: str | None,
-    external_id: str | None,
-    expect: Sequence[str],
-    now: datetime,
-) -> Declared:
-    """The options of ``sync --code`` checked by the webhook's own rules (one place for them)."""
-    from functions.payloads import parse_meeting_ended
-
-    body = {
-        "type": "meeting.ended",
-        "meeting_code": code,
-        "ended_at": ended_at,
-        "started_at": started_at,
-        "external_id": external_id,
-        "expected_participants": list(expect),
-    }
-    try:
-        return parse_meeting_ended(json.dumps(body).encode(), now=now)
-    except InvalidInput as error:
-        raise InvalidInput(_as_options(error.message), field=error.field) from None
-
-
-def poll_now(rt: Runtime, meeting_id: str, *, wait_s: float = 60.0) -> PollOutcome | Skipped:
-    """``poll_meeting(reason="manual")``, waiting while a chain's poll holds the meeting's lease.
-
-    A meeting created past its deadline is polled by its first task at once, so a manual poll right
-    after it often finds the lease taken; that poll ends within seconds.
-    """
-    from functions.polling import poll_meeting
-
-    give_up = time.monotonic() + wait_s
-    pause = 0.5
-    while True:
-        try:
-            return poll_meeting(rt.deps, meeting_id, reason="manual")
-        except Busy:
-            if time.monotonic() + pause > give_up:
-                raise
-            click.echo(f"sync: {meeting_id} is being polled right now; waiting", err=True)
-            time.sleep(pause)
-            pause = min(pause * 2, 4.0)
 
 
 def participants_table(documents: Sequence[Mapping[str, Any]]) -> Table:
@@ -344,116 +298,17 @@ def _fields_table(title: str, rows: Sequence[tuple[str, str]]) -> Table:
     return table
 
 
-def _declare_for_sync(
-    *,
-    code: str,
-    ended_at: str | None,
-    started_at: str | None,
-    external_id: str | None,
-    expect: Sequence[str],
-) -> tuple[Runtime, str, str]:
-    """``sync --code``: the manual meeting created or found; (runtime, meeting id, status)."""
-    from functions.declarations import accept_meeting_end
-
-    if ended_at is None:
-        raise InvalidInput("--code needs --ended-at (RFC 3339 with a UTC offset)")
-    declared = declared_from_options(
-        code=code,
-        ended_at=ended_at,
-        started_at=started_at,
-        external_id=external_id,
-        expect=expect,
-        now=datetime.now(UTC),
-    )
-    rt = operator_runtime(writes=True)
-    accepted = accept_meeting_end(rt.deps, declared, source="manual")
-    meeting = accepted.meeting
-    verb = "created" if accepted.created else "found"
-    click.echo(
-        f"sync: {verb} meeting {meeting.meeting_id} (source {meeting.source}, "
-        f"status {meeting.status})",
-        err=True,
-    )
-    return rt, meeting.meeting_id, str(meeting.status)
-
-
-@cli.command()
-@click.argument("meeting_id", required=False)
-@click.option(
-    "--code", metavar="CODE", help="Meeting code: create or find a manual meeting, then poll it."
-)
-@click.option("--ended-at", metavar="T", help="With --code: RFC 3339 end, with a UTC offset.")
-@click.option(
-    "--started-at", metavar="T", help="With --code: RFC 3339 start (default: 4 h before the end)."
-)
-@click.option("--external-id", metavar="ID", help="With --code: the caller's id of the meeting.")
-@click.option(
-    "--expect",
-    "expect",
-    multiple=True,
-    metavar="KEY",
-    help="With --code: an expected participant key (repeatable).",
-)
-@reports_failures("sync")
-def sync(
-    meeting_id: str | None,
-    code: str | None,
-    ended_at: str | None,
-    started_at: str | None,
-    external_id: str | None,
-    expect: tuple[str, ...],
-) -> None:
-    """Poll the Reports API now for MEETING_ID, or for the meeting of --code and --ended-at."""
-    declaring = {
-        "--ended-at": ended_at,
-        "--started-at": started_at,
-        "--external-id": external_id,
-        "--expect": expect or None,
-    }
-    if meeting_id is not None and code is not None:
-        raise InvalidInput("give MEETING_ID or --code, not both")
-    if meeting_id is not None:
-        given = [name for name, value in declaring.items() if value is not None]
-        if given:
-            raise InvalidInput(f"{', '.join(given)}: only with --code, not with MEETING_ID")
-        meeting_id = _checked_meeting_id(meeting_id)
-        rt = operator_runtime(writes=True)
-        stored = rt.deps.store.get(meeting_id)
-        if stored is None:
-            raise NotFound.meeting(meeting_id)
-        before = str(stored.status)
-    elif code is not None:
-        rt, meeting_id, before = _declare_for_sync(
-            code=code,
-            ended_at=ended_at,
-            started_at=started_at,
-            external_id=external_id,
-            expect=expect,
-        )
-    else:
-        raise InvalidInput("give MEETING_ID, or --code with --ended-at")
-    outcome = poll_now(rt, meeting_id)
-    if isinstance(outcome, Skipped):
-        merged_into = None if outcome.meeting is None else outcome.meeting.merged_into
-        if merged_into:
-            raise CommandFailed(f"meeting {meeting_id} is merged into {merged_into}; sync that one")
-        raise CommandFailed(f"meeting {meeting_id} was not polled ({outcome.skipped_reason})")
-    console = _stdout_console()
-    console.print(_fields_table(f"Synced {meeting_id}", sync_fields(outcome, before=before)))
-    console.print(participants_table(sorted_participants(rt.deps.store, outcome.meeting)))
-    sys.stdout.flush()
-    if outcome.error is not None:
-        raise CommandFailed(f"the Reports poll of {meeting_id} failed: {outcome.error}")
-
-
 @cli.command()
 @click.argument("meeting_id")
 @click.option("--json", "as_json", is_flag=True, help="Print GET /meetings/{id}'s JSON view.")
+@click.option("--timeline", is_flag=True, help="Also draw the sessions across the meeting (UTC).")
 @reports_failures("show")
-def show(meeting_id: str, as_json: bool) -> None:
+def show(meeting_id: str, as_json: bool, timeline: bool) -> None:
     """A meeting's status, timings, last error and participants."""
     meeting_id = _checked_meeting_id(meeting_id)
-    store = operator_runtime().deps.store
+    if as_json and timeline:
+        raise InvalidInput("give --json or --timeline, not both")
+    store = operator_store()
     if as_json:
         sys.stdout.write(json.dumps(meeting_view(store, meeting_id), ensure_ascii=False) + "\n")
         sys.stdout.flush()
@@ -462,8 +317,13 @@ def show(meeting_id: str, as_json: bool) -> None:
     if meeting is None:
         raise NotFound.meeting(meeting_id)
     console = _stdout_console()
+    documents = sorted_participants(store, meeting)
     console.print(_fields_table(f"Meeting {meeting_id}", meeting_fields(meeting)))
-    console.print(participants_table(sorted_participants(store, meeting)))
+    console.print(participants_table(documents))
+    if timeline:  # the module, not the name: it imports this one
+        from functions import cli_report
+
+        console.print(cli_report.show_timeline(store, meeting, documents, width=console.width))
     sys.stdout.flush()
 
 
@@ -477,9 +337,9 @@ def show(meeting_id: str, as_json: bool) -> None:
 )
 @reports_failures("export")
 def export(month: str, tz: str, fmt: ExportFormat) -> None:
-    """Billing rows (CONTRACT §7): one per participant per meeting ended in --month."""
+    """Billing rows (docs/cli.md): one per participant per meeting ended in --month."""
     start, end = month_bounds(month, tz)  # bad month or zone: exit 2 before any setting is read
-    store = operator_runtime().deps.store
+    store = operator_store()
     meetings = billed_meetings(store, start, end)
     err = Console(stderr=True, highlight=False)
     participants: dict[str, list[dict[str, Any]]] = {}
@@ -547,7 +407,7 @@ def backfill(since: str, until: str | None) -> None:
 @click.argument("participant_key")
 @reports_failures("erase")
 def erase(participant_key: str) -> None:
-    """Erase PARTICIPANT_KEY from every meeting, for good (CONTRACT §3 Privacy)."""
+    """Erase PARTICIPANT_KEY from every meeting, for good (docs/rules.md Privacy)."""
     from functions.erasure import erase_participant
     from functions.payloads import parse_erasure_request
 
@@ -593,4 +453,17 @@ def subscriptions(ensure: bool, as_json: bool) -> None:
 
 
 def main() -> None:
-    cli(prog_name="python -m functions")
+    # The console script completes and names itself; ``python -m functions`` keeps its name.
+    script = "meet-attendance"
+    prog = script if sys.argv and sys.argv[0].rsplit("/", 1)[-1] == script else None
+    cli(prog_name=prog or "python -m functions", complete_var="_MEET_ATTENDANCE_COMPLETE")
+
+
+# Commands with their own modules (they import the helpers above, so they come last).
+from functions.cli_doctor import doctor  # noqa: E402
+from functions.cli_list import list_meetings  # noqa: E402
+from functions.cli_report import report  # noqa: E402
+from functions.cli_sync import sync  # noqa: E402
+
+for _command in (list_meetings, doctor, report, sync):
+    cli.add_command(_command)

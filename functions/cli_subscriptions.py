@@ -1,4 +1,4 @@
-"""``python -m functions subscriptions [--ensure] [--json]`` (CONTRACT §7): the organizers' Meet
+"""``python -m functions subscriptions [--ensure] [--json]`` (docs/cli.md): the organizers' Meet
 event subscriptions and Calendar push channels, and making sure of them now.
 
 The adapters are built here only when a command needs them (``operator_*``, which tests
@@ -68,7 +68,8 @@ def run(
     from functions import subscriptions as subs
 
     now = partial(datetime.now, UTC)
-    settings = Settings.from_env()
+    # Listing reads the stored state alone: the project is all it needs.
+    settings = Settings.from_env(role="cli" if ensure else "reader")
     topic = subs.topic_for_ensure(settings) if ensure else None  # before any adapter is built
     state = workspace(settings)
     report = None

@@ -1,4 +1,4 @@
-"""Settings: the only reader of ``os.environ`` (CONTRACT §5).
+"""Settings: the only reader of ``os.environ`` (docs/settings.md).
 
 ``Settings.from_env`` validates everything at once and raises :class:`ConfigError` naming every
 problem, so a misconfigured deployment fails at start with one readable message.
@@ -7,7 +7,9 @@ Each function reads only its own settings (:data:`READS`): ``WEBHOOK_SECRET`` ex
 alone, the Reports delegation only where Reports is read, ``API_PRINCIPALS`` only in ``api``. A
 setting a role does not read keeps its default, whatever the environment holds. The operator CLI
 (role ``cli``) reads what its commands use and requires only what every command needs; a command
-that writes participants checks ``ERASURE_KEY`` itself.
+that writes participants checks ``ERASURE_KEY`` itself. Its reading commands use role ``reader``:
+the project and the store alone, so a billing reader runs them with no queue, delegation or
+secret configured (the queue and collect settings read as unset there and are never used).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from functions.signatures import SECRET_PREFIX, decode_secret
 
 __all__ = ["READS", "ROLES", "STAND_IN_SETTINGS", "Role", "Settings"]
 
-Role = Literal["ingest", "collect", "backfill", "api", "meet_events", "cli"]
+Role = Literal["ingest", "collect", "backfill", "api", "meet_events", "cli", "reader"]
 ROLES: Final[tuple[Role, ...]] = get_args(Role)
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -112,6 +114,11 @@ READS: Final[Mapping[Role, frozenset[str]]] = {
     | _MEET
     | _CALENDAR
     | {"BACKFILL_URL", "BACKFILL_LOOKBACK_S"},
+    # The CLI's reading commands (show, list, export, report, subscriptions without --ensure):
+    # the project and the store, nothing a billing reader neither has nor should have.
+    "reader": frozenset(
+        {"GOOGLE_CLOUD_PROJECT", "FIRESTORE_EMULATOR_HOST", "ALLOW_STAND_INS", "K_SERVICE"}
+    ),
 }
 
 
@@ -183,7 +190,7 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None, *, role: Role = "cli") -> Settings:
         """The settings ``role`` reads from ``env`` (default ``os.environ``), all checked."""
         read = _Reader(os.environ if env is None else env, READS[role])
-        function = role != "cli"
+        function = role not in ("cli", "reader")
         location = read.required("TASKS_LOCATION")
         queue = read.required("TASKS_QUEUE")
         for name, value in (("TASKS_LOCATION", location), ("TASKS_QUEUE", queue)):

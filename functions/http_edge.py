@@ -77,7 +77,7 @@ def check_request(
 
 
 def error_response(error: AppError) -> Answer:
-    """``(status, {"error": {"code", "message", "field"?}})`` as CONTRACT §4.4 shows."""
+    """``(status, {"error": {"code", "message", "field"?}})`` as docs/api.md shows."""
     if error.status >= 500:
         message = (
             "temporarily unavailable; retry later"
@@ -100,19 +100,22 @@ def unexpected_error_response() -> Answer:
 
 
 # ------------------------------------------------------------------------------
-# Routes of ``ingest`` (CONTRACT §4.1) and ``api`` (§4.2)
+# Routes of ``ingest`` (docs/api.md "ingest") and ``api`` (§4.2)
 
 MeetingEndedRoute: TypeAlias = tuple[Literal["meeting_ended"]]
 IngestRoute: TypeAlias = tuple[Literal["meeting_ended", "calendar_notification"]]
-#: Where Google Calendar pushes notifications (CONTRACT §4.1).
+#: Where Google Calendar pushes notifications (docs/api.md "ingest").
 CALENDAR_NOTIFICATIONS_PATH: Final = "/calendar/notifications"
 DeclareAndSyncRoute: TypeAlias = tuple[Literal["declare_and_sync"]]
 EraseRoute: TypeAlias = tuple[Literal["erase"]]
 SyncRoute: TypeAlias = tuple[Literal["sync"], str]
 GetRoute: TypeAlias = tuple[Literal["get"], str]
-Route: TypeAlias = DeclareAndSyncRoute | EraseRoute | SyncRoute | GetRoute
+ReportRoute: TypeAlias = tuple[Literal["report"], str]
+Route: TypeAlias = DeclareAndSyncRoute | EraseRoute | SyncRoute | GetRoute | ReportRoute
 
-_MEETING_PATH: Final = re.compile(r"/meetings/(?P<id>[^/]*)(?P<sync>/sync)?")
+_MEETING_PATH: Final = re.compile(
+    r"/meetings/(?P<id>[^/]*)(?:(?P<sync>/sync)|(?P<report>/report))?"
+)
 
 
 def _only(method: str, allowed: str) -> None:
@@ -160,4 +163,6 @@ def route_api(method: str, path: str) -> Route:
         return ("sync", meeting_id)
     if method != "GET":
         raise MethodNotAllowed(method, ("GET",))
+    if match["report"]:
+        return ("report", meeting_id)
     return ("get", meeting_id)

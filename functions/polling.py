@@ -1,4 +1,4 @@
-"""Use case: poll one meeting (CONTRACT §3) — the one collection path.
+"""Use case: poll one meeting (docs/rules.md) — the one collection path.
 
 The chain's links, neighbour re-polls, manual syncs and the backfill all end in
 :func:`poll_meeting`: gather (the meeting, its neighbours, the participant documents that may
@@ -273,7 +273,7 @@ class _Fetched:
 
 def _fetch(deps: Deps, query: tuple[str, datetime, datetime], polled_at: datetime) -> _Fetched:
     code, start, end = query
-    # The privacy modes apply before the answer's duplicates are resolved (CONTRACT §3).
+    # The privacy modes apply before the answer's duplicates are resolved (docs/rules.md).
     collector = SessionCollector(
         stored_form=lambda s: in_stored_form(s, deps.ip_mode, deps.location_mode)
     )
@@ -438,6 +438,10 @@ def _poll_leased(
                 )
             )
         if committed is not None:
+            if committed.record.status is Status.COMPLETE and meeting.status is not Status.COMPLETE:
+                # Counted once per meeting (a re-poll of a complete meeting is not a completion):
+                # the log-based metric behind the "no meeting completed" alert (monitoring.tf).
+                logs.info("meeting completed")
             outcome = _committed(deps, plan, committed.record, fetched, in_chain=in_chain)
             _erased_since(deps, plan)
             return outcome
@@ -456,7 +460,7 @@ def _poll_leased(
 
 
 # ------------------------------------------------------------------------------------------------
-# Erasure (CONTRACT §3 "Privacy"): the use case, and removing one participant from one meeting,
+# Erasure (docs/rules.md "Privacy"): the use case, and removing one participant from one meeting,
 # are functions.erasure; a poll only leaves erased participants out, and checks after its commit.
 
 
@@ -514,5 +518,6 @@ def _committed(
         next_poll_at=format_optional(stored.next_poll_at),
         warning=None if stored.last_warning is None else stored.last_warning.code,
         error=outcome.error,
+        error_code=None if fetched.error is None else fetched.error.code,
     )
     return outcome

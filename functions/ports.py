@@ -29,6 +29,7 @@ from functions.meet_records import (
     MeetSpace,
     SubscriptionRecord,
 )
+from functions.meeting_search import Cursor, MeetingQuery
 from functions.model import (
     IpMode,
     LocationMode,
@@ -141,7 +142,7 @@ class MeetingCommit:
     #: the change fits one (``expected`` is then unused), else on its own first. The commit
     #: answers None when the meeting exists already.
     creates: MeetingRecord | None = None
-    #: A webhook-id to remember, with the request that lands the change (CONTRACT §4.1).
+    #: A webhook-id to remember, with the request that lands the change (docs/api.md "ingest").
     delivery: Delivery | None = None
 
 
@@ -219,7 +220,7 @@ class MeetingStore(Protocol):
 
     def with_code(self, meeting_code: str, *, ended: Bounds) -> list[MeetingRecord]:
         """The meetings of the code whose ``ended_at`` lies in ``ended`` (both ends included;
-        both given: a query over a code's whole history is what CONTRACT §3 "Bounded" rules
+        both given: a query over a code's whole history is what docs/rules.md "Bounded" rules
         out)."""
         ...
 
@@ -227,11 +228,19 @@ class MeetingStore(Protocol):
         self, *, calendar_event_id: str | None = None, alias: str | None = None
     ) -> list[MeetingRecord]:
         """The meetings declared with that ``calendar_event_id``, or naming ``alias`` among their
-        aliases (CONTRACT §3 "Identity")."""
+        aliases (docs/rules.md "Identity")."""
         ...
 
     def ended_between(self, start: datetime, end: datetime) -> list[MeetingRecord]:
         """Meetings whose ``ended_at`` is in ``[start, end)``."""
+        ...
+
+    def search(
+        self, query: MeetingQuery, *, limit: int, after: Cursor | None
+    ) -> list[MeetingRecord]:
+        """The first ``limit`` meetings matching ``query`` strictly after ``after``, newest
+        first by ``ended_at`` then meeting id (``functions.meeting_search`` has the rules; ask
+        for one more than a page to know whether another follows)."""
         ...
 
     def overdue(self, before: datetime) -> list[MeetingRecord]:
@@ -239,6 +248,11 @@ class MeetingStore(Protocol):
         ...
 
     def participants(self, meeting_id: str) -> list[dict[str, Any]]: ...
+
+    def revisions(self, meeting_id: str) -> list[dict[str, Any]]:
+        """The meeting's revision records (``RevisionRecord.to_document``), oldest first; empty
+        for a meeting without any (or none at all)."""
+        ...
 
     def any_participant_not_mirroring(self, meeting_id: str, meeting_status: str) -> bool:
         """Whether a participant document's ``meeting_status`` is not ``meeting_status``: a
@@ -263,7 +277,7 @@ class MeetingStore(Protocol):
         self, *, webhook_id: str, meeting_id: str, expire_at: datetime
     ) -> None: ...
 
-    # Privacy (CONTRACT §3): erasures and retention.
+    # Privacy (docs/rules.md): erasures and retention.
 
     def erased(self) -> frozenset[str]:
         """The names (keyed hashes) of every erased participant."""
@@ -481,10 +495,10 @@ class Deps:
     window_after_s: int = WINDOW_AFTER_S
     ip_mode: IpMode = "full"
     location_mode: LocationMode = "full"
-    #: The key of the erasure hashes (CONTRACT §3 Privacy); None only where nothing is written.
+    #: The key of the erasure hashes (docs/rules.md Privacy); None only where nothing is written.
     erasure_key: str | None = None
     retention_days: int | None = None
-    #: The Meet side (CONTRACT §3 "Meet signals", §4.3); None where a function does not use it.
+    #: The Meet side (docs/rules.md "Meet signals", §4.3); None where a function does not use it.
     meet: MeetApi | None = None
     directory: Directory | None = None
     events: WorkspaceEvents | None = None
@@ -501,7 +515,7 @@ class Deps:
     def neighbours_of(self, meeting: MeetingRecord, *more: MeetingRecord) -> Bounds:
         """The ``ended_at`` range holding every meeting whose share can change with any of
         ``meetings`` (a meeting, and the times its neighbours were told of): what
-        :meth:`MeetingStore.with_code` is asked for (CONTRACT §3 "Bounded")."""
+        :meth:`MeetingStore.with_code` is asked for (docs/rules.md "Bounded")."""
         bounds = neighbourhood(self.spec(meeting))
         for other in more:
             bounds = bounds.joined(neighbourhood(self.spec(other)))

@@ -266,6 +266,18 @@ resource "google_cloud_tasks_queue_iam_member" "operators_enqueue" {
   member   = each.value
 }
 
+# ... doctor reads the queue's configuration (get_queue: cloudtasks.queues.get, which the enqueuer
+# role lacks) to tell a missing queue from a permission problem ...
+resource "google_cloud_tasks_queue_iam_member" "operators_view_queue" {
+  for_each = toset(var.operators)
+
+  project  = var.project_id
+  location = var.region
+  name     = google_cloud_tasks_queue.collect.name
+  role     = "roles/cloudtasks.viewer"
+  member   = each.value
+}
+
 resource "google_service_account_iam_member" "operators_act_as_tasks" {
   for_each = toset(var.operators)
 

@@ -19,6 +19,7 @@ import os
 import sys
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -236,7 +237,27 @@ def run(client: StackClient) -> int:
         console.print(f"[red]Not complete within {TIMEOUT_S} s.")
         return 1
     console.print("[green]Both classes complete; the tutor's time is split at the boundary.")
-    return meet_path(client)
+    status = meet_path(client)
+    return status if status != 0 else write_report(client, meetings["Biology"])
+
+
+# ------------------------------------------------------------------------------------------------
+# The ending: one class's attendance report, as the organizer would be sent it.
+
+REPORT_FILE = Path(__file__).resolve().parent.parent / ".local" / "demo-report.html"
+
+
+def write_report(client: StackClient, meeting_id: str) -> int:
+    """``report --html`` of Biology (the later class: the boundary with Algebra is marked)."""
+    console.rule("The attendance report of one class")
+    REPORT_FILE.parent.mkdir(exist_ok=True)
+    done = client.run_cli("report", meeting_id, "--html", str(REPORT_FILE), "--tz", "UTC")
+    if done.returncode != 0:
+        console.print(f"[red]report failed: {escape(done.stderr.strip())}")
+        return 1
+    console.print(escape(done.stderr.strip()))
+    console.print(f"Report written: {escape(str(REPORT_FILE))} (open {REPORT_FILE.as_uri()})")
+    return 0
 
 
 # ------------------------------------------------------------------------------------------------

@@ -199,9 +199,21 @@ REASON_MESSAGES: Mapping[str, str] = {
     "userRateLimitExceeded": "User Rate Limit Exceeded",
     "quotaExceeded": "Calendar usage limits exceeded.",
     "backendError": "Backend Error",
+    "accessNotConfigured": (
+        "Google Calendar API has not been used in project 123456789012 before or it is disabled. "
+        "Enable it by visiting https://console.developers.google.com/apis/api/"
+        "calendar-json.googleapis.com/overview?project=123456789012 then retry."
+    ),
+    "insufficientPermissions": "Request had insufficient authentication scopes.",
 }
 USAGE_LIMITS = frozenset(
-    {"rateLimitExceeded", "userRateLimitExceeded", "quotaExceeded", "dailyLimitExceeded"}
+    {
+        "rateLimitExceeded",
+        "userRateLimitExceeded",
+        "quotaExceeded",
+        "dailyLimitExceeded",
+        "accessNotConfigured",
+    }
 )
 FULL_SYNC_MESSAGE = REASON_MESSAGES["fullSyncRequired"]
 

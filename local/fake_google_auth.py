@@ -100,7 +100,8 @@ class FakeIam(google.auth.transport.Request):
     """A transport that plays IAM Credentials ``signBlob`` and keeps everything else on loopback.
 
     ``deny=True`` answers signBlob with the 403 that a missing
-    ``roles/iam.serviceAccountTokenCreator`` produces.
+    ``roles/iam.serviceAccountTokenCreator`` produces; ``disabled=True`` with the 403 of a project
+    where the IAM Service Account Credentials API is not enabled.
     """
 
     def __init__(
@@ -109,11 +110,13 @@ class FakeIam(google.auth.transport.Request):
         service_account_email: str = DEFAULT_SERVICE_ACCOUNT,
         key: rsa.RSAPrivateKey | None = None,
         deny: bool = False,
+        disabled: bool = False,
     ) -> None:
         self.service_account_email = service_account_email
         self.key = key or generate_key()
         self.key_id = hashlib.sha1(public_key_pem(self.key)).hexdigest()  # noqa: S324 - an id
         self.deny = deny
+        self.disabled = disabled
         self._lock = threading.Lock()
         self._sign_requests: list[dict[str, Any]] = []
         session = requests.Session()
@@ -174,6 +177,8 @@ class FakeIam(google.auth.transport.Request):
                     "UNAUTHENTICATED",
                 ),
             )
+        if self.disabled:
+            return _json_response(403, _iam_disabled())
         if self.deny or email != self.service_account_email:
             return _json_response(
                 403,
@@ -202,6 +207,26 @@ class FakeIam(google.auth.transport.Request):
         return _json_response(
             200, {"keyId": self.key_id, "signedBlob": base64.b64encode(signature).decode()}
         )
+
+
+def _iam_disabled(project: str = "123456789012") -> dict[str, Any]:
+    service = "iamcredentials.googleapis.com"
+    return _google_error(
+        403,
+        f"IAM Service Account Credentials API has not been used in project {project} before or "
+        f"it is disabled. Enable it by visiting https://console.developers.google.com/apis/api/"
+        f"{service}/overview?project={project} then retry. If you enabled this API recently, "
+        "wait a few minutes for the action to propagate to our systems and retry.",
+        "PERMISSION_DENIED",
+        details=[
+            {
+                "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                "reason": "SERVICE_DISABLED",
+                "domain": "googleapis.com",
+                "metadata": {"service": service, "consumer": f"projects/{project}"},
+            }
+        ],
+    )
 
 
 def _google_error(

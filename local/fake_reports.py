@@ -22,6 +22,10 @@ Control endpoints (not part of Google's API, never logged as Reports requests):
   listing were served: it fires only for a request carrying the ``pageToken`` of page N + 1 or a
   later one, so ``after_pages: 1`` is a failure mid-pagination, after a successful first page.
   Requests it does not apply to pass it by (an earlier fault that applies is taken instead).
+  Kinds: ``quota`` (503), ``rate_limit_403``, ``rate_limit_429``, ``server_error`` (500),
+  ``not_admin`` (401), ``not_authorized`` (403, an admin without the Reports privilege),
+  ``api_disabled`` (403 ``accessNotConfigured`` / ``SERVICE_DISABLED``), ``insufficient_scopes``
+  (403 ``insufficientPermissions`` / ``ACCESS_TOKEN_SCOPE_INSUFFICIENT``) and ``slow``.
 - ``POST /_fake/config`` ``{"max_page_size": N}`` (1…1000, ``null`` for 1000) caps every page
   at N items whatever ``maxResults`` asks (the real API may serve fewer items than
   ``maxResults``), so tests can page through a few activities; ``GET /_fake/config`` shows it.
@@ -118,9 +122,14 @@ FAULT_KINDS = frozenset(
         "server_error",
         "not_admin",
         "not_authorized",
+        "api_disabled",
+        "insufficient_scopes",
         "slow",
     }
 )
+ERROR_INFO = "type.googleapis.com/google.rpc.ErrorInfo"
+#: The project number the ``api_disabled`` fault names, as Google's message names the consumer.
+FAKE_PROJECT_NUMBER = "123456789012"
 
 
 class ApiError(Exception):
@@ -136,6 +145,7 @@ class ApiError(Exception):
         domain: str = "global",
         headers: Mapping[str, str] | None = None,
         extra: Mapping[str, str] | None = None,
+        details: list[dict[str, Any]] | None = None,
     ) -> None:
         super().__init__(message)
         self.code = code
@@ -145,19 +155,21 @@ class ApiError(Exception):
         self.domain = domain
         self.headers = dict(headers or {})
         self.extra = dict(extra or {})
+        self.details = list(details or [])
 
     def body(self) -> dict[str, Any]:
         detail: dict[str, Any] = {"message": self.message, "domain": self.domain}
         detail["reason"] = self.reason
         detail.update(self.extra)
-        return {
-            "error": {
-                "code": self.code,
-                "message": self.message,
-                "errors": [detail],
-                "status": self.status,
-            }
+        error: dict[str, Any] = {
+            "code": self.code,
+            "message": self.message,
+            "errors": [detail],
+            "status": self.status,
         }
+        if self.details:
+            error["details"] = self.details
+        return {"error": error}
 
 
 def _invalid(message: str) -> ApiError:
@@ -695,7 +707,56 @@ def fault_error(fault: _Fault) -> ApiError | None:
             reason="forbidden",
             status="PERMISSION_DENIED",
         )
+    if kind == "api_disabled":
+        return _api_disabled()
+    if kind == "insufficient_scopes":
+        return ApiError(
+            403,
+            "Request had insufficient authentication scopes.",
+            reason="insufficientPermissions",
+            status="PERMISSION_DENIED",
+            extra={"message": "Insufficient Permission"},
+            details=[
+                {
+                    "@type": ERROR_INFO,
+                    "reason": "ACCESS_TOKEN_SCOPE_INSUFFICIENT",
+                    "domain": "googleapis.com",
+                    "metadata": {
+                        "service": "admin.googleapis.com",
+                        "method": "ccc.hosted.frontend.reports.v1.ActivityService.List",
+                    },
+                }
+            ],
+        )
     return None
+
+
+def _api_disabled() -> ApiError:
+    """The 403 of a project where the Admin SDK API is not enabled."""
+    project = FAKE_PROJECT_NUMBER
+    return ApiError(
+        403,
+        f"Admin SDK API has not been used in project {project} before or it is disabled. Enable "
+        f"it by visiting https://console.developers.google.com/apis/api/admin.googleapis.com/"
+        f"overview?project={project} then retry. If you enabled this API recently, wait a few "
+        "minutes for the action to propagate to our systems and retry.",
+        reason="accessNotConfigured",
+        domain="usageLimits",
+        status="PERMISSION_DENIED",
+        extra={"extendedHelp": "https://console.developers.google.com"},
+        details=[
+            {
+                "@type": ERROR_INFO,
+                "reason": "SERVICE_DISABLED",
+                "domain": "googleapis.com",
+                "metadata": {
+                    "service": "admin.googleapis.com",
+                    "consumer": f"projects/{project}",
+                    "serviceTitle": "Admin SDK API",
+                },
+            }
+        ],
+    )
 
 
 # --- HTTP ----------------------------------------------------------------------------------------

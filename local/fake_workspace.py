@@ -189,7 +189,9 @@ ERROR_INFO_REASONS: Mapping[str, str] = {
     "rateLimitExceeded": "RATE_LIMIT_EXCEEDED",
     "userRateLimitExceeded": "RATE_LIMIT_EXCEEDED",
     "quotaExceeded": "RATE_LIMIT_EXCEEDED",
+    "insufficientPermissions": "ACCESS_TOKEN_SCOPE_INSUFFICIENT",
 }
+SCOPES_MESSAGE = "Request had insufficient authentication scopes."
 SERVICES: tuple[tuple[str, str, str], ...] = (
     ("/v2/", "meet.googleapis.com", "Google Meet REST API"),
     ("/v1/", "workspaceevents.googleapis.com", "Google Workspace Events API"),
@@ -1738,6 +1740,9 @@ def fault_error(fault: _Fault, path: str, project: str) -> ApiError:
             f"per user' of service '{service}' for consumer 'project_number:{project}'."
         )
         domain = "usageLimits"
+    elif legacy == "insufficientPermissions":
+        message = fault.message or SCOPES_MESSAGE
+        domain = "global"
     else:
         message = fault.message or DEFAULT_MESSAGES.get(fault.status, "Backend Error")
         domain = "global"

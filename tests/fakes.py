@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+import functools
+import threading
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from functions.commits import Write, fits_one_request, mirror_fence, stages
 from functions.errors import Forbidden, ReportsError, Unauthorized
 from functions.intervals import Bounds
+from functions.meeting_search import Cursor, MeetingQuery, shows_participant
+from functions.meeting_search import select as search_select
 from functions.model import MeetingRecord
 from functions.ports import (
     BackfillSlice,
@@ -35,6 +39,30 @@ def _copied(document: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+#: One lock for every fake: the backfill reconciles meeting codes on threads, as it does against
+#: Firestore, and a fake's read-check-write must not interleave. Reentrant, so a method may call
+#: another; greenlets of the simulation share one thread, so they pass it as before.
+_ONE_AT_A_TIME = threading.RLock()
+
+T = TypeVar("T")
+
+
+def one_at_a_time(cls: type[T]) -> type[T]:
+    """Every public method of ``cls`` runs under :data:`_ONE_AT_A_TIME`."""
+    for name, member in list(vars(cls).items()):
+        if name.startswith("_") or not callable(member):
+            continue
+
+        def locked(*args: Any, __method: Callable[..., Any] = member, **kwargs: Any) -> Any:
+            with _ONE_AT_A_TIME:
+                return __method(*args, **kwargs)
+
+        functools.update_wrapper(locked, member)
+        setattr(cls, name, locked)
+    return cls
+
+
+@one_at_a_time
 class MemoryStore:
     """The MeetingStore port in memory, enforcing what the Firestore adapter relies on: versions
     and fenced writes, one-request size limits (``max_commit_bytes``: a change larger than that is
@@ -209,6 +237,26 @@ class MemoryStore:
     def ended_between(self, start: datetime, end: datetime) -> list[MeetingRecord]:
         return [m for m in self.meetings.values() if start <= m.ended_at < end]
 
+    def search(
+        self, query: MeetingQuery, *, limit: int, after: Cursor | None
+    ) -> list[MeetingRecord]:
+        meetings: Iterable[MeetingRecord] = self.meetings.values()
+        key = query.participant_key
+        if key is not None:
+            meetings = [
+                m
+                for m in meetings
+                if shows_participant(
+                    [
+                        d
+                        for d in self.participant_docs.get(m.meeting_id, {}).values()
+                        if d.get("participant_key") == key
+                    ],
+                    m,
+                )
+            ]
+        return search_select(meetings, query, limit=limit, after=after)
+
     def overdue(self, before: datetime) -> list[MeetingRecord]:
         return [
             m
@@ -220,6 +268,10 @@ class MemoryStore:
 
     def participants(self, meeting_id: str) -> list[dict[str, Any]]:
         return [_copied(d) for d in self.participant_docs.get(meeting_id, {}).values()]
+
+    def revisions(self, meeting_id: str) -> list[dict[str, Any]]:
+        documents = self.revision_docs.get(meeting_id, {})
+        return [_copied(documents[number]) for number in sorted(documents)]
 
     def any_participant_not_mirroring(self, meeting_id: str, meeting_status: str) -> bool:
         documents = self.participant_docs.get(meeting_id, {}).values()
@@ -314,6 +366,7 @@ class QueuedTask:
     at: datetime
 
 
+@one_at_a_time
 @dataclass
 class MemoryQueue:
     tasks: list[QueuedTask] = field(default_factory=list)

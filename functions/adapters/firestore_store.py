@@ -1,6 +1,6 @@
 """The MeetingStore port on Firestore. The only module that knows Firestore types.
 
-Layout (CONTRACT §3 "Documents")::
+Layout (docs/rules.md "Documents")::
 
     meetings/{meeting_id}                       the meeting, its aggregates and its chain's state
     meetings/{meeting_id}/participants/{doc_id} one participant (collection group: billing queries)
@@ -29,6 +29,7 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 from google.cloud.firestore_v1.document import DocumentReference
+from google.cloud.firestore_v1.query import Query
 
 from functions.adapters.firestore_writes import RawBatch
 from functions.commits import Landed, Stage, Write, fits_one_request, mirror_fence, stages
@@ -36,7 +37,16 @@ from functions.config import Settings
 from functions.errors import StoreContention
 from functions.intervals import Bounds
 from functions.limits import EMULATOR_COMMIT_BYTES, FIRESTORE_COMMIT_BYTES
-from functions.model import MeetingRecord
+from functions.meeting_search import (
+    ORDER,
+    Cursor,
+    MeetingQuery,
+    ended_range,
+    equality_filters,
+    select,
+    shows_participant,
+)
+from functions.model import MeetingRecord, stored_datetime
 from functions.ports import (
     DeclarationFacts,
     DeclarationReads,
@@ -46,6 +56,7 @@ from functions.ports import (
 )
 from functions.retention import EXPIRE_AT, expire_at
 from functions.schedule import LIVE_STATUSES
+from functions.stored_state import PREVIOUS_ATTENDED, STAGED_COMMIT
 
 MEETINGS = "meetings"
 PARTICIPANTS = "participants"
@@ -172,7 +183,7 @@ class FirestoreStore:
             change, max_bytes=self._max_commit_bytes
         ):
             # Too large to create with its estimates: the meeting alone first, then the change
-            # in stages after it (CONTRACT §3 "Atomic").
+            # in stages after it (docs/rules.md "Atomic").
             try:
                 document = self._expiring(change.creates.to_document(), change.creates.ended_at)
                 created = self._meetings.document(meeting_id).create(document)
@@ -304,6 +315,56 @@ class FirestoreStore:
         )
         return [MeetingRecord.from_document(s.to_dict() or {}) for s in query.stream()]
 
+    def search(
+        self, query: MeetingQuery, *, limit: int, after: Cursor | None
+    ) -> list[MeetingRecord]:
+        """Without a participant: one query sending every filter (its composite index is in
+        infra/firestore.indexes.json). With one: the meetings with a document of the key, read
+        and then filtered and paged on their own fields (``functions.meeting_search`` says why)."""
+        if query.participant_key is not None:
+            return self._search_naming(query, limit=limit, after=after)
+        found = self.search_query(query, limit=limit, after=after).stream()
+        return [MeetingRecord.from_document(_snapshot_data(s)) for s in found]
+
+    def search_query(self, query: MeetingQuery, *, limit: int, after: Cursor | None) -> Query:
+        """The meetings query of a search without a participant, as sent."""
+        request: Query = self._meetings.limit(limit)
+        for field_path, operator, value in (*equality_filters(query), *ended_range(query)):
+            request = request.where(filter=FieldFilter(field_path, operator, value))
+        for field_path, direction in ORDER:
+            request = request.order_by(field_path, direction=direction)
+        if after is not None:
+            request = request.start_after([after.ended_at, after.meeting_id])
+        return request
+
+    def participant_query(self, participant_key: str) -> Query:
+        """The participant documents of a key, with what :func:`shows_participant` reads.
+        Index: the collection-group ``participant_key`` override (as for erasures)."""
+        return (
+            self._client.collection_group(PARTICIPANTS)
+            .where(filter=FieldFilter("participant_key", "==", participant_key))
+            .select(["revision", STAGED_COMMIT, PREVIOUS_ATTENDED])
+        )
+
+    def _search_naming(
+        self, query: MeetingQuery, *, limit: int, after: Cursor | None
+    ) -> list[MeetingRecord]:
+        assert query.participant_key is not None
+        documents: dict[str, list[dict[str, Any]]] = {}
+        for snapshot in self.participant_query(query.participant_key).stream():
+            meeting = snapshot.reference.parent.parent
+            documents.setdefault(meeting.id, []).append(_snapshot_data(snapshot))
+        if not documents:
+            return []
+        references = [self._meetings.document(meeting_id) for meeting_id in sorted(documents)]
+        meetings = (
+            MeetingRecord.from_document(_snapshot_data(s))
+            for s in self._client.get_all(references)
+            if s.exists
+        )
+        naming = [m for m in meetings if shows_participant(documents[m.meeting_id], m)]
+        return select(naming, query, limit=limit, after=after)
+
     def overdue(self, before: datetime) -> list[MeetingRecord]:
         # Index: meetings (status, next_poll_at) — infra/firestore.indexes.json.
         query = self._meetings.where(
@@ -314,6 +375,16 @@ class FirestoreStore:
     def participants(self, meeting_id: str) -> list[dict[str, Any]]:
         collection = self._meetings.document(meeting_id).collection(PARTICIPANTS)
         return [_snapshot_data(snapshot) for snapshot in collection.stream()]
+
+    def revisions(self, meeting_id: str) -> list[dict[str, Any]]:
+        # Sorted here, not by the query: document ids are the numbers as text ("10" < "2").
+        collection = self._meetings.document(meeting_id).collection(REVISIONS)
+        documents = [dict(_snapshot_data(snapshot)) for snapshot in collection.stream()]
+        for document in documents:
+            document.pop(EXPIRE_AT, None)  # retention's bookkeeping, not the record's
+            if isinstance(document.get("at"), datetime):
+                document["at"] = stored_datetime(document["at"])
+        return sorted(documents, key=lambda d: int(d.get("revision") or 0))
 
     def any_participant_not_mirroring(self, meeting_id: str, meeting_status: str) -> bool:
         # Every participant document has the field, so "!=" (which skips documents without

@@ -25,7 +25,7 @@ from referencing.jsonschema import DRAFT202012
 ROOT: Final = Path(__file__).resolve().parents[2]
 SPEC_PATH: Final = ROOT / "openapi.yaml"
 FUNCTIONS: Final = ("ingest", "api", "collect", "backfill", "meet_events")
-#: The stack.env variable holding each function's URL (CONTRACT §6).
+#: The stack.env variable holding each function's URL (README "The local stack").
 URL_SETTINGS: Final = {
     "ingest": "INGEST_URL",
     "api": "API_URL",
@@ -162,8 +162,10 @@ def answer_problems(op: Operation, status: int, body: bytes | Any) -> list[str]:
         try:
             body = json.loads(body)
         except ValueError:
-            if "text/html" in content and bytes(body).lstrip().startswith(b"<html"):
-                return []  # the HTTP server's own refusal, documented as such
+            start = bytes(body).lstrip()[:15].lower()
+            if "text/html" in content and start.startswith((b"<html", b"<!doctype html")):
+                # The HTTP server's own refusal, documented as such, or the meeting report page.
+                return []
             return [f"{op}: {status} body is not JSON: {bytes(body[:80])!r}"]
     if not content:
         return [f"{op}: {status} documents no body"]

@@ -18,6 +18,7 @@ os.environ.setdefault("NO_GCE_CHECK", "True")
 
 from functions.adapters.firestore_store import FirestoreStore, firestore_client
 from functions.commits import STAGED
+from functions.meeting_search import Cursor, MeetingQuery
 from functions.model import AttendanceChange, MeetingRecord, ParticipantRecord, RevisionRecord
 from functions.ports import MeetingCommit, MeetingStore, Versioned
 from functions.schedule import Status
@@ -248,6 +249,51 @@ def test_revisions_are_written_and_read_in_order(subject: Subject) -> None:
         "changes": [{"participant_key": "a@school.example", "before": None, "after": 60}],
         "participant_keys": ["a@school.example"],
     }
+
+
+def test_the_revisions_read_gives_every_record_oldest_first(subject: Subject) -> None:
+    store = subject.store
+    current = created(store)
+    other = created(store, meeting("c-meeting2"))
+    # 10 after 2: ids are the numbers as text, and "10" < "2".
+    for number, base in ((2, current), (10, None), (1, None)):
+        landed = commit(
+            store,
+            base or current,
+            revision=RevisionRecord(
+                revision=number,
+                at=ENDED + timedelta(minutes=number, milliseconds=5),
+                reason="neighbour" if number == 10 else "poll",
+                changes=[
+                    AttendanceChange("a@school.example", 5, 60),
+                    AttendanceChange("b@school.example", None, 30),
+                ],
+            ),
+        )
+        assert landed is not None
+        current = landed
+    assert commit(store, other, revision=RevisionRecord(7, ENDED, "poll", [])) is not None
+
+    revisions = store.revisions("c-meeting1")
+
+    assert [r["revision"] for r in revisions] == [1, 2, 10]
+    assert revisions == subject.revisions("c-meeting1")
+    assert revisions[2] == {
+        "revision": 10,
+        "at": ENDED + timedelta(minutes=10, milliseconds=5),
+        "reason": "neighbour",
+        "changes": [
+            {"participant_key": "a@school.example", "before": 5, "after": 60},
+            {"participant_key": "b@school.example", "before": None, "after": 30},
+        ],
+        "participant_keys": ["a@school.example", "b@school.example"],
+    }
+    assert revisions[2]["at"].tzinfo is UTC
+    assert [r["revision"] for r in store.revisions("c-meeting2")] == [7]
+    assert store.revisions("c-nothing") == []
+    # A copy: what the caller changes is not the store's.
+    revisions[0]["reason"] = "changed"
+    assert store.revisions("c-meeting1")[0]["reason"] == "poll"
 
 
 # ----------------------------------------------------------------------------- stages
@@ -592,3 +638,75 @@ def test_every_document_of_a_meeting_carries_its_expiry(firestore_db: FirestoreE
     assert plain.create(meeting("c-plain"))
     plain_document = client.collection("meetings").document("c-plain").get().to_dict() or {}
     assert "expire_at" not in plain_document
+
+
+# ----------------------------------------------------------------------------- search (list)
+
+
+def _searched_pages(store: MeetingStore, query: MeetingQuery, *, limit: int) -> list[list[str]]:
+    """Every page of the query, as the command pages: ask for one more, continue after the last."""
+    pages: list[list[str]] = []
+    after: Cursor | None = None
+    while True:
+        found = store.search(query, limit=limit + 1, after=after)
+        shown = found[:limit]
+        pages.append([m.meeting_id for m in shown])
+        if len(found) <= limit:
+            return pages
+        after = Cursor(shown[-1].ended_at, shown[-1].meeting_id)
+
+
+def test_search_filters_and_pages_newest_first_ties_by_id(subject: Subject) -> None:
+    store = subject.store
+    h = timedelta(hours=1)
+    for meeting_id, ended_at, changes in (
+        ("c-a", ENDED, {}),
+        ("c-b", ENDED, {"organizer_email": "o@school.example"}),  # a tie: c-b before c-a
+        ("c-c", ENDED + h, {"status": Status.COMPLETE, "organizer_email": "o@school.example"}),
+        ("c-d", ENDED - h, {"meeting_code": "xyz-abcd-efg", "organizer_email": "o@school.example"}),
+        ("c-e", ENDED + 2 * h, {"status": Status.MERGED, "merged_into": "c-c"}),
+        ("c-f", ENDED - 2 * h, {"status": Status.NO_DATA}),
+    ):
+        created(store, meeting(meeting_id, ended_at=ended_at, **changes))
+    everything = [["c-c", "c-b"], ["c-a", "c-d"], ["c-f"]]
+    assert _searched_pages(store, MeetingQuery(), limit=2) == everything
+    assert _searched_pages(store, MeetingQuery(), limit=5) == [["c-c", "c-b", "c-a", "c-d", "c-f"]]
+    assert _searched_pages(store, MeetingQuery(status=Status.MERGED), limit=2) == [["c-e"]]
+    assert _searched_pages(store, MeetingQuery(meeting_code="abc-defg-hij"), limit=1) == [
+        ["c-c"],
+        ["c-b"],
+        ["c-a"],
+        ["c-f"],
+    ]
+    organizer = MeetingQuery(organizer_email="o@school.example")
+    assert _searched_pages(store, organizer, limit=2) == [["c-c", "c-b"], ["c-d"]]
+    both = MeetingQuery(meeting_code="abc-defg-hij", organizer_email="o@school.example")
+    assert _searched_pages(store, both, limit=1) == [["c-c"], ["c-b"]]
+    ranged = MeetingQuery(ended_from=ENDED, ended_to=ENDED + h)  # [from, to)
+    assert _searched_pages(store, ranged, limit=1) == [["c-b"], ["c-a"]]
+    scheduled = MeetingQuery(status=Status.SCHEDULED, ended_from=ENDED - h)
+    assert _searched_pages(store, scheduled, limit=10) == [["c-b", "c-a", "c-d"]]
+    assert store.search(MeetingQuery(), limit=10, after=Cursor(ENDED, "c-b"))[0].meeting_id == "c-a"
+    assert store.search(MeetingQuery(meeting_code="none-such"), limit=3, after=None) == []
+
+
+def test_search_by_participant_lists_meetings_it_counts_in(subject: Subject) -> None:
+    store = subject.store
+    h = timedelta(hours=1)
+    key = "student@school.example"
+    merged = {"status": Status.MERGED}
+    kinds: list[dict[str, Any]] = [{}, {"meeting_code": "xyz-abcd-efg"}, {}, merged, {}]
+    for n, changes in enumerate(kinds):
+        base = created(store, meeting(f"c-{n}", ended_at=ENDED - n * h, **changes))
+        revision = 1 if n != 2 else 5  # c-2's document is of a change that has not landed
+        upserts = [participant(key, revision=revision), participant("other@school.example")]
+        assert commit(store, base, upserts=upserts if n != 4 else upserts[1:]) is not None
+    by_key = MeetingQuery(participant_key=key)
+    assert _searched_pages(store, by_key, limit=1) == [["c-0"], ["c-1"]]
+    assert _searched_pages(store, replace(by_key, meeting_code="abc-defg-hij"), limit=1) == [
+        ["c-0"]
+    ]
+    assert _searched_pages(store, replace(by_key, status=Status.MERGED), limit=1) == [["c-3"]]
+    assert _searched_pages(store, replace(by_key, ended_to=ENDED), limit=5) == [["c-1"]]
+    nobody = MeetingQuery(participant_key="nobody@school.example")
+    assert store.search(nobody, limit=5, after=None) == []

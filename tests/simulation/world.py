@@ -11,6 +11,7 @@ from typing import Any
 
 from functions.errors import ReportsError
 from functions.intervals import Bounds
+from functions.meeting_search import Cursor, MeetingQuery
 from functions.model import MeetingRecord
 from functions.ports import (
     BackfillSlice,
@@ -92,6 +93,16 @@ class SwitchingStore:
     def participants(self, meeting_id: str) -> list[dict[str, Any]]:
         self._point("store.participants")
         return self.inner.participants(meeting_id)
+
+    def revisions(self, meeting_id: str) -> list[dict[str, Any]]:
+        self._point("store.revisions")
+        return self.inner.revisions(meeting_id)
+
+    def search(
+        self, query: MeetingQuery, *, limit: int, after: Cursor | None
+    ) -> list[MeetingRecord]:
+        self._point("store.search")
+        return self.inner.search(query, limit=limit, after=after)
 
     def any_participant_not_mirroring(self, meeting_id: str, meeting_status: str) -> bool:
         self._point("store.any_participant_not_mirroring")

@@ -1,4 +1,4 @@
-"""The billing export's pure side (CONTRACT §7): month bounds in a zone, rows, CSV and JSON."""
+"""The billing export's pure side (docs/cli.md): month bounds in a zone, rows, CSV and JSON."""
 
 from __future__ import annotations
 
@@ -288,7 +288,7 @@ def test_cli_unexpected_failure_is_one_line_and_exit_1(monkeypatch: pytest.Monke
     def unreachable() -> None:
         raise RuntimeError("store unreachable:\n  connection refused")
 
-    monkeypatch.setattr("functions.cli.operator_runtime", unreachable)
+    monkeypatch.setattr("functions.cli.operator_store", unreachable)
     result = CliRunner().invoke(cli, ["export", "--month", "2026-01"])
     assert result.exit_code == 1
     assert result.stderr == (

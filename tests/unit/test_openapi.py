@@ -109,6 +109,7 @@ ROUTES = {
     ("api", "POST", "/meetings/sync"): "declare_and_sync",
     ("api", "GET", "/meetings/{meeting_id}"): "get",
     ("api", "POST", "/meetings/{meeting_id}/sync"): "sync",
+    ("api", "GET", "/meetings/{meeting_id}/report"): "report",
     ("api", "POST", "/erasures"): "erase",
     ("collect", "POST", "/"): "collect",
     ("backfill", "POST", "/"): "backfill",

@@ -42,9 +42,10 @@ LAYERS = {
         "meeting_ids",
         "calendar_records",
         "calendar_events",
+        "meeting_search",
     },
     "ports": {"ports", "logs", "config"},
-    "edge": {"payloads", "http_edge", "commits", "pubsub_push"},
+    "edge": {"payloads", "http_edge", "commits", "pubsub_push", "doctor"},
     "use_cases": {
         "chain",
         "declarations",
@@ -58,10 +59,24 @@ LAYERS = {
         "calendar_sync",
         "channels",
     },
-    "read_side": {"views", "export", "dumps"},
+    "read_side": {
+        "views",
+        "export",
+        "dumps",
+        "timeline",
+        "report_page",
+    },
     "adapters": {"adapters"},
     "wiring": {"app"},
-    "cli": {"cli", "cli_subscriptions", "__main__"},
+    "cli": {
+        "cli",
+        "cli_subscriptions",
+        "cli_list",
+        "cli_doctor",
+        "cli_report",
+        "cli_sync",
+        "__main__",
+    },
 }
 #: What each layer may import (besides itself).
 MAY_IMPORT = {
