@@ -1,4 +1,4 @@
-"""The daily safety net (CONTRACT §3 "Backfill meetings"): find what nobody announced, what
+"""The daily safety net (docs/rules.md "Backfill meetings"): find what nobody announced, what
 changed after a meeting was final, and chains that broke. What it finds goes down the one collect
 path.
 
@@ -44,6 +44,8 @@ DEFAULT_SLICE = timedelta(hours=6)
 #: Meetings whose stored sessions may differ from the scan are re-polled only once final: a live
 #: chain collects late data by itself, and a meeting before its first poll must stay untouched.
 REPOLL_STATUSES = frozenset({Status.COMPLETE, Status.NO_DATA, Status.FAILED})
+#: Meeting codes reconciled at once: each is waiting on Firestore and Cloud Tasks round trips.
+RECONCILE_WORKERS = 8
 
 
 class SessionFact(NamedTuple):
@@ -145,7 +147,7 @@ class BackfillReport:
 
 class Scan:
     """Thread-safe per-conference summaries, fed page by page. ``erased``: which sessions are
-    of erased participants: they are left out, as polls leave them out (CONTRACT §3), so the
+    of erased participants: they are left out, as polls leave them out (docs/rules.md), so the
     scan never finds them missing from a meeting nor makes a meeting of them alone."""
 
     def __init__(self, erased: Callable[[Session], bool] | None = None) -> None:
@@ -349,8 +351,20 @@ def _reconcile(
     by_code: dict[str, list[ConferenceSummary]] = {}
     for summary in scan.conferences.values():
         by_code.setdefault(summary.meeting_code, []).append(summary)
-    for code, conferences in sorted(by_code.items()):
-        _reconcile_code(deps, code, conferences, report, whole_range=whole_range)
+
+    def reconcile(item: tuple[str, list[ConferenceSummary]]) -> BackfillReport:
+        part = BackfillReport(since=report.since, until=report.until)
+        _reconcile_code(deps, item[0], item[1], part, whole_range=whole_range)
+        return part
+
+    # Codes are independent (a code's meetings never take another code's sessions), and each
+    # is a few sequential round trips: reconciled side by side, merged back in code order.
+    codes = sorted(by_code.items())
+    with ThreadPoolExecutor(max_workers=RECONCILE_WORKERS) as pool:
+        # list() re-raises the first failure in code order, after the codes already started.
+        for part in list(pool.map(reconcile, codes)):
+            report.meetings_created += part.meetings_created
+            report.repolled += part.repolled
     report.requests = scan.requests
     report.events_read = scan.events_read
     report.conferences_seen = len(scan.conferences)
@@ -440,7 +454,7 @@ def give_found_meeting(
     last_leave: datetime,
 ) -> Accepted:
     """Sessions of a conference that no meeting takes go to its found meeting, created or grown
-    to cover them ("never to none", CONTRACT §3); ``meetings`` (the code's) is kept up to date.
+    to cover them ("never to none", docs/rules.md); ``meetings`` (the code's) is kept up to date.
 
     Once the conference's found meeting is merged away, what is left of the conference gets a
     found meeting of its own, named after its first session."""
