@@ -1,4 +1,4 @@
-"""Benchmark: does a meeting code's history slow its webhooks and polls? (CONTRACT v2 §3 "Bounded")
+"""Benchmark: does a meeting code's history slow its webhooks and polls? (docs/rules.md "Bounded")
 
     python -m benchmarks.history [--sizes 0 250 2000] [--runs 5] [--webhooks 6] [--polls 4]
                                  [--participants 10] [--budget-s 150] [--json-out PATH]

@@ -172,7 +172,7 @@ def history(h: dict[str, Any]) -> str:
     met = sum(t["met"] for t in h["targets"])
     return "\n".join(
         [
-            '## history: a personal room\'s past meetings (CONTRACT v2 §3 "Bounded")',
+            '## history: a personal room\'s past meetings (docs/rules.md "Bounded")',
             "",
             f"One meeting code with {largest:,} past meetings (one a day, one hour, never "
             "overlapping, long before the measured ones), and one with "

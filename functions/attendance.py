@@ -1,4 +1,4 @@
-"""The attendance rules of CONTRACT §1: sessions → participants → meetings, and their JSON.
+"""The attendance rules of docs/firestore.md: sessions → participants → meetings, and their JSON.
 
 Pure: no I/O, no settings, no Google type. Sessions come from ``functions.reports_events`` (the
 Reports wire decoder); the rules they are grouped and summed by live here and in the modules named
@@ -46,7 +46,7 @@ ParamValue: TypeAlias = (
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Session:
-    """One endpoint's stay in one conference, from one ``call_ended`` event (CONTRACT §1)."""
+    """One endpoint's stay in one conference, from one ``call_ended`` event (docs/firestore.md)."""
 
     event_id: str
     conference_id: str
@@ -133,7 +133,7 @@ def _intervals(sessions: Iterable[Session], clip: Span | None) -> list[tuple[dat
 def _participant(
     key: str, email_rule: bool, sessions: Sequence[Session], clip: Span | None
 ) -> Participant:
-    """The participant rules of CONTRACT §1 over any number of sessions."""
+    """The participant rules of docs/firestore.md over any number of sessions."""
     by_leave = sorted(sessions, key=_LEAVE_ORDER)
     intervals = _intervals(sessions, clip)
     return Participant(
@@ -246,7 +246,7 @@ def meetings_by_conference(sessions: Iterable[Session]) -> list[Meeting]:
 
 
 # ------------------------------------------------------------------------------
-# JSON (CONTRACT §1 and §2)
+# JSON (docs/firestore.md and §2)
 
 
 def session_to_json(session: Session) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""A Google Calendar event → what it declares (CONTRACT §3 "Declarations, sources and identity",
+"""A Google Calendar event → what it declares (docs/rules.md "Declarations, sources and identity",
 "Calendar changes"; §4.1). Pure: events are Google's ``Event`` JSON.
 
 An event declares a meeting when it has a Meet conference
@@ -53,7 +53,7 @@ class EventAction:
 
 def calendar_external_id(calendar_id: str, event_id: str, code: str | None = None) -> str:
     """``calendar:<calendarId>:<instance id>``, and ``…:<new code>`` for an event whose Meet code
-    changed after it was declared (CONTRACT §3 "Calendar changes")."""
+    changed after it was declared (docs/rules.md "Calendar changes")."""
     base = f"calendar:{calendar_id}:{event_id}"
     return base if code is None else f"{base}:{code}"
 

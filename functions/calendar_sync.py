@@ -1,4 +1,4 @@
-"""Use case: Google Calendar as a source (CONTRACT §3 "Calendar changes", "The daily run"; §4.1).
+"""Use case: Google Calendar as a source (docs/rules.md "Calendar changes", "The daily run"; §4.1).
 
 - :func:`sync_calendar` reads a calendar's changes with its stored sync token (a full listing of
   ``[now - BACKFILL_LOOKBACK_S, now + 29 days]`` without one, or after a 410) and declares,
@@ -110,7 +110,7 @@ def apply_event(deps: Deps, action: EventAction, *, calendar_id: str) -> str:
     existing = deps.store.get(meeting_id_for(external_id=action.external_id))
     code = canonical_meeting_code(declared.meeting_code)
     if existing is not None and existing.meeting_code != code:
-        # CONTRACT §3: the old meeting is cancelled, the event declares another under its code.
+        # docs/rules.md: the old meeting is cancelled, the event declares another under its code.
         cancel_meeting(deps, existing.meeting_id)
         declared = replace(
             declared, external_id=calendar_external_id(calendar_id, action.event_id, code)
@@ -417,7 +417,7 @@ def _close(calendar: CalendarApi, state: CalendarState, channel: ChannelRecord) 
 
 
 def accept_notification(deps: Deps, headers: Mapping[str, str]) -> str:
-    """CONTRACT §4.1 ``POST /calendar/notifications``: Unauthorized unless the channel id and
+    """docs/api.md "ingest" ``POST /calendar/notifications``: Unauthorized unless the channel id and
     resource id name a channel this system opened and the token is that channel's; ``sync``
     does nothing else; a change enqueues the calendar's sync. What was done, in a word."""
     state = deps.calendars

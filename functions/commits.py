@@ -1,5 +1,5 @@
 """How one change of a meeting is written: in one request when it fits, in stages when it does not
-(CONTRACT §3 "Atomic"). Pure: both stores execute the stages this module plans, in order.
+(docs/rules.md "Atomic"). Pure: both stores execute the stages this module plans, in order.
 
 One request (the usual case)::
 

@@ -1,4 +1,4 @@
-"""Use case: a meeting is declared (webhook, CLI sync, backfill discovery) — CONTRACT §3.
+"""Use case: a meeting is declared (webhook, CLI sync, backfill discovery) — docs/rules.md.
 
 The meeting document is created insert-if-absent under an id that is a hash of its identity, so a
 duplicate finds the same document; then its expected participants get estimates, the first link
@@ -237,7 +237,7 @@ def _erased_since(deps: Deps, expected: Collection[str]) -> bool:
 def _identity(
     declared: Declared, *, conference_id: str | None, source: Source, facts: DeclarationFacts
 ) -> tuple[str, str | None]:
-    """The meeting a declaration names (CONTRACT §3 "Identity"), and the external id it adds to
+    """The meeting a declaration names (docs/rules.md "Identity"), and the external id it adds to
     that meeting's aliases: a declared ``calendar_event_id`` naming an existing meeting first,
     else the ``external_id`` (or a meeting naming it as an alias), else the
     ``calendar_event_id``, else the code and ``ended_at``. Conflict when the calendar event id and
@@ -295,7 +295,7 @@ def erased_names(
 
 def _without_erased(deps: Deps, declared: Declared, facts: DeclarationFacts) -> Declared:
     """The declaration without erased participants among the expected ones: a declaration
-    replayed or sent again after an erasure never brings one back (CONTRACT §3)."""
+    replayed or sent again after an erasure never brings one back (docs/rules.md)."""
     expected = declared.expected_participants
     if facts.any_erasure:
         raise ConfigError(["ERASURE_KEY is required: erasures are recorded and must be honoured"])
@@ -444,7 +444,7 @@ def write_estimates(deps: Deps, meeting: MeetingRecord, *, expected: tuple[str, 
     """Make ``expected`` the meeting's expected participants, in one fenced commit with their
     estimates (idempotent; re-decided when the meeting changed meanwhile).
 
-    Erased participants are left out (CONTRACT §3): the erasures are read after the meeting, so
+    Erased participants are left out (docs/rules.md): the erasures are read after the meeting, so
     one recorded before is honoured here, and one recorded later is found by the check after
     the commit, which then writes again without them."""
     for _ in range(_ESTIMATE_ATTEMPTS):
@@ -554,7 +554,7 @@ def _new_times(
         return grown if grown != (current.started_at, current.ended_at) else None
     if source in FOUND_SOURCES:
         return None
-    # CONTRACT §3 "Which times win": a lower-ranking source never moves them.
+    # docs/rules.md "Which times win": a lower-ranking source never moves them.
     if TIMES_RANK[source] < TIMES_RANK[current.times_source or current.source]:
         return None
     same = (current.started_at, current.ended_at) == (declared.started_at, declared.ended_at)

@@ -1,11 +1,11 @@
 """Reading Reports dumps, streaming: activities come out one by one, the file is never held whole.
 
-Accepted shapes (CONTRACT §2), told apart by the first value's first keys: one ``activities.list``
+Accepted shapes (docs/cli.md), told apart by the first value's first keys: one ``activities.list``
 response ``{"items": [...], ...}`` (several concatenated ones too); a JSON array of such responses
 (pages); a JSON array of activity items; JSON Lines of activity items (one object with ``id`` and
 ``events`` is JSON Lines of one line).
 
-A page (CONTRACT v2 §2) is an object with ``items`` (an array, or null) or with ``"kind":
+A page (docs/cli.md "summarize") is an object with ``items`` (an array, or null) or with ``"kind":
 "admin#reports#activities"``. Where a file holds pages (the values of a response file, the elements
 of an array of pages, the first line of JSON Lines), each must be a page or an activity item (an
 object with ``id`` and ``events``), or the file is refused: a wrong file never reads as "no
@@ -209,7 +209,7 @@ class _NotJson(Exception):
 
 
 class _NotPage(Exception):
-    """JSON, but not a Reports page where one belongs (CONTRACT §2), with what it is instead."""
+    """JSON, but not a Reports page where one belongs (docs/cli.md), with what it is instead."""
 
 
 def _reject_constant(name: str) -> object:
@@ -438,7 +438,7 @@ def read_dump(path: str, *, stdin: IO[bytes] | None = None) -> Iterator[object]:
 
 @dataclass(slots=True)
 class Summary:
-    """The result of ``summarize`` (CONTRACT §2)."""
+    """The result of ``summarize`` (docs/cli.md "summarize")."""
 
     meetings: list[Meeting]
     events_read: int

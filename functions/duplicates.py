@@ -1,4 +1,4 @@
-"""Duplicate sessions (CONTRACT §1): which events are one session, and which copy wins.
+"""Duplicate sessions (docs/firestore.md): which events are one session, and which copy wins.
 
 Equal :func:`dedupe_key`\\ s are one session: ``(conference_id, endpoint_id)``, or, without an
 ``endpoint_id``, the event id (``id.time`` and ``id.uniqueQualifier``). Of two duplicates the

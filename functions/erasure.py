@@ -1,4 +1,4 @@
-"""Use case: erase a participant (CONTRACT §3 "Privacy": ``erase`` and ``POST /erasures``).
+"""Use case: erase a participant (docs/rules.md "Privacy": ``erase`` and ``POST /erasures``).
 
 Order matters, and every step may be retried:
 

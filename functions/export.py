@@ -1,4 +1,4 @@
-"""The billing export's format (CONTRACT §7): month bounds in a time zone, CSV and JSON.
+"""The billing export's format (docs/cli.md): month bounds in a time zone, CSV and JSON.
 
 The rows themselves come from the read side (``functions.views.export_rows``); nothing here does
 I/O except writing to the stream it is given.

@@ -1,4 +1,4 @@
-"""Intervals of time: half-open spans, clipping, and the length of a union (CONTRACT §1
+"""Intervals of time: half-open spans, clipping, and the length of a union (docs/firestore.md
 ``attended_seconds``: two devices at once count once, rounded to the nearest second, half up).
 """
 

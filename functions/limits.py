@@ -22,13 +22,13 @@ TASKS_MAX_SCHEDULE_AHEAD: Final = timedelta(days=30)
 
 # --- The contract's rules ---------------------------------------------------------------------
 
-#: A declaration without ``started_at`` spans ``[ended_at - 4 h, ended_at]`` (CONTRACT §3).
+#: A declaration without ``started_at`` spans ``[ended_at - 4 h, ended_at]`` (docs/rules.md).
 DEFAULT_DECLARED_LENGTH: Final = timedelta(hours=4)
 #: A declared class is at most as long as a Meet call; a longer one is almost surely a wrong date.
 MAX_DECLARED_LENGTH: Final = MEET_CALL_LIMIT
-#: Webhook bodies are at most 64 KiB (CONTRACT §4.1).
+#: Webhook bodies are at most 64 KiB (docs/api.md "ingest").
 MAX_BODY_BYTES: Final = 64 * 1024
-#: A webhook timestamp may be this far off either way (CONTRACT §4.1).
+#: A webhook timestamp may be this far off either way (docs/api.md "ingest").
 WEBHOOK_TOLERANCE: Final = timedelta(minutes=5)
 #: The sender's clock and ours disagree a little; an ``ended_at`` further ahead is a wrong time.
 MAX_ENDED_IN_FUTURE: Final = timedelta(minutes=5)
@@ -38,12 +38,12 @@ MAX_EXPECTED_PARTICIPANTS: Final = 1000
 FIRESTORE_COMMIT_BYTES: Final = 8 * 1024 * 1024
 EMULATOR_COMMIT_BYTES: Final = 3 * 1024 * 1024
 MAX_PARTICIPANT_KEY_LENGTH: Final = 1024
-#: ``RETENTION_DAYS`` is at least this: no month is deleted before it is billed (CONTRACT §3).
+#: ``RETENTION_DAYS`` is at least this: no month is deleted before it is billed (docs/rules.md).
 MIN_RETENTION_DAYS: Final = 62
 #: An ``ERASURE_KEY`` shorter than this could be guessed, and with it every erased key.
 MIN_ERASURE_KEY_LENGTH: Final = 32
 
-# --- Settings' defaults (CONTRACT §5) ---------------------------------------------------------
+# --- Settings' defaults (docs/settings.md) --------------------------------------------------------
 
 FIRST_POLL_DELAY_S: Final = 900
 MAX_POLL_INTERVAL_S: Final = 14400

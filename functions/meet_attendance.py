@@ -1,4 +1,4 @@
-"""Meet's own signals as the pipeline sees them (CONTRACT §3 "Meet signals", "Preliminary
+"""Meet's own signals as the pipeline sees them (docs/rules.md "Meet signals", "Preliminary
 attendance"). Pure: no I/O, no Google types.
 
 - :func:`meet_sessions` turns a conference's participants into sessions shaped like Reports ones,
@@ -94,8 +94,8 @@ def meet_sessions(
 def _identity(
     attendee: MeetAttendee, emails: Mapping[str, str]
 ) -> tuple[str | None, str | None, bool]:
-    """``(identifier, identifier_type, is_external)`` by the key rules of CONTRACT §1: email for a
-    signed-in user of the directory, ``phone:`` for a phone, ``anon:`` + display name else."""
+    """``(identifier, identifier_type, is_external)`` by the key rules (docs/firestore.md): email
+    for a signed-in user of the directory, ``phone:`` for a phone, ``anon:`` + display name else."""
     if attendee.kind == "signed_in" and attendee.user is not None:
         email = emails.get(attendee.user)
         if email:
@@ -162,7 +162,7 @@ def preliminary_commit(inputs: PreliminaryInputs) -> MeetingCommit | None:
     if selection is None:
         return None
     selected = selection.meeting
-    # A meeting with Meet's data is collecting (CONTRACT §3).
+    # A meeting with Meet's data is collecting (docs/rules.md).
     status = Status.COLLECTING if meeting.status is Status.SCHEDULED else meeting.status
     records = _records(inputs, selected.participants, revision=meeting.revision + 1, status=status)
     state = StoredState.of(inputs.stored, meeting)

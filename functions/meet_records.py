@@ -98,7 +98,7 @@ class Problem:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SubscriptionRecord:
     """``workspace_subscriptions/{id}``: what this system knows of one organizer's Workspace
-    Events subscription (CONTRACT §7 ``subscriptions``). ``subscription`` is the API's
+    Events subscription (docs/cli.md ``subscriptions``). ``subscription`` is the API's
     ``subscriptions/ID`` once one exists."""
 
     organizer_email: str
@@ -134,8 +134,8 @@ class CloudEvent:
 
     @property
     def space(self) -> str | None:
-        """``spaces/ID`` when ``source`` names a Meet space (CONTRACT §6: the fake's form; Google's
-        is unconfirmed, so this is a hint only)."""
+        """``spaces/ID`` when ``source`` names a Meet space (README "The local stack": the fake's
+        form; Google's is unconfirmed, so this is a hint only)."""
         prefix = "//meet.googleapis.com/"
         if self.source and self.source.startswith(prefix):
             rest = self.source[len(prefix) :]

@@ -1,4 +1,4 @@
-"""Use case: Google Meet says a conference ended (CONTRACT §3 "Meet signals", "Preliminary
+"""Use case: Google Meet says a conference ended (docs/rules.md "Meet signals", "Preliminary
 attendance"; §4.3).
 
 A signal is not a declaration of a class: the meetings of the code whose windows overlap the
@@ -56,7 +56,7 @@ __all__ = [
     "write_preliminary",
 ]
 
-#: ``external_id`` of a meeting created for a conference nobody declared (CONTRACT §3).
+#: ``external_id`` of a meeting created for a conference nobody declared (docs/rules.md).
 MEET_EXTERNAL_PREFIX: Final = "meet:"
 _PRELIMINARY_ATTEMPTS: Final = 5
 #: Handled CloudEvent ids are remembered this long: longer than Pub/Sub keeps a message (7 days).
@@ -177,7 +177,7 @@ def _readable_record(
         except WorkspaceError as error:
             if error.retryable:
                 raise
-            # The message may name the organizer: the code only (CONTRACT §3: no email logged).
+            # The message may name the organizer: the code only (docs/rules.md: no email logged).
             logs.warning("organizer cannot read Meet records", code=error.code)
             continue
         if conference is not None:

@@ -1,5 +1,5 @@
-"""Meeting codes (CONTRACT §1): the canonical form we store, the form Reports filters on, and what
-a declaration may name."""
+"""Meeting codes (docs/firestore.md): the canonical form we store, the form Reports filters on, and
+what a declaration may name."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Meeting ids (CONTRACT §3 "Documents", §4 identity): deterministic and path-safe."""
+"""Meeting ids (docs/rules.md "Documents", §4 identity): deterministic and path-safe."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def meeting_id_for(
     conference_id: str | None = None,
     calendar_event_id: str | None = None,
 ) -> str:
-    """Deterministic, path-safe meeting ids (CONTRACT §4 identity).
+    """Deterministic, path-safe meeting ids (docs/api.md identity).
 
     ``x-`` + hash of the caller's ``external_id``; else ``e-`` + hash of a declared
     ``calendar_event_id``; else ``c-`` + hash of code and ``ended_at``; backfill meetings ``b-`` +

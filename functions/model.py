@@ -1,4 +1,4 @@
-"""The stored shape of meetings and participants (CONTRACT §3 "Documents"), as typed records.
+"""The stored shape of meetings and participants (docs/rules.md "Documents"), as typed records.
 
 Pure: records convert to and from plain document dicts whose datetimes stay aware ``datetime``s
 (the Firestore client stores them as Timestamps and reads them back as aware datetimes). The
@@ -30,7 +30,7 @@ from functions.selection import MeetingSpec
 from functions.timestamps import format_timestamp, parse_timestamp
 
 Source = Literal["webhook", "calendar", "backfill", "manual", "meet"]
-#: Which source's times win when several declare one meeting (CONTRACT §3 "Which times win").
+#: Which source's times win when several declare one meeting (docs/rules.md "Which times win").
 TIMES_RANK: dict[str, int] = {"backfill": 0, "meet": 1, "calendar": 2, "webhook": 3, "manual": 4}
 #: Sources that only found a meeting (from its sessions, or Meet's "conference ended" signal)
 #: rather than declaring a class: their meetings take what no declared meeting covers
@@ -56,7 +56,7 @@ class Declared:
     organizer_email: str | None = None
     expected_participants: tuple[str, ...] = ()
     #: Calendar only: each expected participant's answer (accepted, declined, tentative,
-    #: needsAction); CONTRACT §3 "Calendar changes".
+    #: needsAction); docs/rules.md "Calendar changes".
     rsvps: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -82,7 +82,8 @@ class LastError:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MeetingRecord:
-    """``meetings/{meeting_id}``: CONTRACT fields first, then the chain's own bookkeeping.
+    """``meetings/{meeting_id}``: documented fields (docs/firestore.md), then the chain's own
+    bookkeeping.
 
     Changes go through ``dataclasses.replace``, which ``mypy --strict`` checks field by field.
     """
@@ -111,7 +112,7 @@ class MeetingRecord:
     #: Meet conference records (``conferenceRecords/ID``) whose signals reached this meeting.
     conference_records: tuple[str, ...] = ()
     #: When its Calendar event was cancelled, lost its Meet link, turned all-day or moved out of
-    #: range (CONTRACT §3 "Calendar changes"); cleared if it comes back.
+    #: range (docs/rules.md "Calendar changes"); cleared if it comes back.
     cancelled_at: datetime | None = None
     #: Other external ids that name this meeting (a webhook naming a Calendar event's id).
     aliases: tuple[str, ...] = ()
@@ -350,7 +351,7 @@ def session_document(
 
 
 def in_stored_form(session: Session, ip_mode: IpMode, location_mode: LocationMode) -> Session:
-    """A session as it will be stored (CONTRACT §3 Privacy): its address under
+    """A session as it will be stored (docs/rules.md Privacy): its address under
     ``IP_ADDRESS_MODE``, its location under ``LOCATION_MODE``. The one home of both rules:
     sessions take this form before anything is de-duplicated, selected, fingerprinted or
     stored, so nothing stored or derived depends on a value the modes remove, and a session
@@ -380,7 +381,7 @@ def _participant_in_stored_form(
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ParticipantRecord:
-    """``meetings/{id}/participants/{doc_id}`` (CONTRACT §3), with the fingerprint stored."""
+    """``meetings/{id}/participants/{doc_id}`` (docs/rules.md), with the fingerprint stored."""
 
     doc_id: str
     document: Mapping[str, Any]
@@ -444,7 +445,7 @@ def preliminary_record(
     ip_mode: IpMode,
     location_mode: LocationMode = "full",
 ) -> ParticipantRecord:
-    """A participant from Meet's own sessions (CONTRACT §3 "Preliminary attendance"): shaped as
+    """A participant from Meet's own sessions (docs/rules.md "Preliminary attendance"): shaped as
     a real one, marked ``preliminary``, with a fingerprint of its own so that the first Reports
     poll rewrites it even when Reports says the same."""
     record = participant_record(
@@ -463,7 +464,7 @@ def preliminary_record(
 def estimated_record(
     key: str, *, meeting: MeetingRecord, revision: int, status: Status
 ) -> ParticipantRecord:
-    """An expected participant before real data: the declared class length (CONTRACT §3)."""
+    """An expected participant before real data: the declared class length (docs/rules.md)."""
     start = meeting.started_at or meeting.ended_at
     return _sessionless_record(
         key,
@@ -481,7 +482,7 @@ def estimated_record(
 def absent_record(
     key: str, *, meeting: MeetingRecord, revision: int, status: Status
 ) -> ParticipantRecord:
-    """An expected participant never seen, once the meeting completed (CONTRACT §3)."""
+    """An expected participant never seen, once the meeting completed (docs/rules.md)."""
     return _sessionless_record(
         key,
         first_join=None,

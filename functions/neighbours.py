@@ -1,4 +1,4 @@
-"""Use case: a declared meeting arrives or moves beside others of its code (CONTRACT §3).
+"""Use case: a declared meeting arrives or moves beside others of its code (docs/rules.md).
 
 Meetings of one code partition time (``functions.selection``). When one is declared or moved,
 every other meeting whose share changed is told at once, in two ways: its document gets a new

@@ -1,4 +1,4 @@
-"""Participant keys (CONTRACT §1): the one module that spells their prefixes.
+"""Participant keys (docs/firestore.md): the one module that spells their prefixes.
 
 Three directions, one set of rules:
 
@@ -183,7 +183,7 @@ _SLUG_UNSAFE: Final = re.compile(r"[^a-z0-9@._+\-]+")
 
 
 def erasure_name(key: str, erasure_key: str) -> str:
-    """What names an erased participant (CONTRACT §3 "Erasure"): HMAC-SHA256 of the key with
+    """What names an erased participant (docs/rules.md "Erasure"): HMAC-SHA256 of the key with
     ``ERASURE_KEY``, in hex. Keyed, so no one without the secret can test a guess against it."""
     return hmac.new(erasure_key.encode("utf-8"), key.encode("utf-8"), hashlib.sha256).hexdigest()
 

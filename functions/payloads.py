@@ -141,13 +141,13 @@ def parse_time_field(raw: str, *, field: str) -> datetime:
 
 
 # ------------------------------------------------------------------------------
-# POST / — meeting ended (CONTRACT §4.1)
+# POST / — meeting ended (docs/api.md "ingest")
 
 
 def parse_meeting_ended(body: bytes, *, now: datetime, typed: bool = True) -> Declared:
     """Validate a ``meeting.ended`` body; InvalidInput (``invalid_payload``) names the field.
 
-    ``typed=False`` is ``POST /meetings/sync``'s body (CONTRACT §4.2): ``type`` may be left out,
+    ``typed=False`` is ``POST /meetings/sync``'s body (docs/api.md "api"): ``type`` may be left out,
     and when present it must still be ``meeting.ended``.
     """
     data = _load_object(body, code=_PAYLOAD)
@@ -207,7 +207,7 @@ def _started_at(data: Mapping[str, Any], *, ended_at: datetime) -> datetime | No
     return started_at
 
 
-#: External ids only Calendar and Meet declarations use (CONTRACT §3 "Identity").
+#: External ids only Calendar and Meet declarations use (docs/rules.md "Identity").
 RESERVED_EXTERNAL_PREFIXES: Final = ("calendar:", "meet:")
 
 
@@ -287,7 +287,7 @@ def _expected_participants(value: object) -> tuple[str, ...]:
 
 
 # ------------------------------------------------------------------------------
-# Erasures (CONTRACT §4.2)
+# Erasures (docs/api.md "api")
 
 
 def parse_erasure_request(body: bytes) -> str:

@@ -1,4 +1,4 @@
-"""A poll as a pure plan (CONTRACT §3 "Polls never forget, and change a meeting all at once").
+"""A poll as a pure plan (docs/rules.md "Polls never forget, and change a meeting all at once").
 
 :func:`plan_poll` takes everything a poll read — the meeting, its neighbours, the participant
 documents it and they hold, and the Reports answer (or its failure) — and returns the whole
@@ -238,7 +238,7 @@ def _incompleteness(
 
 def _answer_warning(inputs: PollInputs) -> LastError | None:
     """``last_warning`` when the answer held unusable events or texts that needed repair
-    (CONTRACT §1: skipped and counted, never fatal)."""
+    (docs/firestore.md: skipped and counted, never fatal)."""
     if not inputs.answer_warnings:
         return None
     return LastError(
@@ -358,7 +358,7 @@ def _shrunk(
     inputs: PollInputs, kept: Iterable[Session], partly_merged_into: tuple[str, ...]
 ) -> tuple[datetime | None, datetime, datetime, datetime]:
     """``started_at``, ``ended_at`` and the window after the poll: a found meeting partly merged
-    away covers only the rest (CONTRACT §3), its times shrink to its first join and last leave.
+    away covers only the rest (docs/rules.md), its times shrink to its first join and last leave.
     Nothing else moves a meeting's times here."""
     meeting = inputs.meeting
     unchanged = (meeting.started_at, meeting.ended_at, meeting.window_start, meeting.window_end)
@@ -475,7 +475,7 @@ def plan_poll(inputs: PollInputs) -> PollPlan:
 
 def plan_without_documents(inputs: PollInputs) -> PollPlan | None:
     """The plan of a poll that did not read the meeting's participant documents, or None when
-    it must read them (CONTRACT §3: the union needs the stored sessions).
+    it must read them (docs/rules.md: the union needs the stored sessions).
 
     For a meeting whose documents all mirror its status (the caller checks) and that no staged
     change began writing into since a poll last read them all (``staging_progress``), the stored

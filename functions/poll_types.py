@@ -63,10 +63,10 @@ class PollInputs:
     timing: Timing
     window_before_s: int
     window_after_s: int
-    #: The privacy modes (CONTRACT §3): every session read or fetched takes their stored form.
+    #: The privacy modes (docs/rules.md): every session read or fetched takes their stored form.
     ip_mode: IpMode
     location_mode: LocationMode = "full"
-    #: Erased participants among those this poll read (CONTRACT §3 "Erasure"): key → the keyed
+    #: Erased participants among those this poll read (docs/rules.md "Erasure"): key → the keyed
     #: hash that names them in revision records. Their sessions, wherever they come from, and
     #: their expected entries are left out, so their documents are removed.
     erased: Mapping[str, str] = field(default_factory=dict)
@@ -91,5 +91,5 @@ class PollPlan:
     #: them (so they let them go), or a found meeting's shrunken times moved their spans.
     repolls: tuple[str, ...]
     #: Sessions this meeting let go that no meeting takes: held here (and counted) until a
-    #: found meeting is given them and takes them from here (CONTRACT §3 "never to none").
+    #: found meeting is given them and takes them from here (docs/rules.md "never to none").
     orphans: tuple[Session, ...]

@@ -1,4 +1,4 @@
-"""A Pub/Sub push request carrying a Workspace Events CloudEvent (CONTRACT §4.3), parsed strictly.
+"""A Pub/Sub push request carrying a Workspace Events CloudEvent (docs/api.md), parsed strictly.
 
 The push is wrapped: ``{"message": {"data", "attributes", "messageId", "publishTime"},
 "subscription"}``. Workspace Events publish in the CloudEvents Pub/Sub binding's binary mode:

@@ -1,12 +1,12 @@
 """The Reports API's wire format → sessions: parameter decoding, ``call_ended`` events, and the
-streaming collector that de-duplicates them (CONTRACT §1 "Session").
+streaming collector that de-duplicates them (docs/firestore.md "Session").
 
 Activities come in as the plain dicts the API returns (int64 as strings and all); what comes out
 is :class:`~functions.attendance.Session`. This runs for every event of a dump or a poll, so the
 event decoder is written for speed (see :class:`_SessionBuilder`); the plain version of the same
 rules is tests/unit/test_attendance_properties.py's reference, and the two are compared there.
 
-Bad events are contained (CONTRACT v2 §1): an unusable ``call_ended`` yields one skip reason, the
+Bad events are contained (docs/firestore.md): an unusable ``call_ended`` yields one skip reason, the
 first rule it fails in this order: no ``id``; an ``id.time`` unparseable or outside the years
 2000 to 2100 (UTC); no ``conference_id``; a ``conference_id``, ``meeting_code``, ``identifier`` or
 ``endpoint_id`` that is not valid Unicode (a lone surrogate, what ``json.loads`` makes of
@@ -226,7 +226,7 @@ def parse_activity(
             continue
         try:
             result = _session_from_event(id_block, event, keep_extra, share_strings, repairs)
-        except Exception as error:  # one bad event never stops the others (CONTRACT §1)
+        except Exception as error:  # one bad event never stops the others (docs/firestore.md)
             result = _undecodable(error)
         if isinstance(result, str):
             reasons.append(result)
@@ -495,7 +495,7 @@ class SessionCollector:
 
     @property
     def texts_repaired(self) -> int:
-        """Descriptive texts repaired because they were not valid Unicode (CONTRACT §1)."""
+        """Descriptive texts repaired because they were not valid Unicode (docs/firestore.md)."""
         return self.repairs.count
 
     @property

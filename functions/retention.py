@@ -1,4 +1,4 @@
-"""Retention (CONTRACT §3 "Privacy"): when a meeting's data is deleted, and what may no longer be
+"""Retention (docs/rules.md "Privacy"): when a meeting's data is deleted, and what may no longer be
 created. Pure; one home for the rule.
 
 With ``RETENTION_DAYS`` set, a meeting and everything under it expire that many days after its

@@ -1,4 +1,4 @@
-"""When to poll a meeting, and what a poll's outcome means for its status (CONTRACT §3). Pure.
+"""When to poll a meeting, and what a poll's outcome means for its status (docs/rules.md). Pure.
 
 Timeline of one meeting with the default settings (F = FIRST_POLL_DELAY_S = 15 min,
 MAX = MAX_POLL_INTERVAL_S = 4 h, deadline = ended_at + 24 h)::

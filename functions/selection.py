@@ -1,4 +1,4 @@
-"""Pure selection of a meeting's sessions (CONTRACT §3 "Which sessions belong to a meeting").
+"""Pure selection of a meeting's sessions (docs/rules.md "Which sessions belong to a meeting").
 
 Timeline of one code, meetings ordered by ``ended_at`` (ties: ``meeting_id``)::
 
@@ -121,7 +121,7 @@ def selection_span(window: Span, credited: Span) -> Span:
 
 
 def _ordered(meetings: Iterable[MeetingSpec]) -> list[MeetingSpec]:
-    # By ended_at (CONTRACT §2); meetings ending together by their start, the earlier first, so
+    # By ended_at (docs/cli.md); meetings ending together by their start, the earlier first, so
     # the one that starts later cuts into the tail of the other's window, not into its whole
     # (with zero windows, a zero-length declaration ordered first took all of the other's time).
     return sorted(meetings, key=lambda m: (m.ended_at, m.declared_start, m.meeting_id))
@@ -167,7 +167,7 @@ def _cut(earlier: MeetingSpec, later: MeetingSpec) -> tuple[datetime, datetime] 
         # No session reaches from one window into the other (a call lasts at most 24 h), so
         # neither needs clipping towards the other: each is open there, as with no meeting at
         # all. This is what keeps a meeting's share independent of its code's far history
-        # (CONTRACT §3 "Bounded"): ``neighbourhood`` is all it depends on.
+        # (docs/rules.md "Bounded"): ``neighbourhood`` is all it depends on.
         return None
     return earlier_end, later_start
 
@@ -192,7 +192,7 @@ def _spans_for_code(meetings: Sequence[MeetingSpec]) -> dict[str, Span]:
 
 def neighbourhood(meeting: MeetingSpec) -> Bounds:
     """The ``ended_at`` range of the meetings of the code that can change ``meeting``'s share,
-    or whose share it can change (CONTRACT §3 "Bounded"): the store reads only these.
+    or whose share it can change (docs/rules.md "Bounded"): the store reads only these.
 
     Its neighbours are the meetings whose windows come within a Meet call of its window; a
     boundary that inconsistent declarations push forward carries over to the following meetings,
@@ -332,7 +332,7 @@ def reports_query_start(selected: Span, *, now: datetime) -> datetime:
 
 
 def reports_query_end(meeting: MeetingSpec) -> datetime:
-    """The latest ``endTime`` of a meeting's Reports query (CONTRACT §3 "Bounded"): a session
+    """The latest ``endTime`` of a meeting's Reports query (docs/rules.md "Bounded"): a session
     overlapping its window leaves within a Meet call's length of the window's end. The query
     asks for no later than now."""
     return _window_bounds(meeting)[1] + MEET_CALL_LIMIT

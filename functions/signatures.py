@@ -1,4 +1,4 @@
-"""Standard Webhooks signatures (CONTRACT §4.1), pure: headers, body bytes and ``now`` in, the
+"""Standard Webhooks signatures (docs/api.md), pure: headers, body bytes and ``now`` in, the
 ``webhook-id`` or :class:`~functions.errors.Unauthorized` out.
 
 Decisions the contract leaves open (the README repeats them):

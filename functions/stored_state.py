@@ -179,7 +179,7 @@ def preliminary_kept(
     erased: Mapping[str, str],
 ) -> dict[str, ParticipantRecord]:
     """Before any Reports data, a meeting with Meet's preliminary attendance keeps it as it is
-    (CONTRACT §3), with estimates for the expected participants Meet did not see; the first
+    (docs/rules.md), with estimates for the expected participants Meet did not see; the first
     poll with Reports data replaces them all. A preliminary document of a staged change that
     did not land is kept too (written again as the meeting's): it replaced the committed one,
     and dropping it would drop that participant's preliminary attendance."""
@@ -220,7 +220,7 @@ def stored_sessions(
     stored, so the IP mode is already applied (and applying it again changes nothing).
     """
     # Estimates, absences and Meet's preliminary sessions are not Reports sessions: the
-    # Monotone rule holds only these (CONTRACT §3 "Preliminary attendance").
+    # Monotone rule holds only these (docs/rules.md "Preliminary attendance").
     return _document_sessions(documents, meeting, preliminary=False)
 
 

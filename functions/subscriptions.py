@@ -1,4 +1,4 @@
-"""The organizers' Workspace Events subscriptions (CONTRACT §3 "The daily run", §4.3, §7).
+"""The organizers' Workspace Events subscriptions (docs/rules.md "The daily run", §4.3, §7).
 
 Timeline of one organizer's subscription (Google's rules: reference/google-events.md §1.7)::
 
@@ -325,7 +325,7 @@ def _suspension(
 
 
 # ------------------------------------------------------------------------------------------------
-# Lifecycle events (CONTRACT §4.3)
+# Lifecycle events (docs/api.md "meet_events")
 
 
 def on_lifecycle(
@@ -441,7 +441,7 @@ def note_event(state: WorkspaceState, subscription_name: str, at: datetime) -> b
 
 
 # ------------------------------------------------------------------------------------------------
-# The `subscriptions` command's rows (CONTRACT §7)
+# The `subscriptions` command's rows (docs/cli.md)
 
 _COLUMNS: Final = (
     ("Organizer", "organizer"),

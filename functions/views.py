@@ -1,6 +1,6 @@
 """The read side: stored records → what people and billing read.
 
-The API's meeting view and sync answer (CONTRACT §4), the billing export's rows (§7) and the data
+The API's meeting view and sync answer (docs/api.md), the billing export's rows (§7) and the data
 of the CLI's tables all come from here, so a meeting reads the same wherever it is read. Pure but
 for the store reads it is handed; rendering (JSON bytes, rich tables, CSV) stays with the caller.
 
@@ -114,7 +114,7 @@ def sync_view(
 ) -> tuple[int, dict[str, Any]]:
     """``POST /meetings/{id}/sync`` in the seed's shape; 502 when the Reports poll failed (the
     upstream's fault), with the message that names the missing step. A skipped poll (a merged
-    meeting) synced nobody. Sessions are shown in their stored form (CONTRACT §3 Privacy)."""
+    meeting) synced nobody. Sessions are shown in their stored form (docs/rules.md Privacy)."""
     if isinstance(outcome, Skipped):
         selected, error, created, updated = None, None, 0, 0
     else:
@@ -129,7 +129,7 @@ def sync_view(
     meeting = outcome.meeting
     body: dict[str, Any] = {
         "status": "success" if error is None else "error",
-        # Upstream text stays out of a 5xx answer (CONTRACT §4.4): the meeting's last_error,
+        # Upstream text stays out of a 5xx answer (docs/api.md): the meeting's last_error,
         # which operators read, says what failed and which setup step it points to.
         "message": f"Synced {count} participants" if error is None else SYNC_FAILED,
         "updated": updated,
@@ -138,7 +138,7 @@ def sync_view(
         "meeting_status": None if meeting is None else str(meeting.status),
     }
     if error is not None:
-        # Beside the seed's fields, the error object every refusal carries (CONTRACT §4.4).
+        # Beside the seed's fields, the error object every refusal carries (docs/api.md).
         body["error"] = {"code": "reports_failed", "message": SYNC_FAILED}
     return (200 if error is None else 502), body
 
@@ -157,7 +157,7 @@ def billed_meetings(store: MeetingStore, start: datetime, end: datetime) -> list
     return [m for m in store.ended_between(start, end) if is_billed(m)]
 
 
-#: The export row's fields, in CONTRACT §7's order (also the CSV header).
+#: The export row's fields, in docs/cli.md's order (also the CSV header).
 EXPORT_FIELDS: Final = (
     "meeting_id",
     "meeting_code",

@@ -45,7 +45,7 @@ resource "google_firestore_index" "composite" {
   }
 }
 
-# Retention (CONTRACT §3 Privacy): a TTL policy on expire_at of meetings, participants and revisions
+# Retention (docs/rules.md Privacy): a TTL policy on expire_at of meetings, participants and revisions
 # (set when RETENTION_DAYS is), of webhook_deliveries (replay protection) and of meet_deliveries
 # (the CloudEvent ids meet_events handled, kept as long as Pub/Sub may redeliver); TTL deletes within
 # about 24 h after expire_at, and the daily run sweeps what it has not deleted yet. erasures/{hash}

@@ -36,12 +36,12 @@ locals {
   api_url         = "https://${local.function_names.api}-${local.run_url_suffix}"
   meet_events_url = "https://${local.function_names.meet_events}-${local.run_url_suffix}"
 
-  # CALENDAR_NOTIFICATIONS_URL (CONTRACT §4.1): Google Calendar pushes the organizers' channel
+  # CALENDAR_NOTIFICATIONS_URL (docs/api.md "ingest"): Google Calendar pushes the organizers' channel
   # notifications to the public ingest, which checks them against the stored channel and hands the
   # sync to backfill.
   calendar_notifications_url = "${local.ingest_url}/calendar/notifications"
 
-  # CONTRACT §5, split by what each role reads (functions/config.py READS): no function gets a
+  # docs/settings.md, split by what each role reads (functions/config.py READS): no function gets a
   # setting it does not read. WEBHOOK_SECRET and ERASURE_KEY come from Secret Manager
   # (secret_environment_variables). The stand-in settings (FIRESTORE_EMULATOR_HOST,
   # CLOUD_TASKS_EMULATOR_HOST, REPORTS_API_ENDPOINT, OIDC_CERTS_URL) are never set in production.
@@ -123,7 +123,7 @@ locals {
 }
 
 resource "google_cloudfunctions2_function" "ingest" {
-  # checkov:skip=CKV_GCP_124: ingest is the public webhook by design; every request is HMAC-verified or, for Calendar notifications, checked against the stored channel's token (CONTRACT §4.1), and max instances are capped
+  # checkov:skip=CKV_GCP_124: ingest is the public webhook by design; every request is HMAC-verified or, for Calendar notifications, checked against the stored channel's token (docs/api.md "ingest"), and max instances are capped
   project     = var.project_id
   name        = local.function_names.ingest
   location    = var.region
@@ -379,7 +379,7 @@ resource "google_cloudfunctions2_function" "meet_events" {
     # Only Pub/Sub calls it. Cloud Run counts a push from a subscription of the same project to the
     # default run.app URL as internal (Cloud Run "Restrict ingress"), so ingress is closed to the
     # internet as well as by IAM: only the push account holds run.invoker, and the app checks the
-    # OIDC token's email and audience again (CONTRACT §4.3).
+    # OIDC token's email and audience again (docs/api.md "meet_events").
     ingress_settings                 = "ALLOW_INTERNAL_ONLY"
     all_traffic_on_latest_revision   = true
     min_instance_count               = 0
@@ -417,7 +417,7 @@ resource "google_cloudfunctions2_function" "meet_events" {
 # Invokers, on each function's Cloud Run service (gen2 functions are invoked through Cloud Run).
 
 # The only public endpoint: every webhook is HMAC-verified by the app, every Calendar notification
-# checked against the channel this system opened (CONTRACT §4.1). Google Calendar pushes without
+# checked against the channel this system opened (docs/api.md "ingest"). Google Calendar pushes without
 # any Google identity, so the route cannot be closed by IAM.
 resource "google_cloud_run_v2_service_iam_member" "ingest_public" {
   project  = var.project_id

@@ -1,4 +1,4 @@
-# Google Meet events (CONTRACT §4.3): each organizer's Workspace Events subscription (created and
+# Google Meet events (docs/api.md "meet_events"): each organizer's Workspace Events subscription (created and
 # renewed by backfill and meet_events, impersonating the organizer) publishes to one topic; a push
 # subscription delivers every message to meet_events with an OIDC token of the push account; what
 # fails repeatedly goes to a dead-letter topic, kept by a pull subscription and alerted on
@@ -42,7 +42,7 @@ resource "google_pubsub_topic_iam_member" "meet_publishes_workspace_events" {
   member  = local.meet_event_publisher
 }
 
-# The push: wrapped messages (CONTRACT §4.3 reads {"message": ..., "subscription": ...}), an OIDC
+# The push: wrapped messages (docs/api.md "meet_events" reads {"message": ..., "subscription": ...}), an OIDC
 # token of the push account whose audience is MEET_EVENTS_URL. meet_events answers 2xx once an
 # event is handled (or is unusable), 5xx only when a retry may help.
 resource "google_pubsub_subscription" "meet_events_push" {

@@ -16,7 +16,7 @@ resource "google_secret_manager_secret" "webhook" {
   depends_on = [google_project_service.enabled]
 }
 
-# ERASURE_KEY, the HMAC key of the erasure hashes (CONTRACT §3 Privacy), read by every function (all
+# ERASURE_KEY, the HMAC key of the erasure hashes (docs/rules.md Privacy), read by every function (all
 # five write participants) and by operators whose CLI commands write participants. Add exactly one
 # version, once, and never rotate it (var.erasure_key_version):
 #   openssl rand -base64 48 | tr -d '\n' | \

@@ -165,7 +165,7 @@ variable "ip_address_mode" {
 }
 
 variable "app_settings" {
-  description = "Optional overrides of the timing settings of CONTRACT §5 (FIRST_POLL_DELAY_S, MAX_POLL_INTERVAL_S, COLLECT_DEADLINE_S, SETTLE_S, ABSENT_GRACE_S, WINDOW_BEFORE_S, WINDOW_AFTER_S, BACKFILL_LOOKBACK_S)."
+  description = "Optional overrides of the timing settings of docs/settings.md (FIRST_POLL_DELAY_S, MAX_POLL_INTERVAL_S, COLLECT_DEADLINE_S, SETTLE_S, ABSENT_GRACE_S, WINDOW_BEFORE_S, WINDOW_AFTER_S, BACKFILL_LOOKBACK_S)."
   type        = map(string)
   default     = {}
 
@@ -174,7 +174,7 @@ variable "app_settings" {
       "FIRST_POLL_DELAY_S", "MAX_POLL_INTERVAL_S", "COLLECT_DEADLINE_S", "SETTLE_S",
       "ABSENT_GRACE_S", "WINDOW_BEFORE_S", "WINDOW_AFTER_S", "BACKFILL_LOOKBACK_S",
     ], name)])
-    error_message = "app_settings may only hold the timing settings of CONTRACT §5."
+    error_message = "app_settings may only hold the timing settings of docs/settings.md."
   }
 }
 

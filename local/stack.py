@@ -1,8 +1,8 @@
-"""The whole system on 127.0.0.1: `make stack` (CONTRACT §6).
+"""The whole system on 127.0.0.1: `make stack` (README "The local stack").
 
 Starts Google's Firestore emulator, our Cloud Tasks emulator, the fake Reports API, the fake Meet
 REST + Workspace Events + Directory API and each function (functions-framework), in parallel,
-honours the settings of CONTRACT §5 found in the environment, writes ``.local/stack.env`` once
+honours the settings of docs/settings.md found in the environment, writes ``.local/stack.env`` once
 everything answers, and stops every child on SIGINT/SIGTERM. Children also receive SIGTERM if
 this process dies (PR_SET_PDEATHSIG).
 """
@@ -37,9 +37,9 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_ENV_FILE = ROOT / ".local" / "stack.env"
 FUNCTIONS: tuple[Role, ...] = ("ingest", "api", "collect", "backfill", "meet_events")
 
-#: The identity an operator's token names (CONTRACT §6); the stack's API_PRINCIPALS include it.
+#: The identity an operator's token names; the stack's API_PRINCIPALS include it.
 OPERATOR = "operator@local.test"
-#: The identity in the stack's Pub/Sub push tokens (CONTRACT §6).
+#: The identity in the stack's Pub/Sub push tokens (README "The local stack").
 PUSH_SERVICE_ACCOUNT = "pubsub-push@local.test"
 #: The organizer the stack runs with unless ORGANIZERS says otherwise (the demo's teacher).
 LOCAL_ORGANIZER = "organizer@school.test"
@@ -201,7 +201,7 @@ class Stack:
             "BACKFILL_URL": f"http://{LOOPBACK}:{function_ports['backfill']}/",
             "API_URL": f"http://{LOOPBACK}:{function_ports['api']}/",
             "MEET_EVENTS_URL": f"http://{LOOPBACK}:{function_ports['meet_events']}/",
-            # One fake serves the Meet REST, Workspace Events and Directory APIs (CONTRACT §6).
+            # One fake serves the Meet REST, Workspace Events and Directory APIs.
             "MEET_API_ENDPOINT": f"http://{LOOPBACK}:{workspace_port}/",
             "WORKSPACE_EVENTS_API_ENDPOINT": f"http://{LOOPBACK}:{workspace_port}/",
             "DIRECTORY_API_ENDPOINT": f"http://{LOOPBACK}:{workspace_port}/",

@@ -1,4 +1,4 @@
-"""Google Calendar as a source on the local stack (CONTRACT §3, §4.1, §6 fake Calendar, §7): the
+"""Google Calendar as a source on the local stack (docs/rules.md, §4.1, §6 fake Calendar, §7): the
 organizer's channel is opened by ``subscriptions --ensure``, the fake Calendar pushes real
 notifications (headers, no body) to ``ingest``, the backfill function syncs, and the meetings are
 read back from Firestore."""

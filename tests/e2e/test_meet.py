@@ -1,4 +1,4 @@
-"""The Meet path on the local stack (CONTRACT §3 "Meet signals", §4.3, §6, §7 ``subscriptions``):
+"""The Meet path on the local stack (docs/rules.md "Meet signals", §4.3, §6, §7 ``subscriptions``):
 the fake Meet publishes CloudEvents exactly as Pub/Sub push delivers them to ``meet_events``;
 every answer, document and subscription is read back from the real servers."""
 

@@ -112,7 +112,7 @@ def test_happy_path_reaches_complete_with_exact_attendance(client: StackClient) 
     requests_seen = client.reports_requests()
     assert requests_seen[0]["query"]["filters"] == "meeting_code==WKTIMXIVUK"
     assert requests_seen[0]["query"]["eventName"] == "call_ended"
-    # CONTRACT v2 §3 "Bounded": the query ends at now (within a day of the window's end).
+    # docs/rules.md "Bounded": the query ends at now (within a day of the window's end).
     first_end = datetime.fromisoformat(requests_seen[0]["query"]["endTime"])
     assert first_end <= datetime.now(UTC)
     assert first_end > end

@@ -1,4 +1,4 @@
-"""Privacy on the whole local stack (CONTRACT §3 "Privacy"): an erased participant never comes
+"""Privacy on the whole local stack (docs/rules.md "Privacy"): an erased participant never comes
 back, whatever arrives later, and the stack's logs hold no email, participant key, IP address,
 token or request body of a run."""
 

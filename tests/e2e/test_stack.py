@@ -14,7 +14,7 @@ import pytest
 from local.stack import read_env_file
 from tests.e2e.conftest import wait_for
 
-CONTRACT_SETTINGS = {
+DOCUMENTED_SETTINGS = {
     "GOOGLE_CLOUD_PROJECT",
     "TASKS_LOCATION",
     "TASKS_QUEUE",
@@ -94,7 +94,7 @@ def test_stack_is_ready_fast_writes_its_settings_and_leaves_nothing_behind(
     print(f"stack ready after {ready_after:.1f} s")
     assert process.returncode == 0, output
     assert "stack stopped" in output
-    assert set(settings) >= CONTRACT_SETTINGS
+    assert set(settings) >= DOCUMENTED_SETTINGS
     assert {"INGEST_URL", "BACKFILL_URL", "TOKEN_MINT_URL"} <= set(settings)
     assert "operator@local.test" in settings["API_PRINCIPALS"].split(",")
     # Settings of the environment are honoured; everything points at loopback.

@@ -66,7 +66,7 @@ from local.client import StackClient
 from local.simulate import Stay, activities_for, rfc3339
 from tests.fuzz.spec import ROOT, Operation, load_spec, operations
 
-#: Who may call what (CONTRACT §4, §6): the credential kinds of the authenticated batch.
+#: Who may call what (docs/api.md, §6): the credential kinds of the authenticated batch.
 GOOD: Final[Mapping[str, tuple[str, ...]]] = {
     "ingest": ("webhook",),
     "api": ("api",),
@@ -91,7 +91,7 @@ BAD: Final[Mapping[str, tuple[str, ...]]] = {
     "backfill": _BAD_TOKENS,
     "meet_events": _BAD_TOKENS,
 }
-#: The Calendar notifications of ingest (CONTRACT §4.1): no body, a channel's headers.
+#: The Calendar notifications of ingest (docs/api.md "ingest"): no body, a channel's headers.
 NOTIFICATIONS: Final = "ingestCalendarNotification"
 #: Their credential: the id, resource id and token of a channel the stack opened ...
 NOTIFICATION_GOOD: Final = ("channel",)

@@ -125,7 +125,7 @@ class Receiver:
 
 
 class Mint:
-    """The token mint of CONTRACT §6: ``{"audience", "email"}`` → ``{"id_token"}`` (RS256)."""
+    """The token mint of README "The local stack": ``{"audience", "email"}`` → ``{"id_token"}`` (RS256)."""
 
     def __init__(self) -> None:
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)

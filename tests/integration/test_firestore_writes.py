@@ -125,7 +125,7 @@ def participant(n: int) -> dict[str, Any]:
 
 def change_writes(meeting_id: str) -> list[Write]:
     """A realistic request: participant sets, a delete, status mirrors, the revision record
-    and the fenced meeting document (CONTRACT §1/§3 fields), as functions.commits plans it."""
+    and the fenced meeting document (docs/firestore.md/§3 fields), as functions.commits plans it."""
     meeting = replace(full_meeting(), meeting_id=meeting_id, revision=4)
     revision = RevisionRecord(
         revision=4,

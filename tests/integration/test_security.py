@@ -1,12 +1,12 @@
 """Security of the two HTTP functions, through ``main.py`` as functions-framework serves it.
 
 ``ingest`` (public, Standard Webhooks signatures) and ``api`` (private, Google-signed ID tokens)
-are built with ``functions_framework.create_app`` from the environment (CONTRACT §5), on real
+are built with ``functions_framework.create_app`` from the environment (docs/settings.md), on real
 stand-ins bound to 127.0.0.1: Google's Firestore emulator, the Cloud Tasks emulator (its RSA key
 signs the ID tokens, its ``/oauth2/v1/certs`` serves the certificates, its ``/token`` mints) and the
 fake Reports API (its ``GET /_fake/requests`` proves no Reports call was made).
 
-Every refusal is checked three ways: the status, the error body of CONTRACT §4.4, and that nothing
+Every refusal is checked three ways: the status, the error body of docs/api.md "Rules every function follows", and that nothing
 behind the edge was reached (no store or queue method called, no Reports request, no document).
 """
 
@@ -58,7 +58,7 @@ API_URL = "https://api.security.test/"
 OPERATOR = "operator@local.test"
 INTRUDER = "intruder@local.test"
 QUEUE = f"projects/{TEST_PROJECT}/locations/here/queues/collect"
-LIMIT = 64 * 1024  # CONTRACT §4.1: "Body (JSON, at most 64 KiB)"
+LIMIT = 64 * 1024  # docs/api.md "ingest": "Body (JSON, at most 64 KiB)"
 FIXED_NOW = datetime(2026, 1, 15, 10, 45, tzinfo=UTC)
 
 
@@ -86,7 +86,7 @@ class Stack:
         answer.raise_for_status()
 
     def mint(self, *, email: str = OPERATOR, audience: str = API_URL) -> str:
-        """A genuine ID token from the emulator's token mint (CONTRACT §6)."""
+        """A genuine ID token from the emulator's token mint (README "The local stack")."""
         answer = self.http.post(
             self.tasks.control_url + TOKEN_MINT_PATH,
             json={"audience": audience, "email": email},
@@ -148,7 +148,7 @@ Configure = Callable[..., None]
 def configure(
     monkeypatch: pytest.MonkeyPatch, stack: Stack, firestore_db: FirestoreEmulator
 ) -> Iterator[Configure]:
-    """``configure(NAME=value, ...)``: the environment both functions read (CONTRACT §5), with
+    """``configure(NAME=value, ...)``: the environment both functions read (docs/settings.md), with
     overrides (``None`` unsets), and a fresh runtime for it."""
     base: dict[str, str] = {
         "GOOGLE_CLOUD_PROJECT": TEST_PROJECT,
@@ -311,7 +311,7 @@ def bearer(token: str) -> dict[str, str]:
 def error_of(
     response: TestResponse, status: int, code: str | None = None, *, only: bool = True
 ) -> dict[str, Any]:
-    """The ``{"error": {"code", "message"}}`` body of CONTRACT §4.4, after checking its shape
+    """The ``{"error": {"code", "message"}}`` body of docs/api.md "Rules every function follows", after checking its shape
     (``only``: and nothing beside it)."""
     text = response.get_data(as_text=True)
     assert response.status_code == status, text

@@ -5,7 +5,7 @@ At every step (after each port call):
   meeting's revision, ``revisions/{revision}`` present, and totals that add up;
 - each revision record's ``before`` is the previous record's ``after`` for that participant;
 - no committed session leaves a meeting that still takes it (polls never forget);
-- (Meet's preliminary attendance, CONTRACT §3) no preliminary document is counted in a meeting
+- (Meet's preliminary attendance, docs/rules.md) no preliminary document is counted in a meeting
   whose attendance comes from Reports, and none is ever billed (mirrors ``complete``).
 
 Preliminary documents hold Meet's sessions, not Reports': every rule below about "sessions"
@@ -67,7 +67,7 @@ def session_key(session: Mapping[str, Any]) -> Key:
 def committed_sessions(store: MemoryStore, meeting: MeetingRecord) -> list[Mapping[str, Any]]:
     """The Reports sessions a meeting holds: of its documents, those written by a staged change
     that did not land included (they replaced committed ones, sessions and all). Meet's
-    preliminary documents hold no Reports session (CONTRACT §3 "Preliminary attendance")."""
+    preliminary documents hold no Reports session (docs/rules.md "Preliminary attendance")."""
     documents = store.participant_docs.get(meeting.meeting_id, {}).values()
     return [
         session
@@ -272,7 +272,7 @@ def quiet(
 
 def erased_everywhere(store: MemoryStore, person: str) -> None:
     """An erased participant is in no stored value: no document, no list, no map key, no
-    revision record names them (CONTRACT §3 "Erasure")."""
+    revision record names them (docs/rules.md "Erasure")."""
     held = {
         "meetings": {k: m.to_document() for k, m in store.meetings.items()},
         "participants": store.participant_docs,
@@ -340,14 +340,14 @@ def _preliminary_step(meeting: MeetingRecord, documents: Iterable[Mapping[str, A
 
 
 #: The statuses a meeting whose only data is Meet's may end in: polls without Reports data end it
-#: ``no_data`` (or ``failed`` when every poll failed), never ``complete`` (CONTRACT §3).
+#: ``no_data`` (or ``failed`` when every poll failed), never ``complete`` (docs/rules.md).
 WITHOUT_REPORTS_DATA = frozenset({Status.NO_DATA, Status.FAILED})
 
 
 def _preliminary_quiet(
     store: MemoryStore, meeting: MeetingRecord, reports_keys: Collection[Key] | None
 ) -> None:
-    """Once quiet (CONTRACT §3 "Preliminary attendance"): a meeting holding Reports sessions
+    """Once quiet (docs/rules.md "Preliminary attendance"): a meeting holding Reports sessions
     says so (``attendance_source`` ``reports``) and counts no preliminary document; a stored
     session that is not a preliminary one is a session Reports had (Meet's are never counted as
     Reports'); a live meeting whose attendance is Meet's ended ``no_data`` (or ``failed``)."""
@@ -381,7 +381,7 @@ def _preliminary_quiet(
 def _preliminary_as_the_rules_say(
     store: MemoryStore, meeting: MeetingRecord, split: Partition
 ) -> None:
-    """Meet's sessions are "selected and clipped exactly like Reports sessions" (CONTRACT §3
+    """Meet's sessions are "selected and clipped exactly like Reports sessions" (docs/rules.md
     "Preliminary attendance"): what a quiet meeting shows of its preliminary attendance is what
     the rules make of the Meet sessions it holds under the partition as it is now, as
     :func:`_as_the_rules_say` asks of Reports sessions (so no second of a Meet session is
@@ -412,7 +412,7 @@ def _found_keeps_only_the_rest(
     store: MemoryStore, meeting: MeetingRecord, split: Partition
 ) -> None:
     """A found meeting (``backfill``, ``meet``) that a declared one overlaps ends merged, or
-    keeps only what no declared meeting covers (CONTRACT §3 "Backfill meetings", which
+    keeps only what no declared meeting covers (docs/rules.md "Backfill meetings", which
     "Meet signals" applies to ``meet`` meetings): once quiet it holds no session, Reports' or
     Meet's preliminary one, that it does not take; and one that gave part of itself away and has
     nothing left is merged."""

@@ -1,5 +1,5 @@
 """Meet mode's pieces (``python -m tests.simulation --meet``): Google Meet's own view of a
-conference, as its "conference ended" signal carries it (CONTRACT §3 "Meet signals",
+conference, as its "conference ended" signal carries it (docs/rules.md "Meet signals",
 "Preliminary attendance"), derived from the world's ground truth, and the check that a replayed
 signal changes nothing.
 
@@ -265,7 +265,7 @@ def replay_changes_nothing(
     of: Collection[str] | None = None,
 ) -> None:
     """``deliver`` once more must leave every stored value (and, given ``queue``, every task)
-    as it is (CONTRACT §3: "a replayed or duplicated event ends in the same state"); ``of``:
+    as it is (docs/rules.md: "a replayed or duplicated event ends in the same state"); ``of``:
     the attendance of those meetings (see :func:`snapshot`)."""
     before, tasks = snapshot(store, of=of), _tasks(queue)
     deliver()

@@ -6,7 +6,7 @@ that is slow, failing, partial or empty; the invariants checked at every step an
 (``python -m tests.simulation --seed N --trace``).
 
 ``simulate(seed, meet=True)`` (``--meet``) adds Google Meet's "conference ended" signals
-(CONTRACT §3 "Meet signals", "Preliminary attendance"): for the declared classes' conferences, the
+(docs/rules.md "Meet signals", "Preliminary attendance"): for the declared classes' conferences, the
 found one, and one only Meet may announce (Reports shows it soon, late or never; a webhook may
 declare part or all of it after its signal), Meet's view of each conference (``tests.simulation
 .meet``) is delivered at a round after it ended, sometimes twice at once, again later, and again
@@ -694,7 +694,7 @@ def _reports_keys(world: World) -> set[Key]:
 
 def _meet_quiet(world: World, meet: MeetPlan) -> None:
     """Once quiet, with Meet signals: each signal, replayed now, changes nothing of a meeting
-    whose attendance comes from Reports (Meet never replaces Reports data, CONTRACT §3).
+    whose attendance comes from Reports (Meet never replaces Reports data, docs/rules.md).
 
     (Nothing stronger: the world changed since the signal came — neighbours declared, found
     meetings absorbed, Reports data arrived — so a replay now is not a replay of the state it

@@ -1,4 +1,4 @@
-"""Tables for CONTRACT §1: sessions, de-duplication, participant keys, aggregates, JSON."""
+"""Tables for docs/firestore.md: sessions, de-duplication, participant keys, aggregates, JSON."""
 
 from __future__ import annotations
 

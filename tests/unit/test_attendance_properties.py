@@ -175,7 +175,7 @@ _STRING_PARAMETERS = (
 )
 
 
-#: Rejected when not valid Unicode; the other string parameters are repaired (CONTRACT §1).
+#: Rejected when not valid Unicode; the other string parameters are repaired (docs/firestore.md).
 _IDENTITIES = ("conference_id", "meeting_code", "identifier", "endpoint_id")
 _MAX_DURATION = 30 * 24 * 3600
 

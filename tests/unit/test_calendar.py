@@ -1,4 +1,4 @@
-"""Google Calendar as a source (CONTRACT §3 "Declarations, sources and identity", "Calendar
+"""Google Calendar as a source (docs/rules.md "Declarations, sources and identity", "Calendar
 changes", "The daily run"; §4.1 notifications), over in-memory ports and the real use cases:
 the event mapping as a table, then declarations, moves, cancellations, a changed code, a webhook
 naming the event, forged notifications, renewals, removed organizers, 410s and concurrent syncs."""

@@ -1,4 +1,4 @@
-"""Settings.from_env: every setting of CONTRACT §5 validated at once, one message naming each, and
+"""Settings.from_env: every setting of docs/settings.md validated at once, one message naming each, and
 each function reading only its own."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Reading dumps in every shape, and ``python -m functions summarize`` (CONTRACT §2)."""
+"""Reading dumps in every shape, and ``python -m functions summarize`` (docs/cli.md "summarize")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Erasure (CONTRACT §3 "Privacy"): a participant erased is gone from every meeting, named only by
+"""Erasure (docs/rules.md "Privacy"): a participant erased is gone from every meeting, named only by
 its keyed hash in the audit trail, and never comes back — from a later poll, a re-declaration, a
 replayed webhook, a neighbour's sessions, or a poll that was already running. Over the in-memory
 ports, through the real use cases."""

@@ -181,7 +181,7 @@ def test_ingest_routes_declarations(method: str, path: str) -> None:
     ["/meetings/m_1-A", "/meetings/m_1-A/sync", "/meetings/sync", "/erasures", "/other", "//"],
 )
 def test_ingest_serves_nothing_else(path: str) -> None:
-    # The operator routes moved to the private api (CONTRACT v2 §4.1): 404 whatever the method.
+    # The operator routes moved to the private api (docs/api.md "ingest"): 404 whatever the method.
     for method in ("GET", "POST"):
         with pytest.raises(AppError) as caught:
             route_ingest(method, path)

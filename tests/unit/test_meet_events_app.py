@@ -1,4 +1,4 @@
-"""The ``meet_events`` handler (CONTRACT §4.3) over in-memory ports: who may push, what an unusable
+"""The ``meet_events`` handler (docs/api.md "meet_events") over in-memory ports: who may push, what an unusable
 push answers (204, nothing stored), dedupe by ``ce-id``, finding an organizer who can read the
 record, lifecycle events, and unknown types acknowledged."""
 

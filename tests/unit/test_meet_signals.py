@@ -1,4 +1,4 @@
-"""Meet's "conference ended" signal and preliminary attendance (CONTRACT §3 "Meet signals",
+"""Meet's "conference ended" signal and preliminary attendance (docs/rules.md "Meet signals",
 "Preliminary attendance"), over the in-memory ports and the real use cases: a signal expedites
 the code's meetings or creates a ``meet`` one for what none covers, writes Meet's sessions as
 preliminary attendance selected and clipped like Reports sessions, and the first Reports data
@@ -106,7 +106,7 @@ def test_an_unannounced_conference_gets_a_meet_meeting_with_preliminary_attendan
     assert docs[STUDENT]["attended_seconds"] == 43 * 60
     assert meeting.participant_count == 3
     assert meeting.total_attended_seconds == sum(int(d["attended_seconds"]) for d in docs.values())  # type: ignore[call-overload]
-    assert meeting.status is Status.COLLECTING  # Meet's data: collecting (CONTRACT §3)
+    assert meeting.status is Status.COLLECTING  # Meet's data: collecting (docs/rules.md)
     assert {d["meeting_status"] for d in docs.values()} == {"collecting"}
     revision = world.store.revision_docs[meeting.meeting_id][meeting.revision]
     assert revision["reason"] == "meet"

@@ -1,4 +1,4 @@
-"""CONTRACT §3 "Bounded": a meeting's share depends only on the meetings of its code whose
+"""docs/rules.md "Bounded": a meeting's share depends only on the meetings of its code whose
 ``ended_at`` lies in its ``neighbourhood`` — the store reads only those, so a code's far history
 never changes (or costs) a poll or a webhook."""
 

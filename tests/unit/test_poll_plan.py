@@ -1,4 +1,4 @@
-"""Tables for the pure poll plan (CONTRACT §3 "Polls never forget, and change a meeting all at
+"""Tables for the pure poll plan (docs/rules.md "Polls never forget, and change a meeting all at
 once"): what one poll decides from what it read, decision by decision."""
 
 from __future__ import annotations

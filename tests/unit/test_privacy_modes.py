@@ -1,4 +1,4 @@
-"""CONTRACT §3 Privacy: ``IP_ADDRESS_MODE`` and ``LOCATION_MODE`` apply to everything stored,
+"""docs/rules.md Privacy: ``IP_ADDRESS_MODE`` and ``LOCATION_MODE`` apply to everything stored,
 derived values included (participant fingerprints, the meeting's fingerprint map and sessions
 fingerprint, revision records, task names) and to the sync answer.
 

@@ -475,7 +475,7 @@ def test_a_neighbour_moving_away_gives_the_time_it_cut_back_to_the_meeting_it_cu
 
     moved = {k: v + timedelta(days=1) for k, v in later.items()}
     world.declare(external_id="second", expected_participants=(), **moved)
-    # Re-polled at once (CONTRACT §2: its credited span changed), not only when the moved class's
+    # Re-polled at once (docs/cli.md "summarize": its credited span changed), not only when the moved class's
     # own poll lets the session go: its share without the moved class and with it at the new
     # times is the same, and differs only from its share with it at the times it was told of.
     asked = {(q.task.meeting_id, q.task.reason) for q in world.queue.tasks}

@@ -1,4 +1,4 @@
-"""Retention (CONTRACT §3 "Privacy"): meetings older than ``RETENTION_DAYS`` are deleted with
+"""Retention (docs/rules.md "Privacy"): meetings older than ``RETENTION_DAYS`` are deleted with
 everything under them, and nothing older is created again — by a declaration, a manual sync or
 a backfill range."""
 

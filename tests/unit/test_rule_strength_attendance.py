@@ -1,4 +1,4 @@
-"""Orders of CONTRACT §1 and §2 where two candidate orders disagree.
+"""Orders of docs/firestore.md and §2 where two candidate orders disagree.
 
 - ``summarize`` meetings are sorted by ``actual_start``, not by conference id;
 - a participant's sessions are sorted by join time, then endpoint id (a session without one, as

@@ -1,4 +1,4 @@
-"""Duplicates (CONTRACT §1) at their corners: which events are one session, and which copy wins.
+"""Duplicates (docs/firestore.md) at their corners: which events are one session, and which copy wins.
 
 - A session without an ``endpoint_id`` is told apart by its event id alone; it is never a
   duplicate of a session that has an endpoint, whatever the conference id and endpoint id hold

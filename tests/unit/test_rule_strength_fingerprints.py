@@ -5,7 +5,7 @@ Every participant document and meeting holds fingerprints (``fingerprint``,
 fingerprint differs from the stored one, and the settle clock restarts when the sessions
 fingerprint differs. A release that computed them differently would rewrite every document of
 every live meeting and delay every completion by SETTLE_S, so their values are pinned here,
-non-ASCII data included. A deliberate change of the attendance JSON (CONTRACT §1 fields added)
+non-ASCII data included. A deliberate change of the attendance JSON (docs/firestore.md fields added)
 changes them too: update the values then, knowing what the deploy will rewrite.
 """
 

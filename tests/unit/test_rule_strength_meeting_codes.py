@@ -1,4 +1,4 @@
-"""What a declaration's sender reads when its meeting code is refused (CONTRACT §4.4: the 400
+"""What a declaration's sender reads when its meeting code is refused (docs/api.md "Rules every function follows": the 400
 names the field and the problem), word for word."""
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
-"""Participant keys (CONTRACT §1) in every direction, asserted whole.
+"""Participant keys (docs/firestore.md) in every direction, asserted whole.
 
 - ``email`` is the key only when rule 1 made it, ``null`` for every other kind of key;
-- a declared key that is refused says why, word for word, in the 400 (CONTRACT §4.4);
+- a declared key that is refused says why, word for word, in the 400 (docs/api.md "Rules every function follows");
 - a key read back gives the identity fields of the rule that built it (the documents of expected
   participants hold exactly these fields);
 - a key's document id is stored: its form must not change across versions.

@@ -1,4 +1,4 @@
-"""The poll plan at its corners (functions/poll_plan.py, CONTRACT §3 "Polls never forget").
+"""The poll plan at its corners (functions/poll_plan.py, docs/rules.md "Polls never forget, and change a meeting all at once").
 
 - Of two copies of one session, the stored one outlives a lesser copy (from Reports or from a
   neighbour's store); a fresh copy of the same event replaces the stored one.

@@ -1,4 +1,4 @@
-"""The meeting document a poll leaves behind (functions/poll_plan.py, CONTRACT §3).
+"""The meeting document a poll leaves behind (functions/poll_plan.py, docs/rules.md).
 
 - A poll records when it ran, what the selected sessions showed (times, calendar event,
   organizer), the fingerprint it saw, and clears a staged change's progress; it completes a

@@ -1,4 +1,4 @@
-"""What a poll decision carries forward (CONTRACT §3 "Status"), asserted whole.
+"""What a poll decision carries forward (docs/rules.md "Status"), asserted whole.
 
 ``decide`` returns the status and what the meeting document remembers for the next poll: the
 fingerprint of the sessions last seen and since when they have been seen (the settle clock). A

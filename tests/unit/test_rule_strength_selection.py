@@ -1,4 +1,4 @@
-"""Selection at its corners (CONTRACT §3 "Which sessions belong to a meeting").
+"""Selection at its corners (docs/rules.md "Which sessions belong to a meeting").
 
 - Windows that exactly touch do not overlap: there is no midpoint boundary, each meeting is
   credited up to its own window edge, and the instant they share is the boundary.

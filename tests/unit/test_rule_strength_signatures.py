@@ -1,4 +1,4 @@
-"""Standard Webhooks signatures (CONTRACT §4.1): what a refused sender reads in its 401, word for
+"""Standard Webhooks signatures (docs/api.md "ingest"): what a refused sender reads in its 401, word for
 word, what an operator reads when a secret is wrong, and a signature that is not exactly base64.
 """
 

@@ -1,4 +1,4 @@
-"""The poll schedule and the status rules of CONTRACT §3, as tables over ``now``."""
+"""The poll schedule and the status rules of docs/rules.md, as tables over ``now``."""
 
 from __future__ import annotations
 

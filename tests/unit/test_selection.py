@@ -1,4 +1,4 @@
-"""Tables for CONTRACT §3 "Which sessions belong to a meeting": windows, partition, clipping."""
+"""Tables for docs/rules.md "Which sessions belong to a meeting": windows, partition, clipping."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Bad Reports events are contained (CONTRACT v2 §1 and §2): unusable ``call_ended`` events are
+"""Bad Reports events are contained (docs/firestore.md and §2): unusable ``call_ended`` events are
 skipped and counted, descriptive texts that are not valid Unicode are repaired and counted, one bad
 event never stops the others, and no dump makes ``summarize`` end in a traceback."""
 
@@ -360,7 +360,7 @@ def test_other_events_values_are_nothing_to_read(events: object) -> None:
     assert (sessions, reasons) == ([], [])
 
 
-# --- summarize: what is a Reports page (CONTRACT §2 v2) -----------------------------------------
+# --- summarize: what is a Reports page (docs/cli.md "summarize" v2) -----------------------------------------
 
 
 @pytest.mark.parametrize(
