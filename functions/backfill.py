@@ -44,8 +44,6 @@ DEFAULT_SLICE = timedelta(hours=6)
 #: Meetings whose stored sessions may differ from the scan are re-polled only once final: a live
 #: chain collects late data by itself, and a meeting before its first poll must stay untouched.
 REPOLL_STATUSES = frozenset({Status.COMPLETE, Status.NO_DATA, Status.FAILED})
-#: Meeting codes reconciled at once: each is waiting on Firestore and Cloud Tasks round trips.
-RECONCILE_WORKERS = 8
 
 
 class SessionFact(NamedTuple):
@@ -351,20 +349,8 @@ def _reconcile(
     by_code: dict[str, list[ConferenceSummary]] = {}
     for summary in scan.conferences.values():
         by_code.setdefault(summary.meeting_code, []).append(summary)
-
-    def reconcile(item: tuple[str, list[ConferenceSummary]]) -> BackfillReport:
-        part = BackfillReport(since=report.since, until=report.until)
-        _reconcile_code(deps, item[0], item[1], part, whole_range=whole_range)
-        return part
-
-    # Codes are independent (a code's meetings never take another code's sessions), and each
-    # is a few sequential round trips: reconciled side by side, merged back in code order.
-    codes = sorted(by_code.items())
-    with ThreadPoolExecutor(max_workers=RECONCILE_WORKERS) as pool:
-        # list() re-raises the first failure in code order, after the codes already started.
-        for part in list(pool.map(reconcile, codes)):
-            report.meetings_created += part.meetings_created
-            report.repolled += part.repolled
+    for code, conferences in sorted(by_code.items()):
+        _reconcile_code(deps, code, conferences, report, whole_range=whole_range)
     report.requests = scan.requests
     report.events_read = scan.events_read
     report.conferences_seen = len(scan.conferences)

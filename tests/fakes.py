@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import functools
-import threading
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from functions.commits import Write, fits_one_request, mirror_fence, stages
 from functions.errors import Forbidden, ReportsError, Unauthorized
@@ -39,30 +37,6 @@ def _copied(document: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-#: One lock for every fake: the backfill reconciles meeting codes on threads, as it does against
-#: Firestore, and a fake's read-check-write must not interleave. Reentrant, so a method may call
-#: another; greenlets of the simulation share one thread, so they pass it as before.
-_ONE_AT_A_TIME = threading.RLock()
-
-T = TypeVar("T")
-
-
-def one_at_a_time(cls: type[T]) -> type[T]:
-    """Every public method of ``cls`` runs under :data:`_ONE_AT_A_TIME`."""
-    for name, member in list(vars(cls).items()):
-        if name.startswith("_") or not callable(member):
-            continue
-
-        def locked(*args: Any, __method: Callable[..., Any] = member, **kwargs: Any) -> Any:
-            with _ONE_AT_A_TIME:
-                return __method(*args, **kwargs)
-
-        functools.update_wrapper(locked, member)
-        setattr(cls, name, locked)
-    return cls
-
-
-@one_at_a_time
 class MemoryStore:
     """The MeetingStore port in memory, enforcing what the Firestore adapter relies on: versions
     and fenced writes, one-request size limits (``max_commit_bytes``: a change larger than that is
@@ -366,7 +340,6 @@ class QueuedTask:
     at: datetime
 
 
-@one_at_a_time
 @dataclass
 class MemoryQueue:
     tasks: list[QueuedTask] = field(default_factory=list)
