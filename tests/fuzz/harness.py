@@ -658,9 +658,16 @@ def _generate_and_send(
         outcomes.append(outcome)
         if authenticated:
             generator.learn(outcome.status, outcome.body)
-        if len(outcomes) % 500 == 0:
+        if len(outcomes) % 100 == 0:
+            # Where a slow stretch was, and what it was sending, if a run ever stalls.
             failures = sum(o.status >= 500 or o.status == 0 for o in outcomes)
-            progress(f"  {len(outcomes)}/{count} sent, {failures} answers 5xx or none")
+            recent = outcomes[-100:]
+            slowest = max(recent, key=lambda o: o.seconds)
+            progress(
+                f"  {len(outcomes)}/{count} sent, {failures} answers 5xx or none; last 100 in "
+                f"{sum(o.seconds for o in recent):.1f} s, slowest {slowest.seconds:.1f} s "
+                f"({slowest.draft.function} {slowest.draft.method} {slowest.draft.path[:60]})"
+            )
     producer.join()
     if failed:
         raise failed[0]
