@@ -192,7 +192,6 @@ class Sender:
                 raise ValueError(f"{name} must be a loopback URL of the local stack")
         self._env = env
         self.credentials = credentials
-        self._session = requests.Session()
 
     def url(self, draft: Draft) -> str:
         return self._env[URL_SETTINGS[draft.function]].rstrip("/") + draft.path
@@ -200,7 +199,10 @@ class Sender:
     def send(self, draft: Draft) -> Outcome:
         started = time.monotonic()
         try:
-            response = self._session.request(
+            # A connection per request: drawing the next draft can outlast gunicorn's keep-alive,
+            # and a request written as the server closes an idle connection was seen to wait
+            # forever (the server's side gone, the client's still open).
+            response = requests.request(
                 draft.method,
                 self.url(draft),
                 data=draft.body,
