@@ -1143,6 +1143,18 @@ class _ControlHandler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         pass
 
+    def _seconds_asked(self, raw: bytes, name: str, *, default: float) -> float | None:
+        """``{name?: seconds from 0 to 600}`` of a control request; None once refused with 400."""
+        try:
+            asked = json.loads(raw or b"{}")
+            seconds = float(asked.get(name, default)) if isinstance(asked, dict) else -1.0
+        except (ValueError, TypeError):
+            seconds = -1.0
+        if not 0.0 <= seconds <= 600.0:
+            self._json(400, {"error": f'expected {{"{name}"?: seconds from 0 to 600}}'})
+            return None
+        return seconds
+
     def _json(self, status: int, payload: object, *, cache_control: str | None = None) -> None:
         body = json.dumps(payload).encode()
         self.send_response(status)
@@ -1188,25 +1200,13 @@ class _ControlHandler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
         if path == "/_emulator/reset":
-            try:
-                asked = json.loads(raw or b"{}")
-                drain_s = float(asked.get("drain_s", 0.0)) if isinstance(asked, dict) else -1.0
-            except (ValueError, TypeError):
-                drain_s = -1.0
-            if not 0.0 <= drain_s <= 600.0:
-                self._json(400, {"error": 'expected {"drain_s"?: seconds from 0 to 600}'})
-                return
-            self._json(200, {"ok": True, "in_flight": emulator.reset(drain_s=drain_s)})
+            drain_s = self._seconds_asked(raw, "drain_s", default=0.0)
+            if drain_s is not None:
+                self._json(200, {"ok": True, "in_flight": emulator.reset(drain_s=drain_s)})
         elif path == "/_emulator/drain":
-            try:
-                asked = json.loads(raw or b"{}")
-                timeout_s = float(asked.get("timeout_s", 60.0)) if isinstance(asked, dict) else -1.0
-            except (ValueError, TypeError):
-                timeout_s = -1.0
-            if not 0.0 <= timeout_s <= 600.0:
-                self._json(400, {"error": 'expected {"timeout_s"?: seconds from 0 to 600}'})
-                return
-            self._json(200, {"in_flight": emulator.drain(timeout_s=timeout_s)})
+            timeout_s = self._seconds_asked(raw, "timeout_s", default=60.0)
+            if timeout_s is not None:
+                self._json(200, {"in_flight": emulator.drain(timeout_s=timeout_s)})
         elif path == TOKEN_MINT_PATH:
             self._mint(raw)
         elif path == "/_emulator/config":
