@@ -1131,6 +1131,9 @@ def _page(items: list[_T], page_size: int, page_token: str) -> tuple[list[_T], s
 
 class _ControlServer(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver's default backlog is 5: sixteen callers minting tokens at once (as a test of
+    # concurrent calendar syncs does) had connections reset before they were accepted.
+    request_queue_size = 128
 
     def __init__(self, address: tuple[str, int], emulator: TasksEmulator) -> None:
         self.emulator = emulator
