@@ -107,12 +107,16 @@ def _size(write: Write) -> int:
     return body + len(write.doc_id) + _WRITE_OVERHEAD
 
 
-def _chunks(writes: Sequence[Write], max_bytes: int) -> list[list[Write]]:
+def _chunks(
+    writes: Sequence[Write], max_bytes: int, sizes: Sequence[int] | None = None
+) -> list[list[Write]]:
+    """``writes`` in requests of at most ``max_bytes``; ``sizes``: each write's size (an upper
+    bound), when the caller has them."""
     chunks: list[list[Write]] = []
     current: list[Write] = []
     size = 0
-    for write in writes:
-        cost = _size(write)
+    costs = map(_size, writes) if sizes is None else sizes
+    for write, cost in zip(writes, costs, strict=True):
         if current and size + cost > max_bytes:
             chunks.append(current)
             current, size = [], 0
@@ -148,7 +152,9 @@ def stages(change: MeetingCommit, *, max_bytes: int) -> list[Stage]:
         *delivery,
         _meeting_write(change, multi_commit=False),
     ]
-    if sum(map(_size, single)) <= max_bytes:
+    # Sizing is JSON encoding: each participant document is sized once, here.
+    set_sizes = [_size(write) for write in sets]
+    if sum(set_sizes) + sum(map(_size, single[len(sets) :])) <= max_bytes:
         return [Stage(single, lands=True)]
     if change.creates is not None:
         raise ValueError("a change creating its meeting is staged after the meeting is created")
@@ -167,13 +173,10 @@ def stages(change: MeetingCommit, *, max_bytes: int) -> list[Stage]:
     # change, ``settle``).
     completes = change.meeting.status is Status.COMPLETE
     ahead = STAGED if completes else status
-    staged = [
-        replace(
-            write,
-            data={**(write.data or {}), "meeting_status": ahead, STAGED_COMMIT: change.token},
-        )
-        for write in sets
-    ]
+    marks = {"meeting_status": ahead, STAGED_COMMIT: change.token}
+    staged = [replace(write, data={**(write.data or {}), **marks}) for write in sets]
+    # A staged document is its set plus the marks: at most the marks' own JSON more.
+    marks_size = len(json.dumps(marks))
     rewritten = {write.doc_id for write in [*sets, *deletes]}
     settle = [
         Write("update", "participant", doc_id, {STAGED_COMMIT: None})
@@ -186,7 +189,11 @@ def stages(change: MeetingCommit, *, max_bytes: int) -> list[Stage]:
         Write("update", "participant", w.doc_id, {"meeting_status": status, STAGED_COMMIT: None})
         for w in (sets if completes else ())
     ]
-    chunks = _chunks([*staged, *settle], max_bytes - _size(progress(0)))
+    chunks = _chunks(
+        [*staged, *settle],
+        max_bytes - _size(progress(0)),
+        [*(size + marks_size for size in set_sizes), *map(_size, settle)],
+    )
     landed = Landed(change.token, status, change.meeting.staging_progress)
     room = max_bytes - _size(mirror_fence(change.meeting))
     return [

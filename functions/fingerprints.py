@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from datetime import datetime
 
 from functions.attendance import Meeting, Participant, meeting_fields_to_json, participant_to_json
@@ -17,6 +18,7 @@ __all__ = [
     "estimate_fingerprint",
     "meeting_fingerprint",
     "participant_fingerprint",
+    "participant_fingerprints",
     "stored_participant_fingerprint",
 ]
 
@@ -31,12 +33,20 @@ def participant_fingerprint(participant: Participant) -> str:
     return _digest(participant_to_json(participant))
 
 
-def meeting_fingerprint(meeting: Meeting) -> str:
-    """Changes when a meeting aggregate or any participant's fingerprint changes."""
+def participant_fingerprints(meeting: Meeting) -> dict[str, str]:
+    """Each participant's :func:`participant_fingerprint`, by participant key: computed once per
+    poll, for the meeting's fingerprint and the documents' (the costliest part of planning)."""
+    return {p.participant_key: participant_fingerprint(p) for p in meeting.participants}
+
+
+def meeting_fingerprint(meeting: Meeting, known: Mapping[str, str] | None = None) -> str:
+    """Changes when a meeting aggregate or any participant's fingerprint changes. ``known``:
+    :func:`participant_fingerprints` of this very meeting, when the caller has them."""
+    fingerprints = participant_fingerprints(meeting) if known is None else known
     return _digest(
         {
             "meeting": meeting_fields_to_json(meeting),
-            "participants": [participant_fingerprint(p) for p in meeting.participants],
+            "participants": [fingerprints[p.participant_key] for p in meeting.participants],
         }
     )
 
@@ -46,14 +56,16 @@ def _short(*parts: str) -> str:
 
 
 def stored_participant_fingerprint(
-    participant: Participant, ip_mode: str, location_mode: str = "full"
+    participant: Participant, ip_mode: str, location_mode: str = "full", *, known: str | None = None
 ) -> str:
     """Of a participant document with real sessions, stored under the privacy modes: the
     ``participant`` as stored (``functions.model.in_stored_form``, never the fetched values), and
     the modes, so a document is rewritten when they change. ``LOCATION_MODE=full`` adds nothing:
-    documents stored before that mode existed keep their fingerprints."""
+    documents stored before that mode existed keep their fingerprints. ``known``: the
+    :func:`participant_fingerprint` of this very ``participant``, when the caller has it."""
     modes = (ip_mode,) if location_mode == "full" else (ip_mode, "location:" + location_mode)
-    return _short(participant_fingerprint(participant), *modes, "real")
+    inner = participant_fingerprint(participant) if known is None else known
+    return _short(inner, *modes, "real")
 
 
 def estimate_fingerprint(key: str, start: datetime, end: datetime) -> str:

@@ -404,10 +404,15 @@ def participant_record(
     status: Status,
     ip_mode: IpMode,
     location_mode: LocationMode = "full",
+    fingerprint_of_participant: str | None = None,
 ) -> ParticipantRecord:
     """A participant with real sessions, its document and fingerprint both over the sessions in
-    :func:`in_stored_form`: the fingerprint is of what is stored, never of a removed value."""
+    :func:`in_stored_form`: the fingerprint is of what is stored, never of a removed value.
+    ``fingerprint_of_participant``: ``participant_fingerprint(participant)``, when the caller has
+    it; used only when the participant is already in stored form (a poll's are)."""
+    fetched = participant
     participant = _participant_in_stored_form(participant, ip_mode, location_mode)
+    known = fingerprint_of_participant if participant is fetched else None
     document: dict[str, Any] = {
         "participant_key": participant.participant_key,
         "email": participant.email,
@@ -425,7 +430,7 @@ def participant_record(
         "absent": False,
         "preliminary": False,
     }
-    fingerprint = stored_participant_fingerprint(participant, ip_mode, location_mode)
+    fingerprint = stored_participant_fingerprint(participant, ip_mode, location_mode, known=known)
     return _with_meeting_fields(
         participant.participant_key,
         document,

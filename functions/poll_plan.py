@@ -21,7 +21,7 @@ from datetime import datetime
 
 from functions.attendance import Meeting, Session, build_meeting
 from functions.duplicates import dedupe_key, preferred
-from functions.fingerprints import meeting_fingerprint
+from functions.fingerprints import meeting_fingerprint, participant_fingerprints
 from functions.model import (
     IpMode,
     LastError,
@@ -253,12 +253,12 @@ def _missing_expected(meeting: MeetingRecord, selected: Meeting) -> list[str]:
     return [key for key in meeting.expected_participants if key not in seen]
 
 
-def _decide(inputs: PollInputs, selected: Meeting) -> Decision:
+def _decide(inputs: PollInputs, selected: Meeting, fingerprints: Mapping[str, str]) -> Decision:
     meeting = inputs.meeting
     succeeded = inputs.fetched is not None
     result = PollResult(
         succeeded=succeeded,
-        sessions_fingerprint=meeting_fingerprint(selected) if succeeded else None,
+        sessions_fingerprint=meeting_fingerprint(selected, fingerprints) if succeeded else None,
         session_count=sum(p.session_count for p in selected.participants),
         missing_expected=len(_missing_expected(meeting, selected)),
     )
@@ -279,9 +279,15 @@ def _decide(inputs: PollInputs, selected: Meeting) -> Decision:
 
 
 def _records(
-    inputs: PollInputs, selected: Meeting, *, status: Status, revision: int
+    inputs: PollInputs,
+    selected: Meeting,
+    fingerprints: Mapping[str, str],
+    *,
+    status: Status,
+    revision: int,
 ) -> dict[str, ParticipantRecord]:
-    """What the participant documents should hold after this poll."""
+    """What the participant documents should hold after this poll. ``fingerprints``:
+    :func:`participant_fingerprints` of ``selected``."""
     meeting = inputs.meeting
     records: dict[str, ParticipantRecord] = {}
     for participant in selected.participants:
@@ -292,6 +298,7 @@ def _records(
             status=status,
             ip_mode=inputs.ip_mode,
             location_mode=inputs.location_mode,
+            fingerprint_of_participant=fingerprints[participant.participant_key],
         )
         records[record.doc_id] = record
     if not selected.participants and meeting.attendance_source == "meet":
@@ -319,21 +326,29 @@ class _Attendance:
     revision: int
 
 
-def _attendance(inputs: PollInputs, selected: Meeting, status: Status) -> _Attendance:
+def _attendance(
+    inputs: PollInputs, selected: Meeting, status: Status, fingerprints: Mapping[str, str]
+) -> _Attendance:
     meeting = inputs.meeting
     state = StoredState.of(inputs.stored, meeting)
     stored_ids = set(state.before)
     dirty = state.dirty
     known = meeting.participant_fingerprints
-    records = _records(inputs, selected, status=status, revision=meeting.revision)
+    records = _records(inputs, selected, fingerprints, status=status, revision=meeting.revision)
     changed = {d for d, r in records.items() if d in dirty or known.get(d) != r.fingerprint}
     removed = tuple(sorted(d for d in {*known, *stored_ids} if d not in records))
     if not changed and not removed:
         return _Attendance(records, {}, (), meeting.revision)
     revision = meeting.revision + 1
-    records = _records(inputs, selected, status=status, revision=revision)
+    records = {d: _at_revision(r, revision) for d, r in records.items()}
     upserts = {d: with_previous(records[d], state.attended(d)) for d in sorted(changed)}
     return _Attendance(records, upserts, removed, revision)
+
+
+def _at_revision(record: ParticipantRecord, revision: int) -> ParticipantRecord:
+    """The same record written by the change that makes ``revision``: the document's
+    ``revision`` is the only field that names it (the fingerprint does not)."""
+    return replace(record, document={**record.document, "revision": revision})
 
 
 def _following(inputs: PollInputs, decision: Decision) -> tuple[datetime | None, int]:
@@ -499,11 +514,12 @@ def plan_without_documents(inputs: PollInputs) -> PollPlan | None:
 def _plan(inputs: PollInputs, *, documents_read: bool) -> PollPlan:
     inputs = replace(inputs, meeting=_expected(inputs.meeting, inputs)) if inputs.erased else inputs
     selection = _select(inputs, documents_read=documents_read)
-    decision = _decide(inputs, selection.meeting)
+    fingerprints = participant_fingerprints(selection.meeting)
+    decision = _decide(inputs, selection.meeting, fingerprints)
     merged_into = _absorbed(inputs, selection)
     if merged_into is not None:
         return _merged_plan(inputs, selection, decision, merged_into)
-    attendance = _attendance(inputs, selection.meeting, decision.status)
+    attendance = _attendance(inputs, selection.meeting, decision.status, fingerprints)
     meeting = _after(inputs, selection, decision, attendance)
     # Every kept document mirrors the status: the ones whose mirror lags (the status moved, or a
     # staged change's mirrors never ran) are brought up to date.
