@@ -13,6 +13,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
@@ -160,7 +161,9 @@ class GoogleReportsSource:
     def call_ended_pages(
         self, *, meeting_code: str | None, start: datetime, end: datetime | None = None
     ) -> Iterator[ReportsPage]:
-        """Page by page, so a large scan never holds more than one page of raw activities."""
+        """Page by page, so a large scan never holds more than two pages of raw activities: the
+        next page is asked for (on a thread of its own, one request in flight at a time) while
+        the caller decodes this one, so Google's time per page overlaps ours."""
         activities = self._service.activities()
         arguments: dict[str, Any] = {
             "userKey": "all",
@@ -174,23 +177,39 @@ class GoogleReportsSource:
             arguments["filters"] = f"meeting_code=={meeting_code}"
         if end is not None:
             arguments["endTime"] = format_timestamp(end)
-        request = activities.list(**arguments)
-        while request is not None:
-            response, attempts = self._execute(request)
-            if not isinstance(response, dict):
-                raise ReportsError(
-                    "the Reports API returned a page that is not an object", kind="transient"
+        prefetch = ThreadPoolExecutor(max_workers=1, thread_name_prefix="reports-page")
+        try:
+            first = prefetch.submit(self._page, activities, activities.list(**arguments))
+            pending: Future[tuple[ReportsPage, Any]] | None = first
+            while pending is not None:
+                page, following = pending.result()
+                pending = (
+                    None
+                    if following is None
+                    else prefetch.submit(self._page, activities, following)
                 )
-            page_items = response.get("items", [])
-            if not isinstance(page_items, list):
-                raise ReportsError(
-                    "the Reports API returned items that are not a list", kind="transient"
-                )
-            yield ReportsPage(
-                activities=[item for item in page_items if isinstance(item, dict)],
-                requests=attempts,
+                yield page
+        finally:
+            # A caller that stops early (a failure while decoding) does not wait for the page
+            # in flight: it is dropped when it arrives.
+            prefetch.shutdown(wait=False, cancel_futures=True)
+
+    def _page(self, activities: Any, request: Any) -> tuple[ReportsPage, Any]:
+        """One page, and the request of the page after it (None after the last)."""
+        response, attempts = self._execute(request)
+        if not isinstance(response, dict):
+            raise ReportsError(
+                "the Reports API returned a page that is not an object", kind="transient"
             )
-            request = activities.list_next(request, response)
+        page_items = response.get("items", [])
+        if not isinstance(page_items, list):
+            raise ReportsError(
+                "the Reports API returned items that are not a list", kind="transient"
+            )
+        page = ReportsPage(
+            activities=[item for item in page_items if isinstance(item, dict)], requests=attempts
+        )
+        return page, activities.list_next(request, response)
 
     def _execute(self, request: Any) -> tuple[Any, int]:
         return self._retrying.call(lambda: self._send(request))
