@@ -268,9 +268,11 @@ class RawBatch:
     ``WriteBatch.commit`` sends its own. ``commit`` answers the write results in order, as the
     client's types give them (``update_time`` a proto-plus ``DatetimeWithNanoseconds``)."""
 
-    def __init__(self, client: firestore.Client) -> None:
+    def __init__(self, client: firestore.Client, built: Sequence[Any] = ()) -> None:
+        """``built``: writes already built (by :func:`set_write` …), added as they are."""
         self._client = client
         self._request = _COMMIT_REQUEST(database=client._database_string)
+        self._request.writes.extend(built)
 
     def _add(self, fill: Callable[..., None], client_writes: ClientWrites, *args: object) -> None:
         writes = self._request.writes

@@ -214,6 +214,50 @@ def test_the_raw_path_stores_what_the_client_path_stores(
     assert raw_next == client.collection("meetings").document("x-raw").get().update_time
 
 
+def test_a_staged_request_built_ahead_stores_what_the_client_path_stores(
+    store: FirestoreStore, client: firestore.Client
+) -> None:
+    """A staged change's requests are built write by write (``_raw_write``, all but the fenced
+    one while the request before is in flight) and sent by ``_send``: the same bytes land."""
+    raw_version = seeded(store, client, "x-raw")
+    plain_version = seeded(store, client, "x-plain")
+    writes = change_writes("x-raw")
+    ahead = [None if w.fenced else store._raw_write("x-raw", w, None, ENDED) for w in writes]
+    built = [
+        store._raw_write("x-raw", w, raw_version, ENDED) if pb is None else pb
+        for w, pb in zip(writes, ahead, strict=True)
+    ]
+
+    raw_next = store._send(writes, built, raw_version)
+    plain_next = client_commit_writes(
+        store, client, "x-plain", change_writes("x-plain"), plain_version
+    )
+
+    raw = stored_fields(client, tree(client, "x-raw"))
+    plain = stored_fields(client, tree(client, "x-plain"))
+    assert list(raw) == [path.replace("x-plain", "x-raw") for path in plain]
+    for (raw_path, raw_doc), plain_doc in zip(raw.items(), plain.values(), strict=True):
+        if raw_path == "x-raw":
+            raw_doc = {k: v for k, v in raw_doc.items() if k != "meeting_id"}
+            plain_doc = {k: v for k, v in plain_doc.items() if k != "meeting_id"}
+        assert raw_doc == plain_doc, raw_path
+    assert type(raw_next) is type(plain_next)
+    assert raw_next == client.collection("meetings").document("x-raw").get().update_time
+
+
+def test_a_staged_request_built_ahead_is_fenced_on_the_version_it_was_given(
+    store: FirestoreStore, client: firestore.Client
+) -> None:
+    version = seeded(store, client, "x-raw")
+    writes = change_writes("x-raw")
+    assert any(w.fenced for w in writes)
+    store.update("x-raw", lambda m: replace(m, span_version=m.span_version + 1))
+    stale = [store._raw_write("x-raw", w, version, ENDED) for w in writes]
+
+    with pytest.raises(FailedPrecondition):
+        store._send(writes, stale, version)
+
+
 def test_the_decoded_documents_are_equal_too(
     store: FirestoreStore, client: firestore.Client
 ) -> None:

@@ -430,14 +430,22 @@ def _after_each_stage(store: MeetingStore, action: Callable[[], None]) -> None:
         store.between_stages = action
         return
     assert isinstance(store, FirestoreStore)
-    real = store._commit_writes
+    # Every request of a commit goes through one of these two (a staged change's through _send,
+    # whose next request is sent only after it returned).
+    real_commit_writes, real_send = store._commit_writes, store._send
 
     def commit_writes(*args: Any, **kwargs: Any) -> Any:
-        result = real(*args, **kwargs)
+        result = real_commit_writes(*args, **kwargs)
+        action()
+        return result
+
+    def send(*args: Any, **kwargs: Any) -> Any:
+        result = real_send(*args, **kwargs)
         action()
         return result
 
     store._commit_writes = commit_writes  # type: ignore[method-assign]
+    store._send = send  # type: ignore[method-assign]
 
 
 def test_after_a_staged_change_lands_its_mirrors_skip_deleted_participants(
