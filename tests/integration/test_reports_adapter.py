@@ -12,6 +12,7 @@ os.environ.setdefault("NO_GCE_CHECK", "True")
 
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -257,6 +258,52 @@ def test_500_backend_error_is_retried_with_growing_delays(
     assert stats == FetchStats(pages=1, requests=4, activities=2)
     assert statuses(reports) == [500, 500, 500, 200]
     assert sleeps.delays == pytest.approx([0.01, 0.02, 0.04])
+
+
+def _requests_within(reports: FakeReportsServer, count: int, seconds: float) -> int:
+    deadline = time.monotonic() + seconds
+    while len(reports.requests()) < count and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return len(reports.requests())
+
+
+def test_the_next_page_is_asked_for_while_the_caller_holds_this_one(
+    reports: FakeReportsServer, sleeps: Sleeps
+) -> None:
+    reports.add_activities(activities(2500))
+    pages = source_for(reports, sleeps).call_ended_pages(
+        meeting_code=CODE, start=hour_ago() - timedelta(hours=1)
+    )
+
+    first = next(pages)
+
+    assert len(first.activities) == 1000
+    # The second page's request goes out without the caller asking; never a third ahead.
+    assert _requests_within(reports, 2, seconds=5.0) == 2
+    time.sleep(0.2)
+    assert len(reports.requests()) == 2
+    rest = list(pages)
+    assert [len(p.activities) for p in rest] == [1000, 500]
+    assert len(reports.requests()) == 3
+
+
+def test_a_caller_that_stops_early_neither_waits_for_the_page_in_flight_nor_asks_for_more(
+    reports: FakeReportsServer, sleeps: Sleeps
+) -> None:
+    reports.add_activities(activities(3500))
+    reports.add_fault("slow", delay_s=1.5, after_pages=1)  # the second page answers late
+    pages = source_for(reports, sleeps).call_ended_pages(
+        meeting_code=CODE, start=hour_ago() - timedelta(hours=1)
+    )
+    next(pages)
+    time.sleep(0.3)  # the second page's request is out, its answer 1.2 s away
+
+    started = time.monotonic()
+    pages.close()
+
+    assert time.monotonic() - started < 1.0
+    time.sleep(2.0)  # the late second page arrived meanwhile: nothing asked for after it
+    assert len(reports.requests()) == 2
 
 
 def test_a_fault_on_a_later_page_is_retried_and_every_page_still_arrives(
