@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import platform
 import statistics
+import subprocess
 import sys
+import urllib.request
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -139,6 +142,56 @@ def target(
         "met": value is not None and value <= limit,
         "digits": digits,
     }
+
+
+class ReportsProcess:
+    """The fake Reports API in a process of its own, driven through its ``/_fake/`` control
+    routes: Google's Reports API does not share the poller's interpreter, and a fake on a thread
+    of the benchmark would make the poller and the server take turns at one GIL (what the
+    poller does while a page is being prepared would not overlap it, as it does in
+    production)."""
+
+    def __init__(self) -> None:
+        self._process: subprocess.Popen[str] | None = None
+        self.url = ""
+
+    def start(self) -> None:
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "local.fake_reports", "--port", "0"],
+            stdout=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            env=merge_env({}),
+        )
+        assert self._process.stdout is not None
+        line = self._process.stdout.readline()
+        if "url=" not in line:
+            self.stop()
+            raise RuntimeError(f"the fake Reports API did not start: {line!r}")
+        self.url = line.split("url=", 1)[1].strip()
+
+    def stop(self) -> None:
+        process, self._process = self._process, None
+        if process is not None:
+            process.terminate()
+            process.wait(timeout=10)
+
+    def _call(self, method: str, path: str, body: object = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(self.url + path, data=data, method=method)  # noqa: S310
+        request.add_header("Content-Type", "application/json")
+        with urllib.request.urlopen(request, timeout=120) as response:  # noqa: S310 (loopback)
+            return json.loads(response.read())
+
+    def add_activities(self, items: list[dict[str, Any]]) -> None:
+        self._call("POST", "/_fake/activities", {"activities": items})
+
+    def requests(self) -> list[dict[str, Any]]:
+        answer: list[dict[str, Any]] = self._call("GET", "/_fake/requests")
+        return answer
+
+    def reset(self) -> None:
+        self._call("POST", "/_fake/reset", {})
 
 
 def merge_env(extra: Mapping[str, str]) -> dict[str, str]:

@@ -4,10 +4,12 @@
                               [--no-warm-up]
 
 For each size: a meeting is accepted, its events (about 2.5 sessions per participant) are loaded
-into the fake Reports API, then polled twice: the first poll finds everything; the second the same
-data. Reported per poll: Reports requests (target ⌈events/1000⌉), participant-document writes
-(target: participants whose attendance changed — all of them first, 0 on the unchanged re-poll),
-other writes (meeting document transactions, revision records) and wall time.
+into the fake Reports API (in a process of its own, as Google's is:
+``benchmarks._common.ReportsProcess``), then polled twice: the first poll finds everything; the
+second the same data. Reported per poll: Reports requests (target ⌈events/1000⌉),
+participant-document writes (target: participants whose attendance changed — all of them first,
+0 on the unchanged re-poll), other writes (meeting document transactions, revision records) and
+wall time.
 
 Beside each poll, in the same run on the same events: the **naive baseline** — the common public
 approach: fetch the same events through the same adapter, then one unbatched Firestore ``set`` per
@@ -46,6 +48,7 @@ from google.cloud import firestore
 
 os.environ.setdefault("NO_GCE_CHECK", "True")
 
+from benchmarks._common import ReportsProcess
 from functions.adapters.cloud_tasks import CloudTasksQueue, tasks_client
 from functions.adapters.firestore_store import FirestoreStore, firestore_client
 from functions.adapters.reports import GoogleReportsSource, reports_service
@@ -55,7 +58,6 @@ from functions.model import Declared, MeetingRecord
 from functions.polling import PollOutcome, poll_meeting
 from functions.ports import Deps, MeetingCommit, Versioned
 from functions.schedule import Timing
-from local.fake_reports import FakeReportsServer
 from local.firestore_emulator import FirestoreEmulator
 from local.simulate import large_class
 from local.tasks_emulator import TasksEmulator
@@ -204,7 +206,7 @@ def measure(
     profile: dict[str, Any] | None = None
     with FirestoreEmulator(project=PROJECT) as firestore, TasksEmulator() as tasks:
         os.environ["FIRESTORE_EMULATOR_HOST"] = firestore.host
-        reports = FakeReportsServer()
+        reports = ReportsProcess()
         reports.start()
         try:
             settings = Settings.from_env(
@@ -247,7 +249,7 @@ def _deps(settings: Settings) -> tuple[CountingStore, Deps]:
 
 
 def _meeting(
-    size: int, deps: Deps, reports: FakeReportsServer, *, tag: str = "abc"
+    size: int, deps: Deps, reports: ReportsProcess, *, tag: str = "abc"
 ) -> tuple[MeetingRecord, int]:
     end = datetime.now(UTC) - timedelta(minutes=5)
     code = f"bch-{size:04d}-{tag}"[:12]
@@ -265,7 +267,7 @@ def _meeting(
     return meeting, len(activities)
 
 
-def _warm_up(settings: Settings, reports: FakeReportsServer) -> None:
+def _warm_up(settings: Settings, reports: ReportsProcess) -> None:
     """One meeting polled our way and the naive way, unmeasured (see the module docstring)."""
     _, deps = _deps(settings)
     meeting, _ = _meeting(WARM_UP_PARTICIPANTS, deps, reports, tag="wrm")
@@ -273,7 +275,7 @@ def _warm_up(settings: Settings, reports: FakeReportsServer) -> None:
     naive_poll(firestore_client(settings), GoogleReportsSource(reports_service(settings)), meeting)
 
 
-def _measure_size(size: int, settings: Settings, reports: FakeReportsServer) -> list[PollMeasure]:
+def _measure_size(size: int, settings: Settings, reports: ReportsProcess) -> list[PollMeasure]:
     store, deps = _deps(settings)
     meeting, events = _meeting(size, deps, reports)
     measures = []
@@ -311,9 +313,7 @@ def _measure_size(size: int, settings: Settings, reports: FakeReportsServer) -> 
     return measures
 
 
-def _profile(
-    size: int, settings: Settings, reports: FakeReportsServer, out: Path
-) -> dict[str, Any]:
+def _profile(size: int, settings: Settings, reports: ReportsProcess, out: Path) -> dict[str, Any]:
     """The first poll of one more meeting of ``size`` participants, under cProfile."""
     import pstats
 

@@ -187,7 +187,8 @@ def _poll(p: dict[str, Any]) -> str:
             "Floors: Reports requests ⌈events/1000⌉ (in brackets); participant-document writes = "
             "participants (in brackets). Other writes = meeting-document transactions + revision "
             "record. Baseline: the naive poll of the same events in the same run (one unbatched "
-            "`set` per session + one meeting write, no change detection). Ratios are ours / naive.",
+            "`set` per session + one meeting write, no change detection). Ratios are ours / naive. "
+            "The fake Reports API runs in a process of its own, as Google's is not in ours.",
             "",
             _table(["participants", "events", *_POLL_COLUMNS], first_rows),
             "",
