@@ -36,6 +36,7 @@ from functions.adapters.firestore_writes import (
     create_write,
     delete_write,
     set_write,
+    update_document,
     update_write,
 )
 from functions.commits import Landed, Stage, Write, fits_one_request, mirror_fence, stages
@@ -177,7 +178,7 @@ class FirestoreStore:
             precondition = self._client.write_option(last_update_time=current.version)
             try:
                 document = self._expiring(updated.to_document(), updated.ended_at)
-                result = reference.update(document, option=precondition)
+                result = update_document(self._client, reference, document, precondition)
             except (FailedPrecondition, Aborted):
                 time.sleep(min(1.0, 0.02 * 2**attempt) * (0.5 + random.random()))  # noqa: S311
                 continue

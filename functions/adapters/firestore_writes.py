@@ -48,6 +48,7 @@ __all__ = [
     "delete_write",
     "encode_value",
     "set_write",
+    "update_document",
     "update_write",
 ]
 
@@ -260,6 +261,21 @@ def delete_write(path: str, option: _helpers.WriteOption | None = None) -> Any:
     if option is None:
         return _WRITE(delete=path)
     return _helpers.pb_for_delete(path, option)._pb
+
+
+def update_document(
+    client: firestore.Client,
+    reference: DocumentReference,
+    data: Mapping[str, object],
+    option: _helpers.WriteOption | None = None,
+) -> write_types.WriteResult:
+    """``reference.update(data, option=option)`` on raw protobufs: the same request and errors,
+    its one result (a meeting document carries a fingerprint per participant, thousands of
+    values the client would build through proto-plus)."""
+    batch = RawBatch(client)
+    batch.update(reference, data, option)
+    (result,) = batch.commit()
+    return result
 
 
 class RawBatch:

@@ -21,7 +21,7 @@ from google.cloud.firestore_v1.document import DocumentReference
 os.environ.setdefault("NO_GCE_CHECK", "True")
 
 from functions.adapters.firestore_store import FirestoreStore, firestore_client
-from functions.adapters.firestore_writes import RawBatch
+from functions.adapters.firestore_writes import RawBatch, update_document
 from functions.commits import Write
 from functions.model import AttendanceChange, RevisionRecord
 from functions.ports import MeetingCommit, Version
@@ -256,6 +256,32 @@ def test_a_staged_request_built_ahead_is_fenced_on_the_version_it_was_given(
 
     with pytest.raises(FailedPrecondition):
         store._send(writes, stale, version)
+
+
+def test_a_meeting_update_stores_what_the_clients_update_stores_and_is_fenced_as_it(
+    store: FirestoreStore, client: firestore.Client
+) -> None:
+    """``update_document`` (the store's optimistic update of a meeting) against
+    ``DocumentReference.update`` with the same precondition: the same bytes, the same result
+    type, and a stale version refused the same way."""
+    versions = {m: seeded(store, client, m) for m in ("x-raw", "x-plain")}
+    meeting = replace(full_meeting(), span_version=9)
+    document = store._expiring(meeting.to_document(), meeting.ended_at)
+    references = {m: client.collection("meetings").document(m) for m in versions}
+
+    def option(meeting_id: str) -> Any:
+        return client.write_option(last_update_time=versions[meeting_id])
+
+    raw = update_document(client, references["x-raw"], document, option("x-raw"))
+    plain = references["x-plain"].update(document, option=option("x-plain"))
+
+    assert type(raw) is type(plain)
+    stored = stored_fields(client, references.values())
+    assert stored["x-raw"] == stored["x-plain"]
+    with pytest.raises(FailedPrecondition):
+        update_document(client, references["x-raw"], document, option("x-raw"))
+    with pytest.raises(FailedPrecondition):
+        references["x-plain"].update(document, option=option("x-plain"))
 
 
 def test_the_decoded_documents_are_equal_too(
