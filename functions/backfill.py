@@ -28,6 +28,8 @@ from functions.chain import ensure_link, restart_overdue_chains, task_name
 from functions.declarations import Accepted, accept_meeting_end
 from functions.duplicates import dedupe_key, preferred
 from functions.errors import ConfigError, InvalidInput
+from functions.intervals import Bounds
+from functions.known_meetings import KnownMeetings
 from functions.limits import REPORTS_RETENTION
 from functions.meeting_codes import canonical_meeting_code, reports_meeting_code
 from functions.model import Declared, MeetingRecord, meeting_id_for
@@ -41,6 +43,9 @@ from functions.stored_state import committed
 from functions.timestamps import EPOCH, format_timestamp, from_ms, to_ms
 
 DEFAULT_SLICE = timedelta(hours=6)
+#: Codes whose meetings discovery reads at once (``MeetingStore.with_codes``): a read per code
+#: was a fifth of a large backfill; more at once would only hold more meetings in memory.
+CODES_PER_READ = 30
 #: Meetings whose stored sessions may differ from the scan are re-polled only once final: a live
 #: chain collects late data by itself, and a meeting before its first poll must stay untouched.
 REPOLL_STATUSES = frozenset({Status.COMPLETE, Status.NO_DATA, Status.FAILED})
@@ -349,11 +354,27 @@ def _reconcile(
     by_code: dict[str, list[ConferenceSummary]] = {}
     for summary in scan.conferences.values():
         by_code.setdefault(summary.meeting_code, []).append(summary)
-    for code, conferences in sorted(by_code.items()):
-        _reconcile_code(deps, code, conferences, report, whole_range=whole_range)
+    codes = sorted(by_code)
+    for index in range(0, len(codes), CODES_PER_READ):
+        group = codes[index : index + CODES_PER_READ]
+        arounds = {code: _around(deps, by_code[code]) for code in group}
+        stored = deps.store.with_codes(arounds)
+        for code in group:
+            meetings = {m.meeting_id: m for m in stored[code]}
+            _reconcile_code(
+                deps, code, by_code[code], report, meetings, arounds[code], whole_range=whole_range
+            )
     report.requests = scan.requests
     report.events_read = scan.events_read
     report.conferences_seen = len(scan.conferences)
+
+
+def _around(deps: Deps, conferences: list[ConferenceSummary]) -> Bounds:
+    """The ``ended_at`` range of the code's meetings its conferences can matter to."""
+    return deps.around(
+        from_ms(min(c.first_join_ms for c in conferences)),
+        from_ms(max(c.last_leave_ms for c in conferences)),
+    )
 
 
 def _whole_conference(
@@ -387,16 +408,14 @@ def _reconcile_code(
     code: str,
     conferences: list[ConferenceSummary],
     report: BackfillReport,
+    meetings: dict[str, MeetingRecord],
+    around: Bounds,
     *,
     whole_range: tuple[datetime, datetime] | None,
 ) -> None:
     """Give every unclaimed session of the code's conferences a found meeting (a new one, or its
-    conference's, grown), then re-poll final meetings whose sessions changed."""
-    around = deps.around(
-        from_ms(min(c.first_join_ms for c in conferences)),
-        from_ms(max(c.last_leave_ms for c in conferences)),
-    )
-    meetings = {m.meeting_id: m for m in deps.store.with_code(code, ended=around)}
+    conference's, grown), then re-poll final meetings whose sessions changed. ``meetings``: the
+    code's, with ``ended_at`` in ``around`` (:func:`_around`)."""
     for meeting in list(meetings.values()):
         if meeting.is_found and not meeting.chain_started:
             # A run that crashed between creating a found meeting and enqueueing its first poll
@@ -418,6 +437,7 @@ def _reconcile_code(
             conference_id=conference.conference_id,
             first_join=from_ms(min(f.join_ms for f in rest)),
             last_leave=from_ms(max(f.leave_ms for f in rest)),
+            around=around,
         )
         if accepted.created:
             report.meetings_created.append(accepted.meeting.meeting_id)
@@ -438,9 +458,14 @@ def give_found_meeting(
     conference_id: str,
     first_join: datetime,
     last_leave: datetime,
+    around: Bounds,
 ) -> Accepted:
     """Sessions of a conference that no meeting takes go to its found meeting, created or grown
-    to cover them ("never to none", docs/rules.md); ``meetings`` (the code's) is kept up to date.
+    to cover them ("never to none", docs/rules.md).
+
+    ``meetings``: the code's, with ``ended_at`` in ``around``, kept up to date here. They stand
+    in for the declaration's own read of its neighbours (``KnownMeetings``), and are read again
+    when it wrote any meeting but its own.
 
     Once the conference's found meeting is merged away, what is left of the conference gets a
     found meeting of its own, named after its first session."""
@@ -453,8 +478,15 @@ def give_found_meeting(
         Declared(meeting_code=code, started_at=first_join, ended_at=last_leave),
         source="backfill",
         conference_id=identity,
+        known=KnownMeetings(code, around, list(meetings.values())),
     )
-    meetings[accepted.meeting.meeting_id] = accepted.meeting
+    if accepted.others_untouched:
+        meetings[accepted.meeting.meeting_id] = accepted.meeting
+    else:
+        meetings.clear()
+        meetings.update((m.meeting_id, m) for m in deps.store.with_code(code, ended=around))
+        # The declaration's meeting, should it end outside ``around``.
+        meetings.setdefault(accepted.meeting.meeting_id, accepted.meeting)
     return accepted
 
 
@@ -478,6 +510,7 @@ def give_found_meetings(deps: Deps, code: str, sessions: Iterable[Session]) -> N
             conference_id=conference_id,
             first_join=min(s.join_time for s in group),
             last_leave=max(s.leave_time for s in group),
+            around=around,
         )
         with logs.bind(meeting_id=accepted.meeting.meeting_id):
             logs.info("found meeting given sessions nobody takes", sessions=len(group))

@@ -16,6 +16,7 @@ from typing import Any, Final
 from functions import logs
 from functions.chain import ensure_link
 from functions.errors import ConfigError, Conflict, InvalidInput, NotFound, StoreContention
+from functions.known_meetings import KnownMeetings, known_facts
 from functions.limits import REPORTS_RETENTION
 from functions.meeting_codes import canonical_meeting_code
 from functions.model import (
@@ -56,6 +57,8 @@ _ESTIMATE_ATTEMPTS: Final = 5
 class Accepted:
     meeting: MeetingRecord
     created: bool
+    #: Created with nobody to tell: no other meeting of the code was written.
+    others_untouched: bool = False
 
 
 def new_meeting_record(
@@ -97,10 +100,13 @@ def accept_meeting_end(
     source: Source = "webhook",
     webhook_id: str | None = None,
     conference_id: str | None = None,
+    known: KnownMeetings | None = None,
 ) -> Accepted:
     """Create (or find) the meeting, its estimated attendance and the first task of its chain.
 
-    A backfill meeting passes the ``conference_id`` it was found for: its identity.
+    A backfill meeting passes the ``conference_id`` it was found for: its identity; and may pass
+    the code's meetings it has ``known`` (``functions.known_meetings``: when they replace the
+    read).
 
     A new meeting costs three round trips: everything it reads at once (the documents its
     identity may name, the delivery record, the erasures among the expected, the neighbours),
@@ -113,7 +119,9 @@ def accept_meeting_end(
         check_retained(
             declared.ended_at, now=now, retention_days=deps.retention_days, field="ended_at"
         )
-    facts = _read_for(deps, declared, webhook_id=webhook_id, conference_id=conference_id)
+    facts = _read_for(
+        deps, declared, webhook_id=webhook_id, conference_id=conference_id, known=known
+    )
     if webhook_id is not None:
         replayed = _replayed(deps, webhook_id, facts)
         if replayed is not None:
@@ -136,8 +144,9 @@ def accept_meeting_end(
         if not _exists(meeting_id, facts):
             created = _create(deps, record, facts, delivery=delivery)
             if created is not None:
-                logs.info("meeting created", status=str(created.status), source=source)
-                return Accepted(created, created=True)
+                meeting, quiet = created
+                logs.info("meeting created", status=str(meeting.status), source=source)
+                return Accepted(meeting, created=True, others_untouched=quiet)
         # Declared before (or by a duplicate just now): its times, names and expected change.
         meeting = _update_declared(deps, record, source=source, now=now)
         meeting = ensure_link(deps, meeting, mark=False)
@@ -152,7 +161,12 @@ def accept_meeting_end(
 
 
 def _read_for(
-    deps: Deps, declared: Declared, *, webhook_id: str | None, conference_id: str | None
+    deps: Deps,
+    declared: Declared,
+    *,
+    webhook_id: str | None,
+    conference_id: str | None,
+    known: KnownMeetings | None,
 ) -> DeclarationFacts:
     """Everything a declaration may need to read, asked for at once."""
     external_id, event_id = declared.external_id, declared.calendar_event_id or None
@@ -176,18 +190,18 @@ def _read_for(
         window_before_s=deps.window_before_s,
         window_after_s=deps.window_after_s,
     )
-    return deps.store.declaration_reads(
-        DeclarationReads(
-            meeting_ids=candidates,
-            webhook_id=webhook_id,
-            erasure_names=_erasure_names(deps, expected),
-            any_erasure=deps.erasure_key is None and bool(expected),
-            meeting_code=canonical_meeting_code(declared.meeting_code),
-            neighbours=neighbourhood(declared_times),
-            alias=external_id,
-            calendar_event_id=event_id,
-        )
+    reads = DeclarationReads(
+        meeting_ids=candidates,
+        webhook_id=webhook_id,
+        erasure_names=_erasure_names(deps, expected),
+        any_erasure=deps.erasure_key is None and bool(expected),
+        meeting_code=canonical_meeting_code(declared.meeting_code),
+        neighbours=neighbourhood(declared_times),
+        alias=external_id,
+        calendar_event_id=event_id,
     )
+    facts = None if known is None else known_facts(reads, known)
+    return deps.store.declaration_reads(reads) if facts is None else facts
 
 
 def _exists(meeting_id: str, facts: DeclarationFacts) -> bool:
@@ -197,9 +211,10 @@ def _exists(meeting_id: str, facts: DeclarationFacts) -> bool:
 
 def _create(
     deps: Deps, record: MeetingRecord, facts: DeclarationFacts, *, delivery: Delivery | None
-) -> MeetingRecord | None:
+) -> tuple[MeetingRecord, bool] | None:
     """The new meeting, its estimates and its delivery record in one request, then its first
-    link; None when it exists already (a duplicate created it meanwhile)."""
+    link; None when it exists already (a duplicate created it meanwhile). With it, whether it
+    had nobody to tell."""
     quiet = nobody_to_tell(deps, record, facts.neighbours)
     base = replace(record, neighbours_told_of=record.times) if quiet else record
     expected = base.expected_participants
@@ -220,7 +235,7 @@ def _create(
     if expected and _erased_since(deps, expected):
         write_estimates(deps, meeting, expected=expected)
         meeting = deps.store.get(meeting.meeting_id) or meeting
-    return meeting
+    return meeting, quiet
 
 
 def _erasure_names(deps: Deps, keys: Collection[str]) -> list[str]:

@@ -224,6 +224,11 @@ class MeetingStore(Protocol):
         out)."""
         ...
 
+    def with_codes(self, ended: Mapping[str, Bounds]) -> dict[str, list[MeetingRecord]]:
+        """:meth:`with_code` of each code with its own bounds (every code given is a key of the
+        answer), in fewer round trips than one per code."""
+        ...
+
     def named(
         self, *, calendar_event_id: str | None = None, alias: str | None = None
     ) -> list[MeetingRecord]:

@@ -49,6 +49,8 @@ class MemoryStore:
         self.declaration_reads_made = 0
         #: Every with_code read (code, ended_at range): bounded reads are checked on these.
         self.code_reads: list[tuple[str, Bounds]] = []
+        #: with_codes calls (each also adds its codes' reads to ``code_reads``).
+        self.batched_code_reads = 0
         self.versions: dict[str, int] = {}
         self.participant_docs: dict[str, dict[str, dict[str, Any]]] = {}
         self.revision_docs: dict[str, dict[int, dict[str, Any]]] = {}
@@ -196,6 +198,10 @@ class MemoryStore:
             for m in self.meetings.values()
             if m.meeting_code == meeting_code and ended.holds(m.ended_at)
         ]
+
+    def with_codes(self, ended: Mapping[str, Bounds]) -> dict[str, list[MeetingRecord]]:
+        self.batched_code_reads += 1
+        return {code: self.with_code(code, ended=bounds) for code, bounds in ended.items()}
 
     def named(
         self, *, calendar_event_id: str | None = None, alias: str | None = None

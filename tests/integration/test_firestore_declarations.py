@@ -5,6 +5,7 @@ meeting with its estimates and its delivery record."""
 from __future__ import annotations
 
 import os
+import random
 from dataclasses import replace
 from datetime import timedelta
 
@@ -43,6 +44,34 @@ def test_with_code_reads_only_the_range_asked_for_both_ends_included(
         CODE, ended=Bounds(ENDED - timedelta(days=1), ENDED + timedelta(days=1))
     )
     assert sorted(m.meeting_id for m in found) == ["c-04", "c-05", "c-06"]
+
+
+def test_with_codes_answers_what_with_code_answers_for_each_code(store: FirestoreStore) -> None:
+    """More codes than one ``in`` filter takes (30), each with bounds of its own, some sharing
+    meetings' times with others' bounds: every code gets exactly its ``with_code`` answer."""
+    rng = random.Random(7)
+    codes = [f"c{index:02d}-aaaa-bbb" for index in range(37)]
+    for number in range(150):
+        code = rng.choice([*codes, "zzz-zzzz-zzz"])
+        at = ENDED + timedelta(hours=rng.randint(-120, 120))
+        store.create(meeting(f"m-{number:03d}", meeting_code=code, ended_at=at))
+    ended = {
+        code: Bounds(
+            ENDED + timedelta(hours=rng.randint(-120, 0)),
+            ENDED + timedelta(hours=rng.randint(0, 120)),
+        )
+        for code in codes[:35]
+    }
+    ended[codes[35]] = Bounds(ENDED, ENDED)  # both ends the same instant
+
+    found = store.with_codes(ended)
+
+    assert set(found) == set(ended)
+    for code, bounds in ended.items():
+        expected = sorted(m.meeting_id for m in store.with_code(code, ended=bounds))
+        assert sorted(m.meeting_id for m in found[code]) == expected, code
+    assert sum(len(v) for v in found.values()) > 30  # the codes' bounds did hold meetings
+    assert store.with_codes({}) == {}
 
 
 def test_declaration_reads_answer_every_question_in_one_call(

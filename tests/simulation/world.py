@@ -75,6 +75,12 @@ class SwitchingStore:
         self._point("store.with_code")
         return self.inner.with_code(meeting_code, ended=ended)
 
+    def with_codes(self, ended: Mapping[str, Bounds]) -> dict[str, list[MeetingRecord]]:
+        # The same point as one code's read: a schedule can switch or crash where the codes
+        # are read, whichever way they are asked for.
+        self._point("store.with_code")
+        return self.inner.with_codes(ended)
+
     def named(
         self, *, calendar_event_id: str | None = None, alias: str | None = None
     ) -> list[MeetingRecord]:

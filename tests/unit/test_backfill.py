@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from functions.backfill import (
+    CODES_PER_READ,
     BackfillReport,
     check_range,
     fan_out,
@@ -21,7 +22,7 @@ from functions.backfill import (
 from functions.chain import chain_task_id
 from functions.declarations import accept_meeting_end
 from functions.errors import InvalidInput
-from functions.model import Declared, MeetingRecord
+from functions.model import Declared, MeetingRecord, meeting_id_for
 from functions.polling import handle_collect_task
 from functions.ports import BackfillSlice, CollectTask, Deps
 from functions.reports_events import parse_activity
@@ -389,3 +390,66 @@ def test_slices_run_as_tasks_find_what_the_threaded_run_finds() -> None:
     (crossing,) = [m for m in fanned.store.meetings.values() if m.meeting_code == "cro-sssl-ice"]
     assert crossing.started_at == NOW - timedelta(hours=6) - 50 * M
     assert crossing.ended_at == NOW - timedelta(hours=6) + 30 * M
+
+
+def test_discovery_reads_the_codes_a_group_at_a_time_and_found_meetings_read_nothing_more() -> None:
+    world = World()
+    world.day_of_classes(CODES_PER_READ + 10)
+
+    report = world.backfill()
+
+    assert len(report.meetings_created) == CODES_PER_READ + 10
+    assert world.store.batched_code_reads == 2
+    # Every found meeting's neighbours came from its group's read: no declaration read.
+    assert world.store.declaration_reads_made == 0
+    assert len(world.store.code_reads) == CODES_PER_READ + 10
+
+
+def test_a_found_meeting_stored_outside_what_discovery_read_is_grown_not_duplicated() -> None:
+    """Its creation fails on the store's precondition, and the declaration goes on as for a
+    duplicate: the one meeting of the conference now covers its sessions."""
+    world = World()
+    ((code, start, end),) = world.day_of_classes(1)
+    meeting_id = meeting_id_for(meeting_code=code, conference_id="conference-0")
+    far = start - timedelta(days=20)
+    earlier = accept_meeting_end(
+        world.deps,
+        Declared(meeting_code=code, started_at=far, ended_at=far + 10 * M),
+        source="backfill",
+        conference_id="conference-0",
+    ).meeting
+    assert earlier.meeting_id == meeting_id
+
+    report = world.backfill()
+
+    assert report.meetings_created == []
+    (stored,) = world.store.meetings.values()
+    assert stored.meeting_id == meeting_id
+    assert stored.started_at is not None
+    assert stored.started_at <= start
+    assert stored.ended_at >= end
+
+
+def test_a_found_meeting_that_told_its_neighbours_has_the_code_read_again() -> None:
+    """The second conference's found meeting changes the first's share: the meetings the next
+    declarations plan with are read again, not kept from before it wrote the first."""
+    world = World()
+    code = "bfx-yyyy-zzz"
+    for index, offset in enumerate((0, 70, 140)):
+        begin = NOW - timedelta(hours=20) + offset * M
+        world.reports.activities += activities_for(
+            [Stay("kid@school.example", begin, begin + 60 * M)],
+            meeting_code=code,
+            conference_id=f"conference-{index}",
+        )
+
+    report = world.backfill()
+
+    # The first found meeting's window takes the second conference; the third's tells it.
+    first_found, _third_found = report.meetings_created
+    repolls = [t.task for t in world.queue.tasks if t.task.meeting_id == first_found]
+    assert [task.reason for task in repolls].count("neighbour") == 1, "the first was told"
+    whole_reads = [ended for read_code, ended in world.store.code_reads if read_code == code]
+    first = whole_reads[0]  # the group's read
+    assert whole_reads.count(first) > 1, "read again after a declaration that told"
+    assert world.store.declaration_reads_made == 0

@@ -6,12 +6,15 @@ the commit, an erasure recorded between them, a neighbour whose share changes.""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from functions.chain import chain_task_id
 from functions.declarations import accept_meeting_end
+from functions.intervals import Bounds
+from functions.known_meetings import KnownMeetings, known_facts
 from functions.model import Declared, MeetingRecord
 from functions.participant_keys import erasure_name
 from functions.ports import DeclarationFacts, DeclarationReads, Deps, MeetingCommit, Versioned
@@ -172,3 +175,68 @@ def test_a_new_meeting_beside_one_whose_share_changes_tells_it() -> None:
         earlier.meeting_id
     ]
     assert store.meetings[earlier.meeting_id].span_version == earlier.span_version + 1
+
+
+def _found_reads(**changes: Any) -> DeclarationReads:
+    values: dict[str, Any] = {
+        "meeting_ids": ["b-own"],
+        "meeting_code": CODE,
+        "neighbours": Bounds(END - minutes(600), END + minutes(600)),
+    }
+    values.update(changes)
+    return DeclarationReads(**values)
+
+
+def _stored(meeting_id: str, ended_at_offset: int) -> MeetingRecord:
+    made, _ = world()
+    record = accept_meeting_end(
+        made.deps,
+        declared(
+            external_id=None,
+            expected_participants=(),
+            started_at=END + minutes(ended_at_offset - 30),
+            ended_at=END + minutes(ended_at_offset),
+        ),
+    ).meeting
+    return replace(record, meeting_id=meeting_id)
+
+
+WIDE = Bounds(END - minutes(900), END + minutes(900))
+
+
+@pytest.mark.parametrize(
+    ("reads", "known", "answered"),
+    [
+        (_found_reads(), KnownMeetings(CODE, WIDE, []), True),
+        # Anything more to read: the store is asked.
+        (_found_reads(webhook_id="wh-1"), KnownMeetings(CODE, WIDE, []), False),
+        (_found_reads(erasure_names=["n"]), KnownMeetings(CODE, WIDE, []), False),
+        (_found_reads(any_erasure=True), KnownMeetings(CODE, WIDE, []), False),
+        (_found_reads(alias="ext"), KnownMeetings(CODE, WIDE, []), False),
+        (_found_reads(calendar_event_id="ev"), KnownMeetings(CODE, WIDE, []), False),
+        # Another code's read, or one not covering the neighbourhood at either end.
+        (_found_reads(), KnownMeetings("zzz-zzzz-zzz", WIDE, []), False),
+        (_found_reads(), KnownMeetings(CODE, Bounds(END - minutes(599), WIDE.end), []), False),
+        (_found_reads(), KnownMeetings(CODE, Bounds(WIDE.start, END + minutes(599)), []), False),
+        # Exactly the neighbourhood is enough (both ends included, as with_code's).
+        (_found_reads(), KnownMeetings(CODE, _found_reads().neighbours, []), True),
+        # It holds a meeting the declaration may name: read for its version.
+        (_found_reads(), KnownMeetings(CODE, WIDE, [_stored("b-own", 0)]), False),
+    ],
+)
+def test_what_a_backfill_knows_replaces_the_read_only_when_it_covers_it(
+    reads: DeclarationReads, known: KnownMeetings, answered: bool
+) -> None:
+    facts = known_facts(reads, known)
+    assert (facts is not None) == answered
+    if facts is not None:
+        assert facts.meetings == {}
+        assert facts.delivery is None
+        assert not facts.erased
+
+
+def test_what_a_backfill_knows_gives_only_the_neighbourhood_as_neighbours() -> None:
+    inside, edge, outside = _stored("b-in", 0), _stored("b-edge", 600), _stored("b-out", 700)
+    facts = known_facts(_found_reads(), KnownMeetings(CODE, WIDE, [inside, edge, outside]))
+    assert facts is not None
+    assert [m.meeting_id for m in facts.neighbours] == ["b-in", "b-edge"]

@@ -49,6 +49,7 @@ LAYERS = {
     "use_cases": {
         "chain",
         "declarations",
+        "known_meetings",
         "neighbours",
         "polling",
         "backfill",

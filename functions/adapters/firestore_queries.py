@@ -1,0 +1,72 @@
+"""The bounded reads of a code's meetings on Firestore (docs/rules.md "Bounded"), for
+``functions.adapters.firestore_store``.
+
+Index: meetings (meeting_code, ended_at) — infra/firestore.indexes.json. An ``in`` filter on the
+code is served by the same index as an equality (Firestore runs it as one equality per value).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, Final
+
+from google.cloud.firestore_v1.base_query import FieldFilter
+from google.cloud.firestore_v1.collection import CollectionReference
+
+from functions.intervals import Bounds
+from functions.model import MeetingRecord
+
+#: Firestore's limit on the values of one ``in`` filter.
+IN_VALUES: Final = 30
+
+
+def with_code(
+    meetings: CollectionReference, meeting_code: str, ended: Bounds
+) -> list[MeetingRecord]:
+    query = (
+        meetings.where(filter=FieldFilter("meeting_code", "==", meeting_code))
+        .where(filter=FieldFilter("ended_at", ">=", ended.start))
+        .where(filter=FieldFilter("ended_at", "<=", ended.end))
+    )
+    return [MeetingRecord.from_document(snapshot_data(s)) for s in query.stream()]
+
+
+def with_codes(
+    meetings: CollectionReference, ended: Mapping[str, Bounds]
+) -> dict[str, list[MeetingRecord]]:
+    """:func:`with_code` of every code, in one query per :data:`IN_VALUES` codes: each asks for
+    the range holding its codes' bounds, and every code keeps only what lies in its own."""
+    found: dict[str, list[MeetingRecord]] = {code: [] for code in ended}
+    for group in _groups(ended):
+        start = min(ended[code].start for code in group)
+        end = max(ended[code].end for code in group)
+        query = (
+            meetings.where(filter=FieldFilter("meeting_code", "in", list(group)))
+            .where(filter=FieldFilter("ended_at", ">=", start))
+            .where(filter=FieldFilter("ended_at", "<=", end))
+        )
+        for snapshot in query.stream():
+            record = MeetingRecord.from_document(snapshot_data(snapshot))
+            if record.meeting_code in found and ended[record.meeting_code].holds(record.ended_at):
+                found[record.meeting_code].append(record)
+    return found
+
+
+def _groups(ended: Mapping[str, Bounds]) -> Iterator[Sequence[str]]:
+    # Codes in the order of their ranges: a group's range then spans little more than its own.
+    ordered = sorted(ended, key=lambda code: (ended[code].start, code))
+    for index in range(0, len(ordered), IN_VALUES):
+        yield ordered[index : index + IN_VALUES]
+
+
+def snapshot_data(snapshot: Any) -> dict[str, Any]:
+    """A snapshot's fields without ``to_dict``'s deep copy.
+
+    The snapshot already deep-copied what it decoded, and nothing else holds it: a second copy
+    per document was a third of the time a poll of 5,000 participants spent reading them.
+    Falls back to ``to_dict`` should the client stop keeping its data in ``_data``.
+    """
+    data = getattr(snapshot, "_data", None)
+    if isinstance(data, dict):
+        return data
+    return snapshot.to_dict() or {}
