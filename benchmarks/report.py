@@ -235,12 +235,24 @@ def _speed_targets(p: dict[str, Any]) -> list[str]:
         for t in targets
     ]
     warm = p.get("warm_up_participants") or 0
+    runs = p.get("time_ratio_runs") or []
+    how = (
+        f"The time ratio is the median of {len(runs)} runs: the first poll of the table above, "
+        "then new meetings of the same size, each polled our way and then the naive way back to "
+        "back ("
+        + ", ".join(
+            f"{r['wall_s']:.3f} / {r['naive_wall_s']:.3f} s = {r['ratio']:.3f}" for r in runs
+        )
+        + ")"
+        if runs
+        else "The time ratio is the first poll's, from the table above (one run)"
+    )
     return [
         "",
         "### speed targets",
         "",
-        "The time ratio is the first poll's, from the table above (one run); the encoding share "
-        "is the `encode write protos` stage of the profiled poll below."
+        how + "; the encoding share is the `encode write protos` stage of the profiled poll "
+        "below."
         + (
             f" The emulator was warmed by an unreported poll of {warm:,} participants (both "
             "ways) before the measured polls."
@@ -315,8 +327,47 @@ def _backfill(b: dict[str, Any]) -> str:
                 slices,
                 "-rrr",
             ),
+            *_backfill_targets(b),
         ]
     )
+
+
+def _backfill_targets(b: dict[str, Any]) -> list[str]:
+    """Issue 15, point 4 (``benchmarks.backfill.targets``), and the runs behind the ratio."""
+    targets = b.get("targets") or []
+    if not targets:
+        return []
+    runs = b["backfill"][-1].get("runs") or []
+    rows = [
+        [
+            t["figure"],
+            "not measured" if t["value"] is None else f"{t['value']}{t['unit']}",
+            t["target"],
+            "**met**" if t["met"] else "**not met**",
+        ]
+        for t in targets
+    ]
+    run_rows = [
+        [
+            str(n),
+            *(_f(r[key], 1) for key in ("wall_s", "scan_s", "discovery_s")),
+            _f(r["wall_over_scan"], 3),
+            _f(r["peak_rss_mib"], 1),
+        ]
+        for n, r in enumerate(runs, 1)
+    ]
+    largest = b["backfill"][-1]["events"]
+    return [
+        "",
+        "### backfill: targets (issue 15)",
+        "",
+        f"The {largest:,}-event size ran {len(runs)} times on the same events, each in a new "
+        "process on an emptied emulator; the table above shows the run of median wall / scan.",
+        "",
+        _table(["run", "wall s", "scan s", "discovery s", "wall / scan", "peak RSS MiB"], run_rows),
+        "",
+        _table(["figure", "measured", "target", ""], rows, "-rr-"),
+    ]
 
 
 def _ingest(i: dict[str, Any]) -> str:
