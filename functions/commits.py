@@ -102,8 +102,13 @@ class Stage:
     only_while: Landed | None = None
 
 
+#: ``json.dumps(data, default=str)``'s encoder, made once: a large change sizes thousands of
+#: documents, and ``dumps`` builds a new encoder for each.
+_JSON: Final = json.JSONEncoder(default=str)
+
+
 def _size(write: Write) -> int:
-    body = 0 if write.data is None else len(json.dumps(write.data, default=str))
+    body = 0 if write.data is None else len(_JSON.encode(write.data))
     return body + len(write.doc_id) + _WRITE_OVERHEAD
 
 
@@ -174,7 +179,10 @@ def stages(change: MeetingCommit, *, max_bytes: int) -> list[Stage]:
     completes = change.meeting.status is Status.COMPLETE
     ahead = STAGED if completes else status
     marks = {"meeting_status": ahead, STAGED_COMMIT: change.token}
-    staged = [replace(write, data={**(write.data or {}), **marks}) for write in sets]
+    # Each set with the marks: built directly, as ``replace`` would (it costs ten times more).
+    staged = [
+        Write(w.kind, w.target, w.doc_id, {**(w.data or {}), **marks}, w.fenced) for w in sets
+    ]
     # A staged document is its set plus the marks: at most the marks' own JSON more.
     marks_size = len(json.dumps(marks))
     rewritten = {write.doc_id for write in [*sets, *deletes]}

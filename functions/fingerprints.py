@@ -23,9 +23,14 @@ __all__ = [
 ]
 
 
+#: The canonical JSON: ``json.dumps(value, sort_keys=True, separators=(",", ":"),
+#: ensure_ascii=True)``, its encoder made once (``dumps`` builds one per call, and a poll
+#: fingerprints every participant).
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
 def _digest(value: object) -> str:
-    canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    return hashlib.sha256(canonical.encode("ascii")).hexdigest()
+    return hashlib.sha256(_CANONICAL.encode(value).encode("ascii")).hexdigest()
 
 
 def participant_fingerprint(participant: Participant) -> str:

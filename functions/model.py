@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -357,6 +357,8 @@ def in_stored_form(session: Session, ip_mode: IpMode, location_mode: LocationMod
     stored, so nothing stored or derived depends on a value the modes remove, and a session
     fetched again equals the one read back. Applying it twice changes nothing; under the
     ``full`` modes it is the session itself."""
+    if ip_mode == "full" and location_mode == "full":
+        return session  # what the rules below give, without their work: it runs per session
     address = apply_ip_mode(session.ip_address, mode=ip_mode)
     country, region = apply_location_mode(
         session.location_country, session.location_region, mode=location_mode
@@ -373,6 +375,8 @@ def in_stored_form(session: Session, ip_mode: IpMode, location_mode: LocationMod
 def _participant_in_stored_form(
     participant: Participant, ip_mode: IpMode, location_mode: LocationMode
 ) -> Participant:
+    if ip_mode == "full" and location_mode == "full":
+        return participant  # every session is its own stored form (``in_stored_form``)
     sessions = tuple(in_stored_form(s, ip_mode, location_mode) for s in participant.sessions)
     if all(a is b for a, b in zip(sessions, participant.sessions, strict=True)):
         return participant
@@ -585,6 +589,10 @@ class RevisionRecord:
             "revision": self.revision,
             "at": self.at,
             "reason": self.reason,
-            "changes": [asdict(change) for change in self.changes],
+            # Field by field, not asdict (which deep-copies each value): same keys, same order.
+            "changes": [
+                {"participant_key": c.participant_key, "before": c.before, "after": c.after}
+                for c in self.changes
+            ],
             "participant_keys": sorted({change.participant_key for change in self.changes}),
         }

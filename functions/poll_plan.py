@@ -170,7 +170,7 @@ def _select(inputs: PollInputs, *, documents_read: bool) -> _Selection:
         handed_to.update(g for g in gainers if key in theirs.get(g, {}))
     # Neighbours to tell: those holding a session this meeting took that they no longer take
     # (they let it go), and those that take a session this meeting holds but do not hold it
-    # (they take it from here: Reports may no longer have it).
+    # (they take it from here: Reports may no longer have it). No neighbours: no other taker.
     releases = {
         neighbour_id
         for neighbour_id, held in theirs.items()
@@ -182,7 +182,7 @@ def _select(inputs: PollInputs, *, documents_read: bool) -> _Selection:
     }
     releases |= {
         taker
-        for key, session in chosen.items()
+        for key, session in (chosen.items() if inputs.neighbours else ())
         for taker in partition.takers(code, session.join_time, session.leave_time)
         if taker != meeting.meeting_id and key not in theirs.get(taker, {})
     }
@@ -222,8 +222,10 @@ def _incompleteness(
     """``last_warning`` when Reports lacked sessions the meeting holds inside its selection."""
     if inputs.fetched is None:
         return inputs.meeting.last_warning
-    fetched_keys = {dedupe_key(s) for s in fetched}
-    lacking = sum(1 for s in own if dedupe_key(s) in chosen and dedupe_key(s) not in fetched_keys)
+    held = [key for key in map(dedupe_key, own) if key in chosen]
+    # A meeting's first poll holds nothing: the fetched sessions need no keys then.
+    fetched_keys = {dedupe_key(s) for s in fetched} if held else set()
+    lacking = sum(1 for key in held if key not in fetched_keys)
     if not lacking:
         return _answer_warning(inputs)
     return LastError(
