@@ -64,3 +64,6 @@ def backfill(request: flask.Request) -> flask.Response:
 @functions_framework.http
 def meet_events(request: flask.Request) -> flask.Response:
     return _response(app.meet_events(_request(request)))
+
+
+app.freeze_startup_heap()

@@ -8,6 +8,9 @@ raw body bytes, the size limit, status and JSON answer.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -188,3 +191,22 @@ def test_a_405_names_the_allowed_methods_in_the_allow_header(runtime: app.Runtim
         assert (answer.status_code, answer.headers["Allow"]) == (405, allowed)
         assert answer.get_json()["error"]["allowed"] == [allowed]
     assert client_for("ingest").get("/").headers["Allow"] == "POST"
+
+
+def test_importing_main_takes_the_start_up_heap_out_of_the_collectors_reach() -> None:
+    """A fresh interpreter freezes nothing; once main.py is imported, what start-up built is
+    frozen (``functions.app.freeze_startup_heap``)."""
+    probe = (
+        "import gc, sys; n = gc.get_freeze_count(); import main; print(n, gc.get_freeze_count())"
+    )
+    answer = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=MAIN.parent,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "NO_GCE_CHECK": "True"},
+    )
+    before, after = map(int, answer.stdout.split())
+    assert before == 0
+    assert after > 20_000  # the modules, the Google client libraries among them
