@@ -775,6 +775,9 @@ def _drain(emulator: TasksEmulator, timeout_s: float) -> int:
 def test_drain_waits_for_the_dispatch_in_flight_and_forgets_nothing(
     client: tasks_v2.CloudTasksClient, target: Target, emulator: TasksEmulator
 ) -> None:
+    # The emulator is shared by the module: what earlier tests sent answers first, so that the
+    # dispatches in flight below are this test's alone (a slower machine once counted two).
+    assert _drain(emulator, WAIT_S) == 0
     queue = _queue(client)
     slow, later = f"/{_unique('slow')}", f"/{_unique('later')}"
     running = _task(client, queue, target.url(slow, sleep=2, times=1))
