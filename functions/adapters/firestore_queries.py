@@ -23,12 +23,20 @@ IN_VALUES: Final = 30
 def with_code(
     meetings: CollectionReference, meeting_code: str, ended: Bounds
 ) -> list[MeetingRecord]:
+    code = FieldFilter("meeting_code", "==", meeting_code)
+    return list(_ended_within(meetings, code, ended))
+
+
+def _ended_within(
+    meetings: CollectionReference, code: FieldFilter, ended: Bounds
+) -> Iterator[MeetingRecord]:
+    """The meetings passing ``code`` whose ``ended_at`` lies in ``ended`` (both ends included)."""
     query = (
-        meetings.where(filter=FieldFilter("meeting_code", "==", meeting_code))
+        meetings.where(filter=code)
         .where(filter=FieldFilter("ended_at", ">=", ended.start))
         .where(filter=FieldFilter("ended_at", "<=", ended.end))
     )
-    return [MeetingRecord.from_document(snapshot_data(s)) for s in query.stream()]
+    return (MeetingRecord.from_document(snapshot_data(s)) for s in query.stream())
 
 
 def with_codes(
@@ -38,15 +46,11 @@ def with_codes(
     the range holding its codes' bounds, and every code keeps only what lies in its own."""
     found: dict[str, list[MeetingRecord]] = {code: [] for code in ended}
     for group in _groups(ended):
-        start = min(ended[code].start for code in group)
-        end = max(ended[code].end for code in group)
-        query = (
-            meetings.where(filter=FieldFilter("meeting_code", "in", list(group)))
-            .where(filter=FieldFilter("ended_at", ">=", start))
-            .where(filter=FieldFilter("ended_at", "<=", end))
+        spanned = Bounds(
+            min(ended[code].start for code in group), max(ended[code].end for code in group)
         )
-        for snapshot in query.stream():
-            record = MeetingRecord.from_document(snapshot_data(snapshot))
+        codes = FieldFilter("meeting_code", "in", list(group))
+        for record in _ended_within(meetings, codes, spanned):
             if record.meeting_code in found and ended[record.meeting_code].holds(record.ended_at):
                 found[record.meeting_code].append(record)
     return found
