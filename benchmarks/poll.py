@@ -1,7 +1,7 @@
 """Benchmark: one poll of a meeting, with the real adapters on the local stand-ins.
 
     python -m benchmarks.poll [--participants 10 100 1000 5000] [--profile PATH] [--json-out PATH]
-                              [--no-warm-up] [--ratio-runs 3]
+                              [--no-warm-up] [--ratio-runs 5]
 
 For each size: a meeting is accepted, its events (about 2.5 sessions per participant) are loaded
 into the fake Reports API (in a process of its own, as Google's is:
@@ -172,7 +172,7 @@ TIME_RATIO_TARGET = 0.15
 ENCODE_SHARE_TARGET = 0.25
 #: Runs of that ratio (the table's and more, each ours then the naive one back to back): the
 #: target is judged on their median, as machine noise moves a single run.
-RATIO_RUNS = 3
+RATIO_RUNS = 5
 #: The meeting polled (both ways, unreported) before the measured ones: warms the emulator's JIT.
 WARM_UP_PARTICIPANTS = 500
 

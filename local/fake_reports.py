@@ -489,6 +489,7 @@ class _State:
         max_results = min(max_results, self.max_page_size)
 
         items: list[dict[str, Any]] = []
+        keys: list[tuple[int, int]] = []
         next_token = None
         empty = application != "meet" or self._excluded(event_name, filters)
         if not empty:
@@ -516,13 +517,17 @@ class _State:
                     next_token = self._token(last_key, query_id, pages_before + 1)
                     break
                 items.append(entry.item)
+                keys.append(entry.key)
                 last_key = entry.key
         body: dict[str, Any] = {"kind": "admin#reports#activities"}
         if items:
             body["items"] = items
         if next_token:
             body["nextPageToken"] = next_token
-        digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
+        # The page's identity: its activities (stored once, never changed, each key its own)
+        # and its token. Hashing their keys names the same page as hashing the whole body,
+        # without encoding a page of 1,000 activities a third time.
+        digest = hashlib.sha256(repr((keys, next_token)).encode()).hexdigest()[:16]
         body = {"kind": body["kind"], "etag": f'"{digest}"', **body}
         return apply_fields(body, tree)
 
