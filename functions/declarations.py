@@ -111,8 +111,7 @@ def accept_meeting_end(
     A new meeting costs three round trips: everything it reads at once (the documents its
     identity may name, the delivery record, the erasures among the expected, the neighbours),
     one request creating it with its estimates and its delivery record (and, when no neighbour's
-    share changes, recorded as told), and the check for an erasure recorded meanwhile (sent
-    beside the first link's task: ``Deps.overlap``).
+    share changes, recorded as told), and the check for an erasure recorded meanwhile.
     """
     now = deps.clock()
     if source not in FOUND_SOURCES:
@@ -229,14 +228,11 @@ def _create(
     landed = deps.store.commit(commit)
     if landed is None:
         return None
-    # An erasure recorded since the read: its search may have missed this meeting. Asked once
-    # the meeting is stored, while its first link's task is created: neither needs the other.
-    # (A failure of either fails the request, as it did when they ran one after the other.)
-    erased_since = deps.overlap(lambda: bool(expected) and _erased_since(deps, expected))
     meeting = ensure_link(deps, landed.record, mark=False)
     if not quiet:
         meeting = tell_neighbours(deps, meeting)
-    if erased_since():
+    # An erasure recorded since the read: its search may have missed this meeting.
+    if expected and _erased_since(deps, expected):
         write_estimates(deps, meeting, expected=expected)
         meeting = deps.store.get(meeting.meeting_id) or meeting
     return meeting, quiet

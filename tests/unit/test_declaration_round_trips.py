@@ -5,31 +5,19 @@ the commit, an erasure recorded between them, a neighbour whose share changes.""
 
 from __future__ import annotations
 
-import io
-import json
-import threading
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
 import pytest
 
-from functions import logs
-from functions.app import on_thread
 from functions.chain import chain_task_id
 from functions.declarations import accept_meeting_end
 from functions.intervals import Bounds
 from functions.known_meetings import KnownMeetings, known_facts
 from functions.model import Declared, MeetingRecord
 from functions.participant_keys import erasure_name
-from functions.ports import (
-    DeclarationFacts,
-    DeclarationReads,
-    Deps,
-    MeetingCommit,
-    Versioned,
-    in_turn,
-)
+from functions.ports import DeclarationFacts, DeclarationReads, Deps, MeetingCommit, Versioned
 from tests.fakes import MemoryStore
 from tests.unit.test_use_cases import CODE, END, START, STUDENT, TEACHER, World, minutes
 
@@ -172,66 +160,6 @@ def test_an_erasure_recorded_between_the_read_and_the_commit_is_honoured() -> No
     keys = {d["participant_key"] for d in store.participants(accepted.meeting.meeting_id)}
     assert keys == {TEACHER}
     assert STUDENT not in store.meetings[accepted.meeting.meeting_id].expected_participants
-
-
-def test_the_erasure_check_runs_while_the_first_task_is_created() -> None:
-    made, store = world()
-    made.deps = replace(made.deps, overlap=on_thread)
-    checking = threading.Event()
-    checked_after_commit: list[bool] = []
-    erased_among = store.erased_among
-
-    def erasure_check(names: Any) -> frozenset[str]:
-        checked_after_commit.append("commit" in store.calls)
-        checking.set()
-        return erased_among(names)
-
-    enqueue = made.queue.enqueue
-
-    def slow_task(*args: Any, **kwargs: Any) -> bool:
-        # Cloud Tasks answers only once the erasure check has begun: one after the other, this
-        # webhook would wait here and fail.
-        assert checking.wait(timeout=5), "the erasure check waited for the task"
-        return enqueue(*args, **kwargs)
-
-    store.erased_among = erasure_check  # type: ignore[method-assign]
-    made.queue.enqueue = slow_task  # type: ignore[method-assign]
-    accepted = accept_meeting_end(made.deps, declared(), webhook_id="wh-1")
-    assert accepted.created
-    assert checked_after_commit == [True]
-    assert [t.task_id for t in made.queue.tasks] == [chain_task_id(accepted.meeting.meeting_id, 1)]
-
-
-def test_an_erasure_seen_by_the_overlapped_check_is_honoured() -> None:
-    made, store = world()
-    made.deps = replace(made.deps, overlap=on_thread)
-    erased_among = store.erased_among
-
-    def recorded_just_before(names: Any) -> frozenset[str]:
-        # Recorded after the commit and before the check: its own search could have run before
-        # the meeting was stored, so the webhook's check must remove the participant.
-        if not store.erased():
-            store.record_erasure(erasure_name(STUDENT, ERASURE_KEY), at=made.clock.now)
-        return erased_among(names)
-
-    store.erased_among = recorded_just_before  # type: ignore[method-assign]
-    accepted = accept_meeting_end(made.deps, declared(), webhook_id="wh-1")
-    keys = {d["participant_key"] for d in store.participants(accepted.meeting.meeting_id)}
-    assert keys == {TEACHER}
-
-
-def test_overlapped_work_keeps_the_log_context_and_raises_what_it_raised() -> None:
-    def failing() -> str:
-        raise RuntimeError("Firestore unavailable")
-
-    line = io.StringIO()
-    with logs.bind(meeting_id="m-1"):
-        on_thread(lambda: logs.log("INFO", "checked", stream=line))()
-    assert json.loads(line.getvalue())["meeting_id"] == "m-1"
-    waiting = on_thread(failing)
-    with pytest.raises(RuntimeError, match="Firestore unavailable"):
-        waiting()
-    assert in_turn(lambda: 7)() == 7
 
 
 def test_a_new_meeting_beside_one_whose_share_changes_tells_it() -> None:
