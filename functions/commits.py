@@ -3,7 +3,10 @@
 
 One request (the usual case)::
 
-    [participant sets, deletes, status mirrors, revisions/{n}, meetings/{id} fenced]
+    [participant sets, deletes, status mirrors, revisions/{n}, delivery record,
+     erasures/{name} absent, meetings/{id} fenced]
+
+(``absent``: the request fails if the erasure is recorded — ``MeetingCommit.unerased``.)
 
 Stages, when that is larger than a request may be (Google: 10 MiB, the emulator: 4 MiB)::
 
@@ -14,8 +17,8 @@ Stages, when that is larger than a request may be (Google: 10 MiB, the emulator:
                                                        status); documents still naming the
                                                        change landed before lose that name
                                                        (settle)
-    3. revisions/{n}, meetings/{id} fenced, deletes    the change becomes the meeting's: the
-                                                       meeting names the token (staged_commit)
+    3. revisions/{n}, meetings/{id} fenced, deletes,   the change becomes the meeting's: the
+       delivery record, erasures absent                meeting names the token (staged_commit)
     4. status mirrors, a request at a time             meeting_status of every document follows
 
 Readers count a participant document only when its ``revision`` is not above the meeting's and
@@ -47,14 +50,17 @@ STAGED: Final = "staged"
 #: Per-write overhead beyond the document's own bytes (names, paths, framing).
 _WRITE_OVERHEAD: Final = 200
 
-#: ``delivery``: a webhook-id's record (its doc id is the webhook-id, which the store hashes).
-Target = Literal["meeting", "participant", "revision", "delivery"]
+#: ``delivery``: a webhook-id's record (its doc id is the webhook-id, which the store hashes);
+#: ``erasure``: an erasure's record (its doc id is the erasure name).
+Target = Literal["meeting", "participant", "revision", "delivery", "erasure"]
 
 
 @dataclass(frozen=True, slots=True)
 class Write:
     #: ``create``: the meeting document of a new meeting; fails the request if it exists.
-    kind: Literal["set", "update", "delete", "create"]
+    #: ``absent``: writes nothing and fails the request if the document exists (Firestore: a
+    #: delete that must find no document).
+    kind: Literal["set", "update", "delete", "create", "absent"]
     target: Target
     doc_id: str
     data: Mapping[str, Any] | None = None
@@ -149,14 +155,9 @@ def stages(change: MeetingCommit, *, max_bytes: int) -> list[Stage]:
         ]
     )
     delivery = [] if change.delivery is None else [_delivery_write(change)]
-    single = [
-        *sets,
-        *deletes,
-        *mirrors,
-        *revision,
-        *delivery,
-        _meeting_write(change, multi_commit=False),
-    ]
+    unerased = [Write("absent", "erasure", name) for name in change.unerased]
+    ahead_of_the_meeting = [*sets, *deletes, *mirrors, *revision, *delivery, *unerased]
+    single = [*ahead_of_the_meeting, _meeting_write(change, multi_commit=False)]
     # Sizing is JSON encoding: each participant document is sized once, here.
     set_sizes = [_size(write) for write in sets]
     if sum(set_sizes) + sum(map(_size, single[len(sets) :])) <= max_bytes:
@@ -192,7 +193,13 @@ def stages(change: MeetingCommit, *, max_bytes: int) -> list[Stage]:
         if doc_id not in rewritten
     ]
     # The revision record just before the meeting: revisions/{n} exists once it shows revision n.
-    landing = [*revision, _meeting_write(change, multi_commit=True), *deletes, *delivery]
+    landing = [
+        *revision,
+        _meeting_write(change, multi_commit=True),
+        *deletes,
+        *delivery,
+        *unerased,
+    ]
     followers = [
         Write("update", "participant", w.doc_id, {"meeting_status": status, STAGED_COMMIT: None})
         for w in (sets if completes else ())

@@ -51,6 +51,8 @@ __all__ = [
 DELIVERY_MEMORY: Final = timedelta(days=2)
 #: Tries of one fenced estimates commit before answering "retry later".
 _ESTIMATE_ATTEMPTS: Final = 5
+#: Tries of a new meeting whose commit keeps finding a new erasure of one of its expected.
+_ERASED_MEANWHILE_ATTEMPTS: Final = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,10 +110,10 @@ def accept_meeting_end(
     the code's meetings it has ``known`` (``functions.known_meetings``: when they replace the
     read).
 
-    A new meeting costs three round trips: everything it reads at once (the documents its
+    A new meeting costs two round trips: everything it reads at once (the documents its
     identity may name, the delivery record, the erasures among the expected, the neighbours),
-    one request creating it with its estimates and its delivery record (and, when no neighbour's
-    share changes, recorded as told), and the check for an erasure recorded meanwhile.
+    and one request creating it with its estimates and its delivery record (and, when no
+    neighbour's share changes, recorded as told) unless an expected one was erased meanwhile.
     """
     now = deps.clock()
     if source not in FOUND_SOURCES:
@@ -119,6 +121,30 @@ def accept_meeting_end(
         check_retained(
             declared.ended_at, now=now, retention_days=deps.retention_days, field="ended_at"
         )
+    meeting_id = ""
+    for _ in range(_ERASED_MEANWHILE_ATTEMPTS):
+        try:
+            return _accept(deps, declared, source, webhook_id, conference_id, known, now=now)
+        except _ErasedMeanwhile as erased:
+            # Read again: the read now finds the erasure, and leaves its participant out.
+            known, meeting_id = None, str(erased)
+    raise StoreContention(meeting_id)
+
+
+class _ErasedMeanwhile(Exception):
+    """A new meeting's commit found an erasure of one of its expected (argument: its id)."""
+
+
+def _accept(
+    deps: Deps,
+    declared: Declared,
+    source: Source,
+    webhook_id: str | None,
+    conference_id: str | None,
+    known: KnownMeetings | None,
+    *,
+    now: datetime,
+) -> Accepted:
     facts = _read_for(
         deps, declared, webhook_id=webhook_id, conference_id=conference_id, known=known
     )
@@ -219,20 +245,23 @@ def _create(
     base = replace(record, neighbours_told_of=record.times) if quiet else record
     expected = base.expected_participants
     change = expected_change(base, [], expected=expected, now=deps.clock())
-    commit = replace(
-        change or MeetingCommit(meeting=base, expected=None),
-        expected=None,
-        creates=base,
-        delivery=delivery,
+    # An erasure's search for the meetings naming its participant runs after the erasure is
+    # recorded: it finds this meeting if the meeting landed first. The request lands only
+    # while none of the expected is erased, so one of the two always sees the other.
+    unerased = _erasure_names(deps, expected)
+    commit = MeetingCommit(meeting=base, expected=None) if change is None else change
+    landed = deps.store.commit(
+        replace(commit, expected=None, creates=base, delivery=delivery, unerased=unerased)
     )
-    landed = deps.store.commit(commit)
     if landed is None:
+        if unerased and deps.store.erased_among(unerased):
+            raise _ErasedMeanwhile(record.meeting_id)
         return None
     meeting = ensure_link(deps, landed.record, mark=False)
     if not quiet:
         meeting = tell_neighbours(deps, meeting)
-    # An erasure recorded since the read: its search may have missed this meeting.
-    if expected and _erased_since(deps, expected):
+    # Without ERASURE_KEY no erasure has a name to condition on: was any recorded meanwhile?
+    if expected and deps.erasure_key is None and deps.store.erased():
         write_estimates(deps, meeting, expected=expected)
         meeting = deps.store.get(meeting.meeting_id) or meeting
     return meeting, quiet
@@ -241,12 +270,6 @@ def _create(
 def _erasure_names(deps: Deps, keys: Collection[str]) -> list[str]:
     key = deps.erasure_key
     return [] if key is None else [erasure_name(k, key) for k in keys]
-
-
-def _erased_since(deps: Deps, expected: Collection[str]) -> bool:
-    if deps.erasure_key is None:
-        return bool(deps.store.erased())
-    return bool(deps.store.erased_among(_erasure_names(deps, expected)))
 
 
 def _identity(

@@ -144,6 +144,10 @@ class MeetingCommit:
     creates: MeetingRecord | None = None
     #: A webhook-id to remember, with the request that lands the change (docs/api.md "ingest").
     delivery: Delivery | None = None
+    #: Erasure names (keyed hashes) none of which may be recorded when the change lands: the
+    #: request that lands it fails whole, answering None, if one is. A declaration's estimates
+    #: need no erasure check after their commit with it.
+    unerased: Sequence[str] = ()
 
 
 @dataclass(frozen=True, slots=True)

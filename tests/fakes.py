@@ -153,6 +153,8 @@ class MemoryStore:
         for write in writes:
             if write.kind == "create" and meeting_id in self.meetings:
                 return None
+            if write.kind == "absent" and write.doc_id in self.erasures:
+                return None
             if write.fenced and (
                 meeting_id not in self.meetings or self.versions[meeting_id] != version
             ):
@@ -165,6 +167,8 @@ class MemoryStore:
         return version
 
     def _write(self, meeting_id: str, write: Write, version: object) -> object:
+        if write.kind == "absent":
+            return version  # a condition only: nothing is written
         self.writes += 1
         if write.kind == "create":
             self.meetings[meeting_id] = MeetingRecord.from_document(write.data or {})

@@ -109,6 +109,9 @@ class FirestoreStore:
         self._meetings = client.collection(MEETINGS)
         self._max_commit_bytes = max_commit_bytes
         self._retention_days = retention_days
+        # An ``absent`` write: a delete that must find no document, so the request fails
+        # (ALREADY_EXISTS, as a create finding its document does) when it finds one.
+        self._absent = client.write_option(exists=False)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> FirestoreStore:
@@ -296,6 +299,8 @@ class FirestoreStore:
             data = self._data(write, ended_at)
             if write.kind == "delete":
                 batch.delete(reference)
+            elif write.kind == "absent":
+                batch.delete(reference, option=self._absent)
             elif write.kind == "set":
                 batch.set(reference, data)
             elif write.kind == "create":
@@ -320,6 +325,8 @@ class FirestoreStore:
         data = self._data(write, ended_at)
         if write.kind == "delete":
             return delete_write(path)
+        if write.kind == "absent":
+            return delete_write(path, self._absent)
         if write.kind == "set":
             return set_write(path, data)
         if write.kind == "create":
@@ -350,6 +357,9 @@ class FirestoreStore:
                 _delivery_id(write.doc_id)
             )
             return delivery
+        if write.target == "erasure":
+            erasure: DocumentReference = self._client.collection(ERASURES).document(write.doc_id)
+            return erasure
         collection = REVISIONS if write.target == "revision" else PARTICIPANTS
         reference: DocumentReference = meeting.collection(collection).document(write.doc_id)
         return reference

@@ -156,6 +156,37 @@ def test_a_second_create_of_the_same_meeting_lands_nothing(store: FirestoreStore
     assert store.delivery("wh-2") is None
 
 
+def test_a_new_meeting_lands_only_while_none_of_its_unerased_is_recorded(
+    store: FirestoreStore, client: firestore.Client
+) -> None:
+    store.record_erasure("erased-name", at=ENDED)
+    refused = replace(new_meeting_commit(), unerased=("free-1", "erased-name"))
+    assert store.commit(refused) is None
+    # Nothing of the request landed: no meeting, no estimates, no delivery record.
+    assert store.get("x-new") is None
+    assert store.participants("x-new") == []
+    assert store.delivery("wh-new") is None
+    landed = store.commit(replace(new_meeting_commit(), unerased=("free-1", "free-2")))
+    assert landed is not None
+    assert len(store.participants("x-new")) == 2
+    # The condition wrote nothing: the erasures are what they were.
+    assert sorted(s.id for s in client.collection(ERASURES).stream()) == ["erased-name"]
+
+
+def test_a_staged_new_meeting_does_not_land_over_an_erasure(client: firestore.Client) -> None:
+    small = FirestoreStore(client, max_commit_bytes=4_000)
+    small.record_erasure("erased-name", at=ENDED)
+    change = replace(new_meeting_commit(participants=30), unerased=("erased-name",))
+    assert small.commit(change) is None
+    # The meeting is created on its own first; the change never lands: the meeting does not
+    # name it, so none of its staged documents is counted, and the delivery is not recorded.
+    stored = small.get("x-new")
+    assert stored is not None
+    assert stored.staged_commit != change.token
+    assert stored.multi_commit
+    assert small.delivery("wh-new") is None
+
+
 def test_a_new_meeting_too_large_for_one_request_is_created_then_staged(
     client: firestore.Client,
 ) -> None:

@@ -550,6 +550,36 @@ def _delete_participant(store: MeetingStore, doc_id: str) -> None:
 # ----------------------------------------------------------------------------- privacy
 
 
+@pytest.mark.parametrize("participants", [2, 400], ids=["one request", "staged"])
+def test_a_change_lands_only_while_none_of_its_unerased_is_recorded(
+    make: Callable[[int], Subject], participants: int
+) -> None:
+    store = make(SMALL_REQUEST).store
+    base = created(store)
+    store.record_erasure("e" * 64, at=ENDED)
+    upserts = [participant(f"p-{n:03d}") for n in range(participants)]
+
+    refused = MeetingCommit(
+        meeting=replace(base.record, revision=1),
+        expected=base.version,
+        upserts=upserts,
+        unerased=("f" * 64, "e" * 64),
+    )
+    assert store.commit(refused) is None
+    stored = store.get("c-meeting1")
+    assert stored is not None
+    assert stored.revision == 0  # the change never landed
+    assert stored.staged_commit != refused.token
+
+    fresh = store.read("c-meeting1")
+    assert fresh is not None
+    allowed = replace(refused, expected=fresh.version, unerased=("f" * 64, "g" * 64))
+    landed = store.commit(allowed)
+    assert landed is not None
+    assert len(by_key(store)) == participants
+    assert store.erased() == {"e" * 64}  # the condition wrote no erasure record
+
+
 def test_erasures_are_remembered_once_and_listed(subject: Subject) -> None:
     store = subject.store
     assert store.erased() == frozenset()

@@ -425,6 +425,14 @@ def _declarations_ignore_erasures(original: Callable[..., Any]) -> Callable[...,
     return nobody
 
 
+def _commit_ignores_erasures_meanwhile(original: Callable[..., Any]) -> Callable[..., Any]:
+    # A new meeting's commit lands whatever erasure was recorded since its declaration's read.
+    def commit(self: MemoryStore, change: MeetingCommit) -> Any:
+        return original(self, replace(change, unerased=()))
+
+    return commit
+
+
 #: Reverted rules of erasure, noticed by the schedules with an erasure (``--erasure``).
 ERASURE_MUTANTS: tuple[Mutant, ...] = (
     Mutant(
@@ -447,6 +455,13 @@ ERASURE_MUTANTS: tuple[Mutant, ...] = (
         declarations,
         "erased_among",
         _declarations_ignore_erasures,
+    ),
+    Mutant(
+        "new_meeting_ignores_erasures_meanwhile",
+        "a webhook stores a participant erased between its read and its commit",
+        MemoryStore,
+        "commit",
+        _commit_ignores_erasures_meanwhile,
     ),
 )
 

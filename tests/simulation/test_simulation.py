@@ -22,6 +22,7 @@ from tests.simulation.mutants import BY_NAME, ERASURE_BY_NAME, MEET_BY_NAME, MUT
 from tests.simulation.runner import run_seeds, simulate_quietly
 from tests.simulation.simulation import draw, draw_meet, simulate
 from tests.unit import test_backfill as backfill_tests
+from tests.unit import test_declaration_round_trips as round_trip_tests
 from tests.unit import test_erasure as erasure_tests
 from tests.unit import test_races_and_faults as race_tests
 
@@ -95,6 +96,10 @@ CAUGHT_BY_ERASURE_TEST: dict[str, Callable[[], None]] = {
     # No schedule of 3,000 since a declaration's first estimates land with its meeting.
     "erasure_search_misses_revisions": (
         erasure_tests.test_a_meeting_the_participant_left_is_found_by_its_revision_records
+    ),
+    # The erasure recorded between a declaration's read and its commit: forced by the test.
+    "new_meeting_ignores_erasures_meanwhile": (
+        round_trip_tests.test_an_erasure_recorded_between_the_read_and_the_commit_is_honoured
     ),
 }
 

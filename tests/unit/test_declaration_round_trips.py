@@ -1,7 +1,8 @@
-"""A declaration's store calls: a new meeting is one read of everything, one commit (the
-meeting, its estimates, its delivery record) and one erasure check; a replay is one read. And
-what the shortcuts must not lose: a crash after the commit, a duplicate between the read and
-the commit, an erasure recorded between them, a neighbour whose share changes."""
+"""A declaration's store calls: a new meeting is one read of everything and one commit (the
+meeting, its estimates, its delivery record, on condition that none of its expected was erased
+meanwhile); a replay is one read. And what the shortcuts must not lose: a crash after the
+commit, a duplicate between the read and the commit, an erasure recorded between them (or
+again and again), a neighbour whose share changes."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 
 from functions.chain import chain_task_id
 from functions.declarations import accept_meeting_end
+from functions.errors import StoreContention
 from functions.intervals import Bounds
 from functions.known_meetings import KnownMeetings, known_facts
 from functions.model import Declared, MeetingRecord
@@ -94,11 +96,11 @@ def declared(**overrides: Any) -> Declared:
     return Declared(**values)
 
 
-def test_a_new_meeting_is_one_read_one_commit_and_one_erasure_check() -> None:
+def test_a_new_meeting_is_one_read_and_one_commit() -> None:
     made, store = world()
     accepted = accept_meeting_end(made.deps, declared(), webhook_id="wh-1")
     assert accepted.created
-    assert store.calls == ["declaration_reads", "commit", "erased_among"], store.calls
+    assert store.calls == ["declaration_reads", "commit"], store.calls
     meeting = store.meetings[accepted.meeting.meeting_id]
     assert meeting.neighbours_told_of == meeting.times  # nobody to tell: recorded as told
     assert store.deliveries == {"wh-1": meeting.meeting_id}
@@ -157,9 +159,72 @@ def test_an_erasure_recorded_between_the_read_and_the_commit_is_honoured() -> No
         erasure_name(STUDENT, ERASURE_KEY), at=made.clock.now
     )
     accepted = accept_meeting_end(made.deps, declared(), webhook_id="wh-1")
+    # The commit refused, the declaration read again and created it without the student.
+    assert store.calls == [
+        "declaration_reads",
+        "commit",
+        "erased_among",
+        "declaration_reads",
+        "commit",
+    ], store.calls
     keys = {d["participant_key"] for d in store.participants(accepted.meeting.meeting_id)}
     assert keys == {TEACHER}
     assert STUDENT not in store.meetings[accepted.meeting.meeting_id].expected_participants
+    assert accepted.created
+    assert store.deliveries == {"wh-1": accepted.meeting.meeting_id}
+    assert [t.task_id for t in made.queue.tasks] == [chain_task_id(accepted.meeting.meeting_id, 1)]
+
+
+def test_erasures_recorded_before_every_commit_end_in_a_retry_that_stores_nothing() -> None:
+    made, store = world()
+    roster = tuple(f"student{n}@school.example" for n in range(5))
+
+    def erase_one_more() -> None:
+        erased = len(store.erasures)
+        store.record_erasure(erasure_name(roster[erased], ERASURE_KEY), at=made.clock.now)
+        store.before_commit = erase_one_more
+
+    store.before_commit = erase_one_more
+    with pytest.raises(StoreContention):
+        accept_meeting_end(made.deps, declared(expected_participants=roster), webhook_id="wh-1")
+    assert store.calls.count("commit") == 3
+    assert not store.meetings
+    assert not store.deliveries
+    assert not made.queue.tasks
+    store.before_commit = lambda: None
+    retried = accept_meeting_end(
+        made.deps, declared(expected_participants=roster), webhook_id="wh-1"
+    )
+    kept = {d["participant_key"] for d in store.participants(retried.meeting.meeting_id)}
+    assert kept == set(roster[3:])
+    assert store.meetings[retried.meeting.meeting_id].expected_participants == roster[3:]
+
+
+def test_an_erasure_before_the_landing_of_a_staged_new_meeting_is_honoured() -> None:
+    made, store = world()
+    store.max_commit_bytes = 2_000  # the estimates of this roster go in stages after the meeting
+    roster = tuple(f"student{n}@school.example" for n in range(12))
+    store.before_commit = lambda: store.record_erasure(
+        erasure_name(roster[4], ERASURE_KEY), at=made.clock.now
+    )
+    accepted = accept_meeting_end(
+        made.deps, declared(expected_participants=roster), webhook_id="wh-1"
+    )
+    meeting = store.meetings[accepted.meeting.meeting_id]
+    kept = {d["participant_key"] for d in store.participants(meeting.meeting_id)}
+    assert kept == set(roster) - {roster[4]}
+    assert roster[4] not in meeting.expected_participants
+    assert len(store.meetings) == 1
+    assert store.deliveries == {"wh-1": meeting.meeting_id}
+    assert [t.task_id for t in made.queue.tasks] == [chain_task_id(meeting.meeting_id, 1)]
+
+
+def test_a_new_meeting_without_erasure_key_checks_for_any_erasure_after_its_commit() -> None:
+    made, store = world()
+    made.deps = replace(made.deps, erasure_key=None)
+    accepted = accept_meeting_end(made.deps, declared(), webhook_id="wh-1")
+    assert accepted.created
+    assert store.calls == ["declaration_reads", "commit", "erased"], store.calls
 
 
 def test_a_new_meeting_beside_one_whose_share_changes_tells_it() -> None:
