@@ -21,7 +21,6 @@ from functions.limits import REPORTS_RETENTION
 from functions.meeting_codes import canonical_meeting_code
 from functions.model import (
     FOUND_SOURCES,
-    TIMES_RANK,
     AttendanceChange,
     Declared,
     MeetingRecord,
@@ -34,6 +33,7 @@ from functions.model import (
 from functions.neighbours import absorb_and_repoll_neighbours, nobody_to_tell
 from functions.participant_keys import erased_among, erasure_name, participant_doc_id
 from functions.ports import DeclarationFacts, DeclarationReads, Delivery, Deps, MeetingCommit
+from functions.redeclaration import new_times, renamed
 from functions.retention import check_retained
 from functions.schedule import Status, deadline, first_poll_at
 from functions.selection import MeetingSpec, declared_window, neighbourhood
@@ -111,9 +111,10 @@ def accept_meeting_end(
     read).
 
     A new meeting costs two round trips: everything it reads at once (the documents its
-    identity may name, the delivery record, the erasures among the expected, the neighbours),
-    and one request creating it with its estimates and its delivery record (and, when no
-    neighbour's share changes, recorded as told) unless an expected one was erased meanwhile.
+    identity may name, the delivery record, the neighbours), and one request creating it with
+    its estimates and its delivery record (and, when no neighbour's share changes, recorded as
+    told) on condition that none of the expected is erased; when one is, the declaration reads
+    the erasures among them too, and decides again.
     """
     now = deps.clock()
     if source not in FOUND_SOURCES:
@@ -121,13 +122,15 @@ def accept_meeting_end(
         check_retained(
             declared.ended_at, now=now, retention_days=deps.retention_days, field="ended_at"
         )
-    meeting_id = ""
+    meeting_id, erasures = "", False
     for _ in range(_ERASED_MEANWHILE_ATTEMPTS):
         try:
-            return _accept(deps, declared, source, webhook_id, conference_id, known, now=now)
+            return _accept(
+                deps, declared, source, webhook_id, conference_id, known, erasures, now=now
+            )
         except _ErasedMeanwhile as erased:
-            # Read again: the read now finds the erasure, and leaves its participant out.
-            known, meeting_id = None, str(erased)
+            # Read again, the erasures too: the participant is left out this time.
+            known, meeting_id, erasures = None, str(erased), True
     raise StoreContention(meeting_id)
 
 
@@ -142,11 +145,17 @@ def _accept(
     webhook_id: str | None,
     conference_id: str | None,
     known: KnownMeetings | None,
+    erasures: bool,
     *,
     now: datetime,
 ) -> Accepted:
     facts = _read_for(
-        deps, declared, webhook_id=webhook_id, conference_id=conference_id, known=known
+        deps,
+        declared,
+        webhook_id=webhook_id,
+        conference_id=conference_id,
+        known=known,
+        erasures=erasures,
     )
     if webhook_id is not None:
         replayed = _replayed(deps, webhook_id, facts)
@@ -193,8 +202,11 @@ def _read_for(
     webhook_id: str | None,
     conference_id: str | None,
     known: KnownMeetings | None,
+    erasures: bool,
 ) -> DeclarationFacts:
-    """Everything a declaration may need to read, asked for at once."""
+    """Everything a declaration may need to read, asked for at once. The erasures among the
+    expected only when ``erasures``: a new meeting's commit is conditioned on there being none,
+    so they are read after a commit that found one (and by every other write of estimates)."""
     external_id, event_id = declared.external_id, declared.calendar_event_id or None
     candidates = [
         meeting_id_for(
@@ -219,7 +231,7 @@ def _read_for(
     reads = DeclarationReads(
         meeting_ids=candidates,
         webhook_id=webhook_id,
-        erasure_names=_erasure_names(deps, expected),
+        erasure_names=_erasure_names(deps, expected) if erasures else (),
         any_erasure=deps.erasure_key is None and bool(expected),
         meeting_code=canonical_meeting_code(declared.meeting_code),
         neighbours=neighbourhood(declared_times),
@@ -523,8 +535,8 @@ def _update_declared(
             )
         if current.status is Status.MERGED:
             return None
-        named = _renamed(current, declared, source=source)
-        times = _new_times(current, declared, source=source)
+        named = renamed(current, declared, source=source)
+        times = new_times(current, declared, source=source)
         if times is None:
             return named
         started_at, ended_at = times
@@ -564,36 +576,3 @@ def _update_declared(
     elif updated.chain_seq != declared.chain_seq and updated.attendance_source == "estimated":
         write_estimates(deps, updated, expected=updated.expected_participants)
     return updated
-
-
-def _renamed(
-    current: MeetingRecord, declared: MeetingRecord, *, source: Source
-) -> MeetingRecord | None:
-    """What a repeated declaration changes besides times: a new alias, a Calendar event that came
-    back (``cancelled_at`` cleared), new answers of the invitees. None when nothing."""
-    aliases = (*current.aliases, *(a for a in declared.aliases if a not in current.aliases))
-    cancelled_at = None if source == "calendar" else current.cancelled_at
-    rsvps = declared.rsvps if source == "calendar" else current.rsvps
-    if (aliases, cancelled_at, rsvps) == (current.aliases, current.cancelled_at, current.rsvps):
-        return None
-    return replace(current, aliases=aliases, cancelled_at=cancelled_at, rsvps=rsvps)
-
-
-def _new_times(
-    current: MeetingRecord, declared: MeetingRecord, *, source: Source
-) -> tuple[datetime | None, datetime] | None:
-    """The times a repeated declaration sets, or None when they stay."""
-    if current.is_found:
-        # A found meeting grows to cover its conference as more of it is found; it never shrinks
-        # here (a declared meeting taking part of it is the poll's business).
-        start = min(filter(None, (current.started_at, declared.started_at)), default=None)
-        end = max(current.ended_at, declared.ended_at)
-        grown = (start, end)
-        return grown if grown != (current.started_at, current.ended_at) else None
-    if source in FOUND_SOURCES:
-        return None
-    # docs/rules.md "Which times win": a lower-ranking source never moves them.
-    if TIMES_RANK[source] < TIMES_RANK[current.times_source or current.source]:
-        return None
-    same = (current.started_at, current.ended_at) == (declared.started_at, declared.ended_at)
-    return None if same else (declared.started_at, declared.ended_at)

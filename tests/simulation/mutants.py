@@ -293,7 +293,7 @@ MUTANTS: tuple[Mutant, ...] = (
         "found_meetings_never_grow",
         "7. backfill meetings never grow",
         declarations,
-        "_new_times",
+        "new_times",
         _never_grow,
     ),
     Mutant(

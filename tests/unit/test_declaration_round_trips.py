@@ -32,6 +32,8 @@ class CountingStore(MemoryStore):
     def __init__(self) -> None:
         super().__init__()
         self.calls: list[str] = []
+        #: How many erasure names each declaration read asked for.
+        self.erasure_reads: list[int] = []
         self.before_commit: Callable[[], Any] = lambda: None
 
     def read(self, meeting_id: str) -> Versioned | None:
@@ -50,6 +52,7 @@ class CountingStore(MemoryStore):
 
     def declaration_reads(self, reads: DeclarationReads) -> DeclarationFacts:
         self.calls.append("declaration_reads")
+        self.erasure_reads.append(len(reads.erasure_names))
         return super().declaration_reads(reads)
 
     def erased_among(self, names: Any) -> frozenset[str]:
@@ -173,6 +176,29 @@ def test_an_erasure_recorded_between_the_read_and_the_commit_is_honoured() -> No
     assert accepted.created
     assert store.deliveries == {"wh-1": accepted.meeting.meeting_id}
     assert [t.task_id for t in made.queue.tasks] == [chain_task_id(accepted.meeting.meeting_id, 1)]
+
+
+def test_a_new_meeting_naming_someone_erased_before_reads_the_erasures_once_refused() -> None:
+    made, store = world()
+    store.record_erasure(erasure_name(STUDENT, ERASURE_KEY), at=made.clock.now)
+    accepted = accept_meeting_end(made.deps, declared(), webhook_id="wh-1")
+    # The first read asks for no erasure, its commit is refused, the second read asks for both.
+    assert store.calls == [
+        "declaration_reads",
+        "commit",
+        "erased_among",
+        "declaration_reads",
+        "commit",
+    ], store.calls
+    assert store.erasure_reads == [0, 2]
+    keys = {d["participant_key"] for d in store.participants(accepted.meeting.meeting_id)}
+    assert keys == {TEACHER}
+    assert store.meetings[accepted.meeting.meeting_id].expected_participants == (TEACHER,)
+    # Declared again: the meeting exists, its estimates are rewritten without the student.
+    again = accept_meeting_end(made.deps, declared(), webhook_id="wh-2")
+    assert not again.created
+    assert store.meetings[again.meeting.meeting_id].expected_participants == (TEACHER,)
+    assert {d["participant_key"] for d in store.participants(again.meeting.meeting_id)} == {TEACHER}
 
 
 def test_erasures_recorded_before_every_commit_end_in_a_retry_that_stores_nothing() -> None:

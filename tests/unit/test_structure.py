@@ -38,6 +38,7 @@ LAYERS = {
         "poll_types",
         "poll_plan",
         "retention",
+        "redeclaration",
         "meet_records",
         "meeting_ids",
         "calendar_records",
