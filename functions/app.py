@@ -8,16 +8,14 @@ Reports client it does not need).
 
 from __future__ import annotations
 
-import contextvars
 import functools
 import gc
 import json
 import traceback
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 from functions import logs
 from functions.backfill import default_range, fan_out, run_backfill_slice
@@ -53,7 +51,6 @@ from functions.subscriptions import ensure_subscriptions, expand_organizers
 from functions.views import meeting_view, sync_view, to_json
 
 Response = tuple[int, dict[str, Any]]
-_T = TypeVar("_T")
 #: Calendar notifications carry no body; anything larger than this is not one.
 MAX_NOTIFICATION_BODY = 4096
 
@@ -80,18 +77,6 @@ class Runtime:
 MEET_ROLES: frozenset[Role] = frozenset({"meet_events", "backfill"})
 #: Who reads the Calendar channels: ingest checks notifications, backfill opens and syncs.
 CALENDAR_STATE_ROLES: frozenset[Role] = frozenset({"ingest", "backfill"})
-
-
-#: The threads :func:`on_thread` runs work on: each runs one request's call beside the request's
-#: own thread, which waits for it before it answers (so there are never more than requests).
-_OVERLAPPED = ThreadPoolExecutor(max_workers=16, thread_name_prefix="overlap")
-
-
-def on_thread(work: Callable[[], _T], /) -> Callable[[], _T]:
-    """:class:`functions.ports.Overlap` on a thread, in the caller's log context (its
-    ``meeting_id``): the deployed functions' calls to Google wait on the network, not the GIL."""
-    context = contextvars.copy_context()
-    return _OVERLAPPED.submit(context.run, work).result
 
 
 def build_runtime(settings: Settings, *, role: Role = "cli") -> Runtime:
@@ -136,7 +121,6 @@ def build_runtime(settings: Settings, *, role: Role = "cli") -> Runtime:
         location_mode=settings.location_mode,
         erasure_key=settings.erasure_key,
         retention_days=settings.retention_days,
-        overlap=on_thread,
         **meet_side,
     )
     return Runtime(settings, deps, GoogleIdTokenVerifier(certs_url=settings.oidc_certs_url))

@@ -262,10 +262,6 @@ def _create(
     # while none of the expected is erased, so one of the two always sees the other.
     unerased = _erasure_names(deps, expected)
     commit = MeetingCommit(meeting=base, expected=None) if change is None else change
-    # The first link's task is asked for while the meeting is written: a task whose meeting did
-    # not land finds none and is ignored (polling: "unknown"), and the duplicate or the retry
-    # that stores the meeting asks for the same named task.
-    linked = deps.overlap(lambda: ensure_link(deps, base, mark=False))
     landed = deps.store.commit(
         replace(commit, expected=None, creates=base, delivery=delivery, unerased=unerased)
     )
@@ -273,8 +269,7 @@ def _create(
         if unerased and deps.store.erased_among(unerased):
             raise _ErasedMeanwhile(record.meeting_id)
         return None
-    linked()
-    meeting = landed.record
+    meeting = ensure_link(deps, landed.record, mark=False)
     if not quiet:
         meeting = tell_neighbours(deps, meeting)
     # Without ERASURE_KEY no erasure has a name to condition on: was any recorded meanwhile?

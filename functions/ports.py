@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, Literal, Protocol
 
 from functions.calendar_records import (
     CalendarPage,
@@ -41,7 +41,6 @@ from functions.schedule import Timing
 from functions.selection import MeetingSpec, neighbourhood, neighbourhood_of_time
 
 Clock = Callable[[], datetime]
-_T = TypeVar("_T")
 CollectReason = Literal["poll", "neighbour", "backfill", "manual", "restart", "erasure", "meet"]
 
 
@@ -492,20 +491,6 @@ class IdTokenVerifier(Protocol):
         ...
 
 
-class Overlap(Protocol):
-    """Starts ``work`` and returns what waits for its result (raising what it raised), so the
-    caller can do something else meanwhile. ``in_turn`` (the default) does the work when it is
-    waited for; the deployed functions run it on a thread (``functions.app``)."""
-
-    def __call__(self, work: Callable[[], _T], /) -> Callable[[], _T]: ...
-
-
-def in_turn(work: Callable[[], _T], /) -> Callable[[], _T]:
-    """:class:`Overlap` without concurrency: the work runs when its result is asked for, so
-    the order of the calls is the order of the waits (what unit tests and simulations see)."""
-    return work
-
-
 @dataclass(frozen=True, slots=True)
 class Deps:
     """What the use cases are given: the ports, the clock and the settings they apply."""
@@ -529,8 +514,6 @@ class Deps:
     workspace: WorkspaceState | None = None
     calendar: CalendarApi | None = None
     calendars: CalendarState | None = None
-    #: How independent calls of one request overlap (a new meeting's commit and its task).
-    overlap: Overlap = in_turn
 
     def spec(self, meeting: MeetingRecord) -> MeetingSpec:
         """The meeting as the selection rules see it, with this deployment's windows."""

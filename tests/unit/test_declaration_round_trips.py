@@ -6,17 +6,12 @@ again and again), a neighbour whose share changes."""
 
 from __future__ import annotations
 
-import io
-import json
-import threading
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
 import pytest
 
-from functions import logs
-from functions.app import on_thread
 from functions.chain import chain_task_id
 from functions.declarations import accept_meeting_end
 from functions.errors import StoreContention
@@ -24,14 +19,7 @@ from functions.intervals import Bounds
 from functions.known_meetings import KnownMeetings, known_facts
 from functions.model import Declared, MeetingRecord
 from functions.participant_keys import erasure_name
-from functions.ports import (
-    DeclarationFacts,
-    DeclarationReads,
-    Deps,
-    MeetingCommit,
-    Versioned,
-    in_turn,
-)
+from functions.ports import DeclarationFacts, DeclarationReads, Deps, MeetingCommit, Versioned
 from tests.fakes import MemoryStore
 from tests.unit.test_use_cases import CODE, END, START, STUDENT, TEACHER, World, minutes
 
@@ -188,57 +176,6 @@ def test_an_erasure_recorded_between_the_read_and_the_commit_is_honoured() -> No
     assert accepted.created
     assert store.deliveries == {"wh-1": accepted.meeting.meeting_id}
     assert [t.task_id for t in made.queue.tasks] == [chain_task_id(accepted.meeting.meeting_id, 1)]
-
-
-def test_the_first_task_is_asked_for_while_the_meeting_is_written() -> None:
-    made, store = world()
-    made.deps = replace(made.deps, overlap=on_thread)
-    asked = threading.Event()
-    enqueue = made.queue.enqueue
-
-    def task(*args: Any, **kwargs: Any) -> bool:
-        asked.set()
-        return enqueue(*args, **kwargs)
-
-    def commit_once_the_task_is_asked_for() -> None:
-        # One after the other, the task would wait for this commit, and this commit for it.
-        assert asked.wait(timeout=5), "the task was asked for only after the commit"
-
-    made.queue.enqueue = task  # type: ignore[method-assign]
-    store.before_commit = commit_once_the_task_is_asked_for
-    accepted = accept_meeting_end(made.deps, declared(), webhook_id="wh-1")
-    assert accepted.created
-    assert store.calls == ["declaration_reads", "commit"], store.calls
-    assert [t.task_id for t in made.queue.tasks] == [chain_task_id(accepted.meeting.meeting_id, 1)]
-
-
-def test_a_task_asked_for_beside_a_refused_commit_is_the_one_the_retry_needs() -> None:
-    made, store = world()
-    made.deps = replace(made.deps, overlap=on_thread)
-    store.before_commit = lambda: store.record_erasure(
-        erasure_name(STUDENT, ERASURE_KEY), at=made.clock.now
-    )
-    accepted = accept_meeting_end(made.deps, declared(), webhook_id="wh-1")
-    assert store.calls.count("commit") == 2
-    assert len(store.meetings) == 1
-    # Both attempts asked for the same named task: one task, for the meeting that landed.
-    assert [t.task_id for t in made.queue.tasks] == [chain_task_id(accepted.meeting.meeting_id, 1)]
-    keys = {d["participant_key"] for d in store.participants(accepted.meeting.meeting_id)}
-    assert keys == {TEACHER}
-
-
-def test_overlapped_work_keeps_the_log_context_and_raises_what_it_raised() -> None:
-    def failing() -> str:
-        raise RuntimeError("Firestore unavailable")
-
-    line = io.StringIO()
-    with logs.bind(meeting_id="m-1"):
-        on_thread(lambda: logs.log("INFO", "checked", stream=line))()
-    assert json.loads(line.getvalue())["meeting_id"] == "m-1"
-    waiting = on_thread(failing)
-    with pytest.raises(RuntimeError, match="Firestore unavailable"):
-        waiting()
-    assert in_turn(lambda: 7)() == 7
 
 
 def test_a_new_meeting_naming_someone_erased_before_reads_the_erasures_once_refused() -> None:
