@@ -56,7 +56,12 @@ def erase_from_meeting(
         changed = _erase_from_merged(deps, meeting_id, key, name)
     elif meeting is not None:
         outcome = _erasure_poll(deps, meeting_id, wait=wait)
-        changed = outcome.meeting is not None and outcome.meeting.revision != meeting.revision
+        if isinstance(outcome, Skipped) and outcome.skipped_reason == "merged":
+            # Merged since it was read (a declaration absorbed it meanwhile): the poll skipped
+            # it, and a merged meeting keeps its documents.
+            changed = _erase_from_merged(deps, meeting_id, key, name)
+        else:
+            changed = outcome.meeting is not None and outcome.meeting.revision != meeting.revision
     renamed = deps.store.rename_in_revisions(meeting_id, key, name)
     return changed or renamed > 0
 

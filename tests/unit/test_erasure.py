@@ -276,6 +276,38 @@ def test_a_merged_meeting_is_erased_too() -> None:
     assert STUDENT not in everything(world)
 
 
+def test_a_meeting_merged_between_the_erasure_s_read_and_its_poll_is_erased_too() -> None:
+    """The erasure read the meeting before a declaration absorbed it; its poll then skips it as
+    merged, and the merged meeting keeps its documents: they are erased as a merged meeting's."""
+    world = erasing_world()
+    world.class_activities()
+    meeting = complete(world)
+    meeting_id = meeting.meeting_id
+    store = world.store
+    get = store.get
+    merged_meanwhile = False
+
+    def merged_after_the_first_read(wanted: str) -> MeetingRecord | None:
+        nonlocal merged_meanwhile
+        found = get(wanted)
+        if wanted == meeting_id and not merged_meanwhile:
+            # What a declaration absorbing it commits, right after the erasure's read.
+            merged_meanwhile = True
+            current = store.meetings[meeting_id]
+            store.meetings[meeting_id] = replace(
+                current, status=Status.MERGED, merged_into="x-absorbing"
+            )
+            store.versions[meeting_id] = store.versions[meeting_id] + 1
+        return found
+
+    store.get = merged_after_the_first_read  # type: ignore[method-assign,assignment]
+    assert erase_participant(world.deps, STUDENT) == 1
+    assert merged_meanwhile
+    assert STUDENT not in keys_of(world, meeting_id)
+    assert store.meetings[meeting_id].status is Status.MERGED
+    assert STUDENT not in everything(world)
+
+
 def test_a_poll_running_while_the_erasure_is_recorded_erases_after_its_commit() -> None:
     """The poll read the erasures before the record; the erasure searched before the poll's
     commit stored the student (new to this meeting): the check after the commit removes it."""
