@@ -24,6 +24,15 @@ from tests.fakes import MemoryStore
 from tests.unit.test_use_cases import CODE, END, START, STUDENT, TEACHER, World, minutes
 
 ERASURE_KEY = "k" * 32
+#: The store calls of a new meeting whose first commit an erasure refused: the erasures among
+#: the expected are read, then the declaration is read and committed again without them.
+REFUSED_THEN_CREATED = [
+    "declaration_reads",
+    "commit",
+    "erased_among",
+    "declaration_reads",
+    "commit",
+]
 
 
 class CountingStore(MemoryStore):
@@ -163,13 +172,7 @@ def test_an_erasure_recorded_between_the_read_and_the_commit_is_honoured() -> No
     )
     accepted = accept_meeting_end(made.deps, declared(), webhook_id="wh-1")
     # The commit refused, the declaration read again and created it without the student.
-    assert store.calls == [
-        "declaration_reads",
-        "commit",
-        "erased_among",
-        "declaration_reads",
-        "commit",
-    ], store.calls
+    assert store.calls == REFUSED_THEN_CREATED, store.calls
     keys = {d["participant_key"] for d in store.participants(accepted.meeting.meeting_id)}
     assert keys == {TEACHER}
     assert STUDENT not in store.meetings[accepted.meeting.meeting_id].expected_participants
@@ -183,13 +186,7 @@ def test_a_new_meeting_naming_someone_erased_before_reads_the_erasures_once_refu
     store.record_erasure(erasure_name(STUDENT, ERASURE_KEY), at=made.clock.now)
     accepted = accept_meeting_end(made.deps, declared(), webhook_id="wh-1")
     # The first read asks for no erasure, its commit is refused, the second read asks for both.
-    assert store.calls == [
-        "declaration_reads",
-        "commit",
-        "erased_among",
-        "declaration_reads",
-        "commit",
-    ], store.calls
+    assert store.calls == REFUSED_THEN_CREATED, store.calls
     assert store.erasure_reads == [0, 2]
     keys = {d["participant_key"] for d in store.participants(accepted.meeting.meeting_id)}
     assert keys == {TEACHER}
