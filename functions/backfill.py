@@ -355,14 +355,17 @@ def _reconcile(
     for summary in scan.conferences.values():
         by_code.setdefault(summary.meeting_code, []).append(summary)
     codes = sorted(by_code)
-    for index in range(0, len(codes), CODES_PER_READ):
-        group = codes[index : index + CODES_PER_READ]
-        arounds = {code: _around(deps, by_code[code]) for code in group}
-        stored = deps.store.with_codes(arounds)
-        for code in group:
+    groups = [
+        {code: _around(deps, by_code[code]) for code in codes[index : index + CODES_PER_READ]}
+        for index in range(0, len(codes), CODES_PER_READ)
+    ]
+    # The next group is read while this one is reconciled: what is written here concerns only
+    # this group's codes (a declaration merges, tells and reads again within its own code).
+    for arounds, stored in zip(groups, deps.store.with_codes_ahead(groups), strict=True):
+        for code, around in arounds.items():
             meetings = {m.meeting_id: m for m in stored[code]}
             _reconcile_code(
-                deps, code, by_code[code], report, meetings, arounds[code], whole_range=whole_range
+                deps, code, by_code[code], report, meetings, around, whole_range=whole_range
             )
     report.requests = scan.requests
     report.events_read = scan.events_read

@@ -8,7 +8,7 @@ activities and aware datetimes only.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol
@@ -188,6 +188,10 @@ class DeclarationFacts:
     by_event: Sequence[MeetingRecord]
 
 
+#: The answers of :meth:`MeetingStore.with_codes_ahead`, one per group (closing it stops the reads).
+CodesRead = Generator[dict[str, list[MeetingRecord]], None, None]
+
+
 class MeetingStore(Protocol):
     def get(self, meeting_id: str) -> MeetingRecord | None: ...
 
@@ -231,6 +235,14 @@ class MeetingStore(Protocol):
     def with_codes(self, ended: Mapping[str, Bounds]) -> dict[str, list[MeetingRecord]]:
         """:meth:`with_code` of each code with its own bounds (every code given is a key of the
         answer), in fewer round trips than one per code."""
+        ...
+
+    def with_codes_ahead(self, groups: Iterable[Mapping[str, Bounds]]) -> CodesRead:
+        """:meth:`with_codes` of each group in turn, the next group's read made while the caller
+        works on this one's answer. So an answer may be as old as the hand-out of the one
+        before it: the caller's own writes meanwhile must not concern the later groups, and any
+        other writer meanwhile is one more concurrent writer, which every commit's condition
+        already covers."""
         ...
 
     def named(
@@ -309,6 +321,22 @@ class MeetingStore(Protocol):
     def delete_meeting(self, meeting_id: str) -> None:
         """Delete the meeting and everything under it (retention); idempotent."""
         ...
+
+
+def read_one_ahead(
+    read: Callable[[Mapping[str, Bounds]], dict[str, list[MeetingRecord]]],
+    groups: Iterable[Mapping[str, Bounds]],
+) -> CodesRead:
+    """:meth:`MeetingStore.with_codes_ahead` in one thread: each group is read before the one
+    before it is handed out, the oldest answer a store reading ahead may give."""
+    pending: dict[str, list[MeetingRecord]] | None = None
+    for group in groups:
+        answer = read(group)
+        if pending is not None:
+            yield pending
+        pending = answer
+    if pending is not None:
+        yield pending
 
 
 class MeetApi(Protocol):

@@ -15,6 +15,7 @@ from functions.meeting_search import select as search_select
 from functions.model import MeetingRecord
 from functions.ports import (
     BackfillSlice,
+    CodesRead,
     CollectTask,
     DeclarationFacts,
     DeclarationReads,
@@ -22,6 +23,7 @@ from functions.ports import (
     MeetingCommit,
     ReportsPage,
     Versioned,
+    read_one_ahead,
 )
 from functions.schedule import Status
 
@@ -206,6 +208,9 @@ class MemoryStore:
     def with_codes(self, ended: Mapping[str, Bounds]) -> dict[str, list[MeetingRecord]]:
         self.batched_code_reads += 1
         return {code: self.with_code(code, ended=bounds) for code, bounds in ended.items()}
+
+    def with_codes_ahead(self, groups: Iterable[Mapping[str, Bounds]]) -> CodesRead:
+        return read_one_ahead(self.with_codes, groups)
 
     def named(
         self, *, calendar_event_id: str | None = None, alias: str | None = None

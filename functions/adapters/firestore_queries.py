@@ -7,7 +7,9 @@ code is served by the same index as an equality (Firestore runs it as one equali
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+import collections
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Final
 
 from google.cloud.firestore_v1.base_query import FieldFilter
@@ -15,9 +17,15 @@ from google.cloud.firestore_v1.collection import CollectionReference
 
 from functions.intervals import Bounds
 from functions.model import MeetingRecord
+from functions.ports import CodesRead
 
 #: Firestore's limit on the values of one ``in`` filter.
 IN_VALUES: Final = 30
+#: The threads that read a backfill's next codes while it reconciles the codes before.
+_READ_AHEAD = ThreadPoolExecutor(max_workers=4, thread_name_prefix="read-ahead")
+#: Reads in flight per caller of :func:`with_codes_ahead`. Two were no faster than one against
+#: the emulator (a 200,000-event backfill's discovery: 11.2 to 13.3 s against 10.3 to 10.7 s).
+READS_AHEAD: Final = 1
 
 
 def with_code(
@@ -54,6 +62,29 @@ def with_codes(
             if record.meeting_code in found and ended[record.meeting_code].holds(record.ended_at):
                 found[record.meeting_code].append(record)
     return found
+
+
+def with_codes_ahead(
+    read: Callable[[Mapping[str, Bounds]], dict[str, list[MeetingRecord]]],
+    groups: Iterable[Mapping[str, Bounds]],
+) -> CodesRead:
+    """``read`` of each group in turn, :data:`READS_AHEAD` reads in flight beside the caller's
+    work: a backfill's reads of its codes took as long as the commits of the meetings it found,
+    one after the other."""
+    pending: collections.deque[Future[dict[str, list[MeetingRecord]]]] = collections.deque()
+    try:
+        for group in groups:
+            pending.append(_READ_AHEAD.submit(read, group))
+            if len(pending) > READS_AHEAD:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        # A caller that stops early (a failure) leaves no read running unheeded; what they
+        # answer is no longer anyone's.
+        for running in pending:
+            if not running.cancel():
+                running.exception()
 
 
 def _groups(ended: Mapping[str, Bounds]) -> Iterator[Sequence[str]]:

@@ -18,7 +18,7 @@ import contextlib
 import hashlib
 import random
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime
@@ -57,6 +57,7 @@ from functions.meeting_search import (
 )
 from functions.model import MeetingRecord, stored_datetime
 from functions.ports import (
+    CodesRead,
     DeclarationFacts,
     DeclarationReads,
     MeetingCommit,
@@ -369,6 +370,9 @@ class FirestoreStore:
 
     def with_codes(self, ended: Mapping[str, Bounds]) -> dict[str, list[MeetingRecord]]:
         return firestore_queries.with_codes(self._meetings, ended)
+
+    def with_codes_ahead(self, groups: Iterable[Mapping[str, Bounds]]) -> CodesRead:
+        return firestore_queries.with_codes_ahead(self.with_codes, groups)
 
     def named(
         self, *, calendar_event_id: str | None = None, alias: str | None = None

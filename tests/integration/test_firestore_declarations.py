@@ -6,16 +6,20 @@ from __future__ import annotations
 
 import os
 import random
+import threading
+import time
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import timedelta
 
 os.environ.setdefault("NO_GCE_CHECK", "True")
 
+import pytest
 from google.cloud import firestore
 
 from functions.adapters.firestore_store import DELIVERIES, ERASURES, FirestoreStore
 from functions.intervals import Bounds
-from functions.model import estimated_record
+from functions.model import MeetingRecord, estimated_record
 from functions.ports import DeclarationReads, Delivery, MeetingCommit
 from tests.integration.test_firestore_store import ENDED, client, meeting, store
 
@@ -72,6 +76,75 @@ def test_with_codes_answers_what_with_code_answers_for_each_code(store: Firestor
         assert sorted(m.meeting_id for m in found[code]) == expected, code
     assert sum(len(v) for v in found.values()) > 30  # the codes' bounds did hold meetings
     assert store.with_codes({}) == {}
+
+
+def _groups_of_two(store: FirestoreStore, count: int) -> list[dict[str, Bounds]]:
+    codes = [f"c{index:02d}-aaaa-bbb" for index in range(2 * count)]
+    for number, code in enumerate(codes):
+        store.create(meeting(f"m-{number:02d}", meeting_code=code))
+    around = Bounds(ENDED - timedelta(days=1), ENDED + timedelta(days=1))
+    return [dict.fromkeys(codes[i : i + 2], around) for i in range(0, len(codes), 2)]
+
+
+def test_with_codes_ahead_hands_out_each_group_in_turn_reading_the_next_meanwhile(
+    store: FirestoreStore,
+) -> None:
+    """While the caller holds a group's answer, the next group's read is under way (the caller
+    waits for it here: without it, the wait runs out), and only that one."""
+    groups = _groups_of_two(store, 4)
+    started = [threading.Event() for _ in groups]
+    read = store.with_codes
+
+    def reading(ended: Mapping[str, Bounds]) -> dict[str, list[MeetingRecord]]:
+        started[groups.index(dict(ended))].set()
+        return read(ended)
+
+    store.with_codes = reading  # type: ignore[method-assign]
+    answers = []
+    for index, answer in enumerate(store.with_codes_ahead(groups)):
+        if index + 1 < len(groups):
+            assert started[index + 1].wait(10), f"group {index + 1} not read meanwhile"
+        if index + 2 < len(groups):
+            assert not started[index + 2].is_set()
+        answers.append(answer)
+
+    assert answers == [read(group) for group in groups]
+    assert [sorted(answer) for answer in answers] == [sorted(group) for group in groups]
+    assert all(len(records) == 1 for answer in answers for records in answer.values())
+    assert list(store.with_codes_ahead([])) == []
+
+
+def test_with_codes_ahead_raises_a_failed_read_at_its_group_and_stops_cleanly(
+    store: FirestoreStore,
+) -> None:
+    groups = _groups_of_two(store, 3)
+    read = store.with_codes
+    made: list[int] = []
+
+    def failing(ended: Mapping[str, Bounds]) -> dict[str, list[MeetingRecord]]:
+        index = groups.index(dict(ended))
+        made.append(index)
+        if index == 1:
+            raise RuntimeError("read failed")
+        return read(ended)
+
+    store.with_codes = failing  # type: ignore[method-assign]
+    answers = store.with_codes_ahead(groups)
+    assert sorted(next(answers)) == sorted(groups[0])
+    with pytest.raises(RuntimeError, match="read failed"):
+        next(answers)
+    with pytest.raises(StopIteration):
+        next(answers)  # the failure ended the reads
+    # The read of group 2 was either cancelled or waited for: nothing is read after the fact.
+    assert sorted(made) in ([0, 1], [0, 1, 2])
+
+    made.clear()
+    stopped = store.with_codes_ahead(groups)
+    next(stopped)
+    stopped.close()  # a caller that stops after the first group
+    assert sorted(made) == [0, 1]
+    time.sleep(0.2)
+    assert sorted(made) == [0, 1]  # and nothing read once it stopped
 
 
 def test_declaration_reads_answer_every_question_in_one_call(

@@ -4,7 +4,7 @@ failing, partial or empty on the seed's say, and a task queue that delivers at l
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -15,6 +15,7 @@ from functions.meeting_search import Cursor, MeetingQuery
 from functions.model import MeetingRecord
 from functions.ports import (
     BackfillSlice,
+    CodesRead,
     CollectTask,
     DeclarationFacts,
     DeclarationReads,
@@ -22,6 +23,7 @@ from functions.ports import (
     MeetingCommit,
     ReportsPage,
     Versioned,
+    read_one_ahead,
 )
 from tests.fakes import MemoryStore
 from tests.simulation.scheduler import Scheduler
@@ -80,6 +82,11 @@ class SwitchingStore:
         # are read, whichever way they are asked for.
         self._point("store.with_code")
         return self.inner.with_codes(ended)
+
+    def with_codes_ahead(self, groups: Iterable[Mapping[str, Bounds]]) -> CodesRead:
+        # Each read at a switch point of its own, made before the group before is handed out:
+        # a schedule can run other writers between a group's read and its reconciling.
+        return read_one_ahead(self.with_codes, groups)
 
     def named(
         self, *, calendar_event_id: str | None = None, alias: str | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -22,9 +23,10 @@ from functions.backfill import (
 from functions.chain import chain_task_id
 from functions.declarations import accept_meeting_end
 from functions.errors import InvalidInput
+from functions.intervals import Bounds
 from functions.model import Declared, MeetingRecord, meeting_id_for
 from functions.polling import handle_collect_task
-from functions.ports import BackfillSlice, CollectTask, Deps
+from functions.ports import BackfillSlice, CollectTask, Deps, read_one_ahead
 from functions.reports_events import parse_activity
 from functions.schedule import Status, Timing
 from local.simulate import Stay, activities_for, call_ended
@@ -403,6 +405,68 @@ def test_discovery_reads_the_codes_a_group_at_a_time_and_found_meetings_read_not
     # Every found meeting's neighbours came from its group's read: no declaration read.
     assert world.store.declaration_reads_made == 0
     assert len(world.store.code_reads) == CODES_PER_READ + 10
+
+
+def test_reading_one_ahead_reads_each_group_before_the_one_before_is_handed_out() -> None:
+    events: list[str] = []
+
+    def read(group: Mapping[str, Bounds]) -> dict[str, list[MeetingRecord]]:
+        (code,) = group
+        events.append(f"read {code}")
+        return {code: []}
+
+    groups = [{code: Bounds(NOW, NOW)} for code in ("a", "b", "c")]
+    for answer in read_one_ahead(read, groups):
+        events.append(f"handed {next(iter(answer))}")
+
+    assert events == ["read a", "read b", "handed a", "read c", "handed b", "handed c"]
+    assert list(read_one_ahead(read, [])) == []
+
+
+def test_a_later_group_read_before_another_writer_found_its_meeting_still_gets_one_meeting() -> (
+    None
+):
+    """Discovery reads a group's codes while it reconciles the group before. Here a second run
+    finds a meeting of the later group in between: the stale read does not make a second one."""
+    world = World()
+    world.day_of_classes(2 * CODES_PER_READ + 5)
+    clean = World()
+    clean.day_of_classes(2 * CODES_PER_READ + 5)
+    clean.backfill()
+    codes = sorted({m.meeting_code for m in clean.store.meetings.values()})
+    late = codes[CODES_PER_READ]  # the first code of the second group
+    index = next(i for i in range(2 * CODES_PER_READ + 5) if code_for(i) == late)
+    (stay,) = [m for m in clean.store.meetings.values() if m.meeting_code == late]
+    read = world.store.with_codes
+    reads = 0
+
+    def read_then_race(ended: Mapping[str, Bounds]) -> dict[str, list[MeetingRecord]]:
+        nonlocal reads
+        answer, reads = read(ended), reads + 1
+        if reads == 3:  # the third group's read: the second group was read, not reconciled
+            assert late not in ended
+            accept_meeting_end(
+                world.deps,
+                Declared(meeting_code=late, started_at=stay.started_at, ended_at=stay.ended_at),
+                source="backfill",
+                conference_id=f"conference-{index}",
+            )
+        return answer
+
+    world.store.with_codes = read_then_race  # type: ignore[method-assign]
+    report = world.backfill()
+
+    assert reads == 3
+    assert stay.meeting_id not in report.meetings_created  # the other run created it
+    assert len(report.meetings_created) == 2 * CODES_PER_READ + 4
+
+    def meetings(of: World) -> dict[str, tuple[object, ...]]:
+        return {
+            m.meeting_id: (m.meeting_code, m.started_at, m.ended_at)
+            for m in of.store.meetings.values()
+        }
+
+    assert meetings(world) == meetings(clean)
 
 
 def test_a_found_meeting_stored_outside_what_discovery_read_is_grown_not_duplicated() -> None:
