@@ -56,9 +56,11 @@ def erase_from_meeting(
         changed = _erase_from_merged(deps, meeting_id, key, name)
     elif meeting is not None:
         outcome = _erasure_poll(deps, meeting_id, wait=wait)
-        if isinstance(outcome, Skipped) and outcome.skipped_reason == "merged":
-            # Merged since it was read (a declaration absorbed it meanwhile): the poll skipped
-            # it, and a merged meeting keeps its documents.
+        skipped = isinstance(outcome, Skipped) and outcome.skipped_reason == "merged"
+        if skipped or (outcome.meeting is not None and outcome.meeting.status is Status.MERGED):
+            # Merged since it was read (a declaration absorbed it meanwhile: the poll skipped
+            # it), or by this very poll (a found meeting whose other sessions went to declared
+            # meetings). Either way a merged meeting keeps its documents: erased directly.
             changed = _erase_from_merged(deps, meeting_id, key, name)
         else:
             changed = outcome.meeting is not None and outcome.meeting.revision != meeting.revision

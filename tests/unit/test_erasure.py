@@ -308,6 +308,46 @@ def test_a_meeting_merged_between_the_erasure_s_read_and_its_poll_is_erased_too(
     assert STUDENT not in everything(world)
 
 
+def test_a_found_meeting_its_erasure_poll_merges_keeps_nothing_of_the_participant() -> None:
+    """A found meeting holds the student and another person; a declared meeting has since
+    stored the other's session. The erasure's poll hands that session over and leaves the
+    student out: nothing is left, so the poll merges the meeting, and a merged meeting keeps its
+    documents. The student's is erased all the same, with its totals and its audit entry."""
+    world = erasing_world()
+    world.clock.now = START + timedelta(hours=6)
+    world.reports.activities += activities_for(
+        [
+            Stay(OTHER, START, START + minutes(30)),
+            Stay(STUDENT, START + minutes(120), START + minutes(150)),
+        ],
+        meeting_code=CODE,
+        conference_id="conf-found",
+    )
+    (found_id,) = run_backfill(
+        world.deps, since=START - timedelta(hours=1), until=world.clock.now
+    ).meetings_created
+    while world.store.meetings[found_id].status is not Status.COMPLETE:
+        world.run_next()
+    declared = world.declare(
+        started_at=START, ended_at=START + minutes(30), expected_participants=(OTHER,)
+    )
+    poll_meeting(world.deps, declared.meeting_id, reason="manual")
+    assert keys_of(world, declared.meeting_id) == {OTHER}
+    assert keys_of(world, found_id) == {OTHER, STUDENT}  # its own re-poll not run yet
+
+    assert erase_participant(world.deps, STUDENT) == 1
+
+    found = world.store.meetings[found_id]
+    assert found.status is Status.MERGED
+    assert found.merged_into == declared.meeting_id
+    assert STUDENT not in keys_of(world, found_id)
+    assert found.participant_count == 1  # the other's document is its audit trail
+    revisions = world.store.revision_docs[found_id]
+    assert revisions[found.revision]["changes"][0]["participant_key"] == NAME
+    assert STUDENT not in everything(world)
+    assert erase_participant(world.deps, STUDENT) == 0
+
+
 def test_a_poll_running_while_the_erasure_is_recorded_erases_after_its_commit() -> None:
     """The poll read the erasures before the record; the erasure searched before the poll's
     commit stored the student (new to this meeting): the check after the commit removes it."""
