@@ -308,12 +308,9 @@ def test_a_meeting_merged_between_the_erasure_s_read_and_its_poll_is_erased_too(
     assert STUDENT not in everything(world)
 
 
-def test_a_found_meeting_its_erasure_poll_merges_keeps_nothing_of_the_participant() -> None:
-    """A found meeting holds the student and another person; a declared meeting has since
-    stored the other's session. The erasure's poll hands that session over and leaves the
-    student out: nothing is left, so the poll merges the meeting, and a merged meeting keeps its
-    documents. The student's is erased all the same, with its totals and its audit entry."""
-    world = erasing_world()
+def found_meeting_half_taken(world: World) -> tuple[str, str]:
+    """A found meeting holding the student and another person, and a declared meeting that has
+    since stored the other's session (the found meeting's re-poll not run yet): their ids."""
     world.clock.now = START + timedelta(hours=6)
     world.reports.activities += activities_for(
         [
@@ -333,19 +330,52 @@ def test_a_found_meeting_its_erasure_poll_merges_keeps_nothing_of_the_participan
     )
     poll_meeting(world.deps, declared.meeting_id, reason="manual")
     assert keys_of(world, declared.meeting_id) == {OTHER}
-    assert keys_of(world, found_id) == {OTHER, STUDENT}  # its own re-poll not run yet
+    assert keys_of(world, found_id) == {OTHER, STUDENT}
+    return found_id, declared.meeting_id
+
+
+def test_a_found_meeting_its_erasure_poll_merges_keeps_nothing_of_the_participant() -> None:
+    """The erasure's poll hands the other's session over and leaves the student out: nothing is
+    left, so the poll merges the meeting, and a merged meeting keeps its documents. The
+    student's is erased all the same, with its totals and its audit entry."""
+    world = erasing_world()
+    found_id, declared_id = found_meeting_half_taken(world)
 
     assert erase_participant(world.deps, STUDENT) == 1
 
     found = world.store.meetings[found_id]
     assert found.status is Status.MERGED
-    assert found.merged_into == declared.meeting_id
+    assert found.merged_into == declared_id
     assert STUDENT not in keys_of(world, found_id)
     assert found.participant_count == 1  # the other's document is its audit trail
     revisions = world.store.revision_docs[found_id]
     assert revisions[found.revision]["changes"][0]["participant_key"] == NAME
     assert STUDENT not in everything(world)
     assert erase_participant(world.deps, STUDENT) == 0
+
+
+def test_an_erasure_that_died_between_the_merge_and_its_own_commit_finishes_when_run_again() -> (
+    None
+):
+    world = erasing_world()
+    found_id, _ = found_meeting_half_taken(world)
+    commit = world.store.commit
+
+    def dies_at_the_erasing_commit(change: MeetingCommit) -> Versioned | None:
+        if change.meeting.meeting_id == found_id and change.deletes:
+            raise RuntimeError("the process died")
+        return commit(change)
+
+    world.store.commit = dies_at_the_erasing_commit  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError, match="died"):
+        erase_participant(world.deps, STUDENT)
+    assert world.store.meetings[found_id].status is Status.MERGED  # the poll's commit landed
+    assert STUDENT in keys_of(world, found_id)
+
+    world.store.commit = commit  # type: ignore[method-assign]
+    assert erase_participant(world.deps, STUDENT) == 1
+    assert STUDENT not in keys_of(world, found_id)
+    assert STUDENT not in everything(world)
 
 
 def test_a_poll_running_while_the_erasure_is_recorded_erases_after_its_commit() -> None:
