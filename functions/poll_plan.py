@@ -401,11 +401,11 @@ def _repolls(meeting: MeetingRecord, selection: _Selection) -> tuple[str, ...]:
 
 def _absorbed(inputs: PollInputs, selection: _Selection) -> str | None:
     """The declared meeting a found meeting merges into: it kept nothing, and what it held is
-    stored by the meetings that gained it."""
-    meeting = inputs.meeting
-    if not meeting.is_found or selection.kept or not meeting.found_sessions:
+    stored by the meetings that gained it, now or before (what it kept then was erased since)."""
+    if not inputs.meeting.is_found or selection.kept or not inputs.meeting.found_sessions:
         return None
-    return selection.handed_to[0] if selection.handed_to else None
+    gainers = selection.handed_to or inputs.meeting.partly_merged_into
+    return gainers[0] if gainers else None
 
 
 def _after(

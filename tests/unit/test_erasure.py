@@ -354,6 +354,27 @@ def test_a_found_meeting_its_erasure_poll_merges_keeps_nothing_of_the_participan
     assert erase_participant(world.deps, STUDENT) == 0
 
 
+def test_a_found_meeting_that_gave_part_away_and_whose_rest_is_erased_is_merged() -> None:
+    """Its re-poll handed the other's session to the declared meeting and kept the student's;
+    once the student is erased nothing of it is left: merged into the meeting that took its
+    part, as if that meeting had taken it all (erasure schedule seed 6929)."""
+    world = erasing_world()
+    found_id, declared_id = found_meeting_half_taken(world)
+    poll_meeting(world.deps, found_id, reason="neighbour")
+    partly = world.store.meetings[found_id]
+    assert partly.status is Status.COMPLETE
+    assert partly.partly_merged_into == (declared_id,)
+    assert keys_of(world, found_id) == {STUDENT}
+
+    assert erase_participant(world.deps, STUDENT) == 1
+
+    found = world.store.meetings[found_id]
+    assert found.status is Status.MERGED
+    assert found.merged_into == declared_id
+    assert STUDENT not in everything(world)
+    assert keys_of(world, declared_id) == {OTHER}
+
+
 def test_an_erasure_that_died_between_the_merge_and_its_own_commit_finishes_when_run_again() -> (
     None
 ):
