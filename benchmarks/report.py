@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks._common import machine
+from benchmarks.report_targets import emulator_reads as _emulator_reads
 from benchmarks.report_targets import history as _history
 from benchmarks.report_targets import ingest_targets as _ingest_targets
 
@@ -35,6 +36,7 @@ BENCHMARKS: dict[str, list[str]] = {
     "backfill": [],
     "ingest": [],
     "history": [],
+    "emulator_reads": [],
 }
 
 
@@ -112,6 +114,8 @@ def render(r: dict[str, Any]) -> str:
             parts += ["", _ingest_targets(r["ingest"])]
     if r.get("history"):
         parts += ["", _history(r["history"])]
+    if r.get("emulator_reads"):
+        parts += ["", _emulator_reads(r["emulator_reads"])]
     if r.get("poll") and r["poll"].get("profile"):
         parts += ["", _profile(r["poll"])]
     return "\n".join(parts) + "\n"

@@ -220,3 +220,52 @@ def history(h: dict[str, Any]) -> str:
             f"{met} of {len(h['targets'])} met. " + load_note(h),
         ]
     )
+
+
+def emulator_reads(e: dict[str, Any]) -> str:
+    """The emulator's cost of a webhook's first read against its database's size."""
+    rows = [
+        [
+            _n(r["meetings"], 0),
+            _n(r["documents"], 0),
+            *[_n(r["p50_ms"][name], 2) for name in EMULATOR_CALLS],
+            _n(r["first_read_over_create"], 2),
+        ]
+        for r in e["rows"]
+    ]
+    return "\n".join(
+        [
+            "## emulator reads: a webhook's first read as the database grows",
+            "",
+            "`python -m benchmarks.emulator_reads`: on a fresh Firestore emulator, meetings stored "
+            f"as a webhook stores them (each with its {e['roster']} participants' estimates, one "
+            "request each, every meeting its own code); at each size, "
+            f"{e['samples']} rounds of: one create, the batched get alone, each of the two "
+            "queries alone, and the whole first read of a new meeting's webhook "
+            "(`declaration_reads`: the get and both queries at once), for a code nobody used. "
+            "Medians in ms.",
+            "",
+            _table(
+                [
+                    "meetings stored",
+                    "documents",
+                    "one create",
+                    "batched get (3 docs)",
+                    "with_code (range query)",
+                    "named (alias query)",
+                    "declaration_reads",
+                    "first read / one create",
+                ],
+                rows,
+                "r" * 8,
+            ),
+            "",
+            "Both queries find nothing, yet their cost grows with the documents the database "
+            "holds; the get's and the create's do not. Google's Firestore serves them from an "
+            "index (the automatic single-field ones, and the composite of "
+            "infra/firestore.indexes.json), by the size of the answer.",
+        ]
+    )
+
+
+EMULATOR_CALLS = ("create", "batched get", "with_code", "named (alias)", "declaration_reads")
