@@ -54,9 +54,11 @@ from functions.selection import (
 )
 from functions.stored_state import (
     StoredState,
+    absorbable,
     attendance_changes,
     carrying_landed_token,
     preliminary_kept,
+    preliminary_taker,
     stored_sessions,
     with_previous,
 )
@@ -123,6 +125,7 @@ class _Selection:
     releases: tuple[str, ...]  # neighbours holding sessions this one took, outside their span
     orphans: tuple[Session, ...]  # held ones no meeting takes: they need a found meeting
     warning: LastError | None
+    partition: Partition  # who takes a session, among this meeting and its neighbours
 
 
 def _select(inputs: PollInputs, *, documents_read: bool) -> _Selection:
@@ -196,6 +199,7 @@ def _select(inputs: PollInputs, *, documents_read: bool) -> _Selection:
         releases=tuple(sorted(releases)),
         orphans=tuple(orphans),
         warning=_incompleteness(inputs, own, chosen, fetched),
+        partition=partition,
     )
 
 
@@ -227,25 +231,13 @@ def _incompleteness(
     fetched_keys = {dedupe_key(s) for s in fetched} if held else set()
     lacking = sum(1 for key in held if key not in fetched_keys)
     if not lacking:
-        return _answer_warning(inputs)
+        return inputs.answer_warning()
     return LastError(
         code=INCOMPLETE_ANSWER,
         message=(
             f"the Reports API returned {lacking} fewer session(s) than the meeting holds; "
             "the stored sessions are kept"
         ),
-        at=inputs.polled_at,
-    )
-
-
-def _answer_warning(inputs: PollInputs) -> LastError | None:
-    """``last_warning`` when the answer held unusable events or texts that needed repair
-    (docs/firestore.md: skipped and counted, never fatal)."""
-    if not inputs.answer_warnings:
-        return None
-    return LastError(
-        code=UNUSABLE_EVENTS if inputs.skipped_events else TEXTS_REPAIRED,
-        message="; ".join(inputs.answer_warnings),
         at=inputs.polled_at,
     )
 
@@ -400,11 +392,17 @@ def _repolls(meeting: MeetingRecord, selection: _Selection) -> tuple[str, ...]:
 
 
 def _absorbed(inputs: PollInputs, selection: _Selection) -> str | None:
-    """The declared meeting a found meeting merges into: it kept nothing, and what it held is
-    stored by the meetings that gained it, now or before (what it kept then was erased since)."""
-    if not inputs.meeting.is_found or selection.kept or not inputs.meeting.found_sessions:
+    """The declared meeting a found meeting that kept nothing merges into (if absorbable), or
+    that takes each of its preliminary sessions with Reports data of its own."""
+    meeting, neighbours = inputs.meeting, inputs.neighbours
+    if selection.kept or not meeting.is_found:
         return None
-    gainers = selection.handed_to or inputs.meeting.partly_merged_into
+    if not absorbable(meeting, inputs.stored, inputs.erased):
+        declared = [n for n in neighbours if not n.is_found]
+        with_reports = [n.meeting_id for n in declared if n.attendance_source == "reports"]
+        takers = selection.partition.takers
+        return preliminary_taker(meeting, inputs.stored, inputs.erased, takers, with_reports)
+    gainers = selection.handed_to or meeting.partly_merged_into
     return gainers[0] if gainers else None
 
 

@@ -71,6 +71,17 @@ class PollInputs:
     #: their expected entries are left out, so their documents are removed.
     erased: Mapping[str, str] = field(default_factory=dict)
 
+    def answer_warning(self) -> LastError | None:
+        """``last_warning`` when the answer held unusable events or texts that needed repair
+        (docs/firestore.md: skipped and counted, never fatal)."""
+        if not self.answer_warnings:
+            return None
+        return LastError(
+            code=UNUSABLE_EVENTS if self.skipped_events else TEXTS_REPAIRED,
+            message="; ".join(self.answer_warnings),
+            at=self.polled_at,
+        )
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PollPlan:

@@ -7,8 +7,9 @@ change (polls, declarations, merges) apply to tell what the meeting holds.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any, Final
 
 from functions.attendance import Session
@@ -19,13 +20,14 @@ from functions.model import (
     estimated_record,
     stored_datetime,
 )
-from functions.participant_keys import participant_doc_id
+from functions.participant_keys import participant_doc_id, participant_key
 from functions.schedule import Status
 
 __all__ = [
     "PREVIOUS_ATTENDED",
     "STAGED_COMMIT",
     "StoredState",
+    "absorbable",
     "attendance_changes",
     "carrying_landed_token",
     "committed",
@@ -34,6 +36,7 @@ __all__ = [
     "lagging_mirrors",
     "preliminary_kept",
     "preliminary_sessions",
+    "preliminary_taker",
     "stored_sessions",
     "with_previous",
 ]
@@ -200,6 +203,50 @@ def preliminary_kept(
         record = estimated_record(key, meeting=meeting, revision=revision, status=status)
         records.setdefault(record.doc_id, record)
     return records
+
+
+def absorbable(
+    meeting: MeetingRecord, stored: Sequence[Mapping[str, Any]], erased: Mapping[str, str]
+) -> bool:
+    """Whether a found meeting that kept nothing may merge into a meeting that took its part:
+    it held Reports sessions (stored now by the meetings that gained them), or it holds no
+    preliminary attendance of anyone not erased (a ``meet`` meeting whose Meet sessions all
+    went to declared meetings, which would otherwise end empty and billed nowhere)."""
+    if not meeting.is_found:
+        return False
+    if meeting.found_sessions:
+        return True
+    return not any(
+        document.get("preliminary") and str(document.get("participant_key")) not in erased
+        for document in stored
+    )
+
+
+def preliminary_taker(
+    meeting: MeetingRecord,
+    stored: Sequence[Mapping[str, Any]],
+    erased: Mapping[str, str],
+    takers: Callable[[str, datetime, datetime], Iterable[str]],
+    with_reports: Collection[str],
+) -> str | None:
+    """A found meeting that kept nothing of Reports' and still holds Meet's preliminary sessions:
+    the meeting it merges into when meetings with Reports data (``with_reports``, among the
+    ``takers`` of a session's code and times) take each of those sessions, as when Meet's signal
+    created it while the class that covers it was being declared. Reports data replaced Meet's
+    view of them there (docs/rules.md "Preliminary attendance"), so nothing is its own. None
+    when one session is taken by no such meeting (then it is its own: a found meeting takes
+    what no declared meeting covers)."""
+    first: str | None = None
+    code = meeting.meeting_code
+    for session in preliminary_sessions(stored, meeting):
+        if participant_key(session) in erased:
+            continue
+        gainers = takers(code, session.join_time, session.leave_time)
+        taker = min((g for g in gainers if g in with_reports), default=None)
+        if taker is None:
+            return None
+        first = taker if first is None else min(first, taker)
+    return first
 
 
 def with_previous(record: ParticipantRecord, previous: int | None) -> ParticipantRecord:

@@ -61,13 +61,6 @@ KNOWN_MEET_BUGS: dict[str, KnownBug] = {
         "preliminary write with a neighbour's change still leaves a share as it was "
         "(1 of 3,000 schedules; preliminary attendance is never billed, Reports data replaces it)",
     ),
-    "meet_meeting_with_nothing_left_not_merged": KnownBug(
-        r"has nothing left, and is .*, not merged",
-        1718,
-        "a meet meeting whose sessions went to two declared meetings is not merged (the poll's "
-        "_absorbed wants Reports sessions of its own, _merge_if_covered one absorber): it ends "
-        "no_data, empty, billed nowhere (1 of 3,000 schedules)",
-    ),
 }
 
 

@@ -505,8 +505,10 @@ def _preliminary_dropped(original: Callable[..., Any]) -> Callable[..., Any]:
 
 def _meet_only_kept(original: Callable[..., Any]) -> Callable[..., Any]:
     # The first poll with Reports data keeps the preliminary documents of those Reports lacks.
-    def records(inputs: poll_plan.PollInputs, selected: Any, **kw: Any) -> dict[str, Any]:
-        made: dict[str, Any] = original(inputs, selected, **kw)
+    def records(
+        inputs: poll_plan.PollInputs, selected: Any, *args: Any, **kw: Any
+    ) -> dict[str, Any]:
+        made: dict[str, Any] = original(inputs, selected, *args, **kw)
         meeting = inputs.meeting
         if selected.participants and meeting.attendance_source == "meet":
             kept = preliminary_kept(
@@ -516,6 +518,16 @@ def _meet_only_kept(original: Callable[..., Any]) -> Callable[..., Any]:
         return made
 
     return records
+
+
+def _absorbed_only_with_reports_sessions(original: Callable[..., Any]) -> Callable[..., Any]:
+    # A found meeting that kept nothing merges only if it once held Reports sessions.
+    return lambda meeting, stored, erased: meeting.is_found and bool(meeting.found_sessions)
+
+
+def _no_preliminary_taker(original: Callable[..., Any]) -> Callable[..., Any]:
+    # A found meeting holding preliminary sessions is never merged for them.
+    return lambda *args, **kw: None
 
 
 def _no_preliminary_handed_over(original: Callable[..., Any]) -> Callable[..., Any]:
@@ -579,6 +591,22 @@ MEET_MUTANTS: tuple[Mutant, ...] = (
         poll_plan,
         "_records",
         _meet_only_kept,
+    ),
+    Mutant(
+        "meet_meeting_left_empty_not_merged",
+        "a meet meeting whose Meet sessions all went to declared meetings is not merged: it "
+        "held no Reports sessions of its own (it ends no_data, empty, billed nowhere)",
+        poll_plan,
+        "absorbable",
+        _absorbed_only_with_reports_sessions,
+    ),
+    Mutant(
+        "covered_meet_meeting_not_merged",
+        "a meet meeting whose preliminary sessions a declared meeting with Reports data takes is "
+        "not merged (created by a signal while that class was being declared)",
+        poll_plan,
+        "preliminary_taker",
+        _no_preliminary_taker,
     ),
     Mutant(
         "absorption_ignores_preliminary",

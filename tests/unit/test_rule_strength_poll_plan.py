@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from functions.attendance import Session
-from functions.model import IpMode, LastError
+from functions.attendance import Session, build_participants
+from functions.model import IpMode, LastError, preliminary_record
 from functions.participant_keys import participant_doc_id
 from functions.poll_plan import (
     INCOMPLETE_ANSWER,
@@ -346,3 +346,99 @@ def test_a_merge_still_asks_for_the_repolls_due_once_each_in_order(
     plan = poll(found, [ALICE, BOB], now=402, neighbours=[declared], in_chain=False)
     assert plan.meeting.status is Status.MERGED
     assert (plan.meeting.repolls_due, plan.repolls) == (asked, asked)
+
+
+def _meet_meeting_that_gave_its_part_away(**changes: Any) -> tuple[Stored, Stored]:
+    """A declared class (minutes 0-60, Alice polled) and a ``meet`` meeting (40-100) that Meet's
+    signal created and whose part of Meet's attendance went to the class: it stores nothing of
+    its own and names the class in ``partly_merged_into``."""
+    declared = Stored(meeting("x-class", start=0, end=60))
+    poll(declared, [ALICE], now=70, in_chain=False)
+    found = Stored(
+        meeting(
+            "m-meet",
+            start=40,
+            end=100,
+            source="meet",
+            attendance_source="estimated",
+            partly_merged_into=("x-class",),
+            **changes,
+        )
+    )
+    return declared, found
+
+
+def test_a_meet_meeting_with_nothing_left_merges_into_the_meeting_that_took_its_part() -> None:
+    declared, found = _meet_meeting_that_gave_its_part_away()
+    plan = poll(found, [ALICE], now=200, neighbours=[declared], in_chain=False)
+    assert (plan.meeting.status, plan.meeting.merged_into) == (Status.MERGED, "x-class")
+    assert plan.upserts == ()
+
+
+@pytest.mark.parametrize(
+    ("carl_from", "class_has_reports", "merged_into"),
+    [
+        # Meet's signal created the meet meeting while the class covering it was declared: the
+        # class took Reports data for the conference, so the meet meeting holds nothing its own.
+        (25, True, "x-class"),
+        # Before the class has Reports data, Meet's view is the only one: it stays.
+        (25, False, None),
+        # Carl's preliminary session falls in no meeting with Reports data: it stays.
+        (130, True, None),
+    ],
+)
+def test_a_meet_meeting_whose_preliminary_sessions_a_class_with_reports_takes_is_merged(
+    carl_from: float, class_has_reports: bool, merged_into: str | None
+) -> None:
+    declared = Stored(meeting("x-class", start=0, end=60))
+    poll(declared, [ALICE] if class_has_reports else None, now=70, in_chain=False)
+    assert (declared.record.attendance_source == "reports") is class_has_reports
+    found = Stored(meeting("m-meet", start=20, end=50, source="meet", attendance_source="meet"))
+    carl = session(at(carl_from), at(carl_from + 10), key="carl@school.example", endpoint_id="c1")
+    (participant,) = build_participants([carl])
+    record = preliminary_record(
+        participant, meeting=found.record, revision=1, status=Status.COLLECTING, ip_mode="full"
+    )
+    found.documents[record.doc_id] = dict(record.document)
+    plan = poll(found, [ALICE], now=200, neighbours=[declared], in_chain=False)
+    assert plan.meeting.merged_into == merged_into
+    assert (plan.meeting.status is Status.MERGED) is (merged_into is not None)
+
+
+@pytest.mark.parametrize(("erased", "merged_into"), [(True, "x-class"), (False, None)])
+def test_an_erased_persons_preliminary_session_keeps_no_meet_meeting_alive(
+    erased: bool, merged_into: str | None
+) -> None:
+    declared = Stored(meeting("x-class", start=0, end=60))
+    poll(declared, [ALICE], now=70, in_chain=False)
+    found = Stored(meeting("m-meet", start=20, end=50, source="meet", attendance_source="meet"))
+    carl = session(at(25), at(35), key="carl@school.example", endpoint_id="c1")
+    eve = session(at(130), at(140), key="eve@school.example", endpoint_id="e1")
+    for participant in build_participants([carl, eve]):
+        record = preliminary_record(
+            participant, meeting=found.record, revision=1, status=Status.COLLECTING, ip_mode="full"
+        )
+        found.documents[record.doc_id] = dict(record.document)
+    inputs = inputs_for(
+        found,
+        [ALICE],
+        neighbours=[declared.record],
+        donors={"x-class": list(declared.documents.values())},
+        polled_at=at(200),
+        erased={"eve@school.example": "hash-of-eve"} if erased else {},
+    )
+    assert plan_poll(inputs).meeting.merged_into == merged_into
+
+
+def test_a_meet_meeting_still_holding_preliminary_attendance_is_not_merged() -> None:
+    declared, found = _meet_meeting_that_gave_its_part_away()
+    found.record = replace(found.record, attendance_source="meet")
+    carl = session(at(130), at(140), key="carl@school.example", endpoint_id="c1")
+    (participant,) = build_participants([carl])
+    record = preliminary_record(
+        participant, meeting=found.record, revision=1, status=Status.COLLECTING, ip_mode="full"
+    )
+    found.documents[record.doc_id] = dict(record.document)
+    plan = poll(found, [ALICE], now=200, neighbours=[declared], in_chain=False)
+    assert plan.meeting.status is not Status.MERGED
+    assert plan.meeting.merged_into is None
