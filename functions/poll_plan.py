@@ -385,10 +385,11 @@ def _shrunk(
     return started_at, ended_at, window_start, window_end
 
 
-def _repolls(meeting: MeetingRecord, selection: _Selection) -> tuple[str, ...]:
-    """The neighbours to re-poll: this poll's, and any an earlier commit's delivery did not get
-    to ask for before it died."""
-    return tuple(sorted({*meeting.repolls_due, *selection.releases}))
+def _repolls(meeting: MeetingRecord, selection: _Selection, *, moved: bool) -> tuple[str, ...]:
+    """The neighbours to re-poll (this poll's, and any a delivery that died did not ask for), and
+    itself when this poll ``moved`` its times: its share was clipped under the times it had."""
+    itself = (meeting.meeting_id,) if moved else ()
+    return tuple(sorted({*meeting.repolls_due, *selection.releases, *itself}))
 
 
 def _absorbed(inputs: PollInputs, selection: _Selection) -> str | None:
@@ -423,6 +424,7 @@ def _after(
         else meeting.partly_merged_into
     )
     started_at, ended_at, window_start, window_end = _shrunk(inputs, kept, partly_merged_into)
+    moved = (started_at, ended_at) != (meeting.started_at, meeting.ended_at)
     # Meet's preliminary attendance, until Reports has data: its counts stay the meeting's.
     preliminary = not selected.participants and meeting.attendance_source == "meet"
     kept_preliminary = [r for r in attendance.records.values() if r.document.get("preliminary")]
@@ -474,7 +476,7 @@ def _after(
         sessions_start=min((s.join_time for s in kept), default=None),
         sessions_end=max((s.leave_time for s in kept), default=None),
         partly_merged_into=partly_merged_into,
-        repolls_due=_repolls(meeting, selection),
+        repolls_due=_repolls(meeting, selection, moved=moved),
         # This poll rewrites or removes every document of a staged change that never landed.
         staging_progress=None,
         lease_owner=None,
@@ -575,7 +577,7 @@ def _merged_plan(
         chain_started=True,
         attempts=meeting.attempts + 1,
         last_polled_at=inputs.polled_at,
-        repolls_due=_repolls(meeting, selection),
+        repolls_due=_repolls(meeting, selection, moved=False),
         lease_owner=None,
         lease_until=None,
         updated_at=inputs.polled_at,

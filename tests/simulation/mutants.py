@@ -530,6 +530,11 @@ def _no_preliminary_taker(original: Callable[..., Any]) -> Callable[..., Any]:
     return lambda *args, **kw: None
 
 
+def _moved_not_repolled(original: Callable[..., Any]) -> Callable[..., Any]:
+    # A found meeting whose times its poll moved keeps the share it was clipped to before.
+    return lambda meeting, selection, *, moved: original(meeting, selection, moved=False)
+
+
 def _no_preliminary_handed_over(original: Callable[..., Any]) -> Callable[..., Any]:
     # A declared meeting absorbing a meet meeting neither takes its preliminary sessions nor
     # looks at them before merging it.
@@ -607,6 +612,14 @@ MEET_MUTANTS: tuple[Mutant, ...] = (
         poll_plan,
         "preliminary_taker",
         _no_preliminary_taker,
+    ),
+    Mutant(
+        "moved_found_meeting_not_repolled",
+        "a found meeting whose times its poll moved is not polled again under them: beside "
+        "another found meeting, its share stays clipped to the old boundary",
+        poll_plan,
+        "_repolls",
+        _moved_not_repolled,
     ),
     Mutant(
         "absorption_ignores_preliminary",

@@ -442,3 +442,23 @@ def test_a_meet_meeting_still_holding_preliminary_attendance_is_not_merged() -> 
     plan = poll(found, [ALICE], now=200, neighbours=[declared], in_chain=False)
     assert plan.meeting.status is not Status.MERGED
     assert plan.meeting.merged_into is None
+
+
+def test_a_found_meeting_whose_times_the_poll_moves_re_polls_itself_under_them() -> None:
+    """Its share was selected and clipped under the times it had: with another found meeting
+    beside it, the credited spans move with its times, so it plans once more (Meet schedules
+    7934 and 8859 billed a participant's seconds under the old boundary)."""
+    far = session(at(200), at(230), key="eve@school.example", endpoint_id="e1")
+    found = Stored(meeting("b-found", start=0, end=230, source="backfill"))
+    poll(found, [ALICE, far], now=400, in_chain=False)
+    declared = Stored(meeting("x-class", start=0, end=60))
+    poll(declared, [ALICE, far], now=401, neighbours=[found], in_chain=False)
+
+    rest = poll(found, [ALICE, far], now=402, neighbours=[declared], in_chain=False)
+
+    assert (rest.meeting.started_at, rest.meeting.ended_at) == (at(200), at(230))
+    assert "b-found" in rest.repolls
+    found.record = replace(found.record, repolls_due=())  # asked for, as the delivery does
+    again = poll(found, [ALICE, far], now=403, neighbours=[declared], in_chain=False)
+    assert (again.meeting.started_at, again.meeting.ended_at) == (at(200), at(230))
+    assert "b-found" not in again.repolls
