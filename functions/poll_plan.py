@@ -15,7 +15,7 @@ found meeting is given it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -189,6 +189,7 @@ def _select(inputs: PollInputs, *, documents_read: bool) -> _Selection:
         for taker in partition.takers(code, session.join_time, session.leave_time)
         if taker != meeting.meeting_id and key not in theirs.get(taker, {})
     }
+    releases |= _lacking_takers(fetched, chosen, partition, code, theirs)
     selected = selection.meeting
     if len(kept) != len(chosen):
         selected = _rebuilt(selection.meeting, kept.values(), inputs, specs)
@@ -198,9 +199,28 @@ def _select(inputs: PollInputs, *, documents_read: bool) -> _Selection:
         handed_to=tuple(sorted(handed_to)),
         releases=tuple(sorted(releases)),
         orphans=tuple(orphans),
-        warning=_incompleteness(inputs, own, chosen, fetched),
+        warning=inputs.last_warning(own, chosen, fetched),
         partition=partition,
     )
+
+
+def _lacking_takers(
+    fetched: Iterable[Session],
+    chosen: Mapping[Key, Session],
+    partition: Partition,
+    code: str,
+    theirs: Mapping[str, Mapping[Key, Session]],
+) -> set[str]:
+    """Neighbours whose documents were read (``theirs``) that take a fetched session this meeting
+    does not, and do not hold it: Reports showed it after their last poll (their chain may be
+    over), and their own query finds it."""
+    return {
+        taker
+        for key, session in ((dedupe_key(s), s) for s in fetched)
+        if key not in chosen
+        for taker in partition.takers(code, session.join_time, session.leave_time)
+        if taker in theirs and key not in theirs[taker]
+    }
 
 
 def _rebuilt(
@@ -214,31 +234,6 @@ def _rebuilt(
         meeting_code=selected.meeting_code,
         calendar_event_id=inputs.meeting.calendar_event_id,
         organizer_email=inputs.meeting.organizer_email,
-    )
-
-
-def _incompleteness(
-    inputs: PollInputs,
-    own: Sequence[Session],
-    chosen: Mapping[Key, Session],
-    fetched: list[Session],
-) -> LastError | None:
-    """``last_warning`` when Reports lacked sessions the meeting holds inside its selection."""
-    if inputs.fetched is None:
-        return inputs.meeting.last_warning
-    held = [key for key in map(dedupe_key, own) if key in chosen]
-    # A meeting's first poll holds nothing: the fetched sessions need no keys then.
-    fetched_keys = {dedupe_key(s) for s in fetched} if held else set()
-    lacking = sum(1 for key in held if key not in fetched_keys)
-    if not lacking:
-        return inputs.answer_warning()
-    return LastError(
-        code=INCOMPLETE_ANSWER,
-        message=(
-            f"the Reports API returned {lacking} fewer session(s) than the meeting holds; "
-            "the stored sessions are kept"
-        ),
-        at=inputs.polled_at,
     )
 
 

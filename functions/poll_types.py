@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any, Final
 
 from functions.attendance import Meeting, Session
+from functions.duplicates import dedupe_key
 from functions.model import (
     IpMode,
     LastError,
@@ -70,6 +71,28 @@ class PollInputs:
     #: hash that names them in revision records. Their sessions, wherever they come from, and
     #: their expected entries are left out, so their documents are removed.
     erased: Mapping[str, str] = field(default_factory=dict)
+
+    def last_warning(
+        self, own: Sequence[Session], chosen: Mapping[Key, Session], fetched: Sequence[Session]
+    ) -> LastError | None:
+        """``last_warning`` after the poll: when Reports lacked sessions the meeting holds
+        (``own``) inside its selection (``chosen``), else the answer's own warning."""
+        if self.fetched is None:
+            return self.meeting.last_warning
+        held = [key for key in map(dedupe_key, own) if key in chosen]
+        # A meeting's first poll holds nothing: the fetched sessions need no keys then.
+        fetched_keys = {dedupe_key(s) for s in fetched} if held else set()
+        lacking = sum(1 for key in held if key not in fetched_keys)
+        if not lacking:
+            return self.answer_warning()
+        return LastError(
+            code=INCOMPLETE_ANSWER,
+            message=(
+                f"the Reports API returned {lacking} fewer session(s) than the meeting holds; "
+                "the stored sessions are kept"
+            ),
+            at=self.polled_at,
+        )
 
     def answer_warning(self) -> LastError | None:
         """``last_warning`` when the answer held unusable events or texts that needed repair

@@ -303,7 +303,11 @@ def _fetch(deps: Deps, query: tuple[str, datetime, datetime], polled_at: datetim
 
 def _may_exchange(deps: Deps, one: MeetingRecord, other: MeetingRecord) -> bool:
     """Whether ``other`` may hold sessions that belong to ``one`` now, or gain ones it holds:
-    the stored sessions of either overlap the other's window."""
+    the stored sessions of either overlap the other's window, or ``other`` was merged into
+    ``one`` (absorbed: ``one`` takes its stored sessions, also those of a staged change of its
+    that never landed, which its meeting document does not bound)."""
+    if other.merged_into == one.meeting_id:
+        return True
 
     def holds_in(holder: MeetingRecord, window_of: MeetingRecord) -> bool:
         window = deps.spec(window_of).window

@@ -197,7 +197,10 @@ def preliminary_kept(
         fingerprint = str(
             document.get("fingerprint") or meeting.participant_fingerprints.get(doc_id, "")
         )
-        kept = {**document, "revision": revision, "meeting_status": str(status)}
+        # Written again as the meeting's: without the name of the change that wrote it, which
+        # would keep it out of the meeting's count if that change never landed.
+        kept = {k: v for k, v in document.items() if k != STAGED_COMMIT}
+        kept.update(revision=revision, meeting_status=str(status))
         records[doc_id] = ParticipantRecord(doc_id=doc_id, document=kept, fingerprint=fingerprint)
     for key in meeting.expected_participants:
         record = estimated_record(key, meeting=meeting, revision=revision, status=status)

@@ -25,9 +25,10 @@ from functions import (
 )
 from functions.meet_attendance import PreliminaryInputs
 from functions.model import MeetingRecord, estimated_record
+from functions.participant_keys import participant_doc_id
 from functions.ports import Deps, MeetingCommit
 from functions.schedule import Status
-from functions.stored_state import preliminary_kept, preliminary_sessions
+from functions.stored_state import STAGED_COMMIT, preliminary_kept, preliminary_sessions
 from tests import fakes
 from tests.fakes import MemoryStore
 
@@ -535,6 +536,35 @@ def _moved_not_repolled(original: Callable[..., Any]) -> Callable[..., Any]:
     return lambda meeting, selection, *, moved: original(meeting, selection, moved=False)
 
 
+def _lacking_takers_untold(original: Callable[..., Any]) -> Callable[..., Any]:
+    # A poll that fetched a session its neighbour takes and lacks tells nobody.
+    return lambda *args: set()
+
+
+def _kept_with_the_stage_name(original: Callable[..., Any]) -> Callable[..., Any]:
+    # A kept preliminary document keeps the name of the staged change that wrote it.
+    def kept(stored: Sequence[Any], meeting: MeetingRecord, **kw: Any) -> dict[str, Any]:
+        records: dict[str, Any] = original(stored, meeting, **kw)
+        names = {
+            participant_doc_id(str(d["participant_key"])): d[STAGED_COMMIT]
+            for d in stored
+            if d.get(STAGED_COMMIT)
+        }
+        return {
+            doc_id: replace(r, document={**r.document, STAGED_COMMIT: names[doc_id]})
+            if doc_id in names
+            else r
+            for doc_id, r in records.items()
+        }
+
+    return kept
+
+
+def _absorbed_not_read(original: Callable[..., Any]) -> Callable[..., Any]:
+    # A poll reads a meeting merged into it only when its meeting document bounds its sessions.
+    return lambda deps, one, other: original(deps, one, replace(other, merged_into=None))
+
+
 def _no_preliminary_handed_over(original: Callable[..., Any]) -> Callable[..., Any]:
     # A declared meeting absorbing a meet meeting neither takes its preliminary sessions nor
     # looks at them before merging it.
@@ -620,6 +650,30 @@ MEET_MUTANTS: tuple[Mutant, ...] = (
         poll_plan,
         "_repolls",
         _moved_not_repolled,
+    ),
+    Mutant(
+        "late_session_neighbour_untold",
+        "a poll that fetches a session a neighbour takes and does not hold leaves it to nobody: "
+        "Reports showed it after that neighbour's last poll",
+        poll_plan,
+        "_lacking_takers",
+        _lacking_takers_untold,
+    ),
+    Mutant(
+        "kept_preliminary_keeps_its_stage",
+        "a poll writes a kept preliminary document again with the name of the staged change "
+        "that wrote it and never landed: readers leave it out, the revision counts it",
+        poll_plan,
+        "preliminary_kept",
+        _kept_with_the_stage_name,
+    ),
+    Mutant(
+        "absorbed_meeting_not_read",
+        "a poll does not read the documents of a meeting merged into it whose meeting document "
+        "does not bound them (its staged change never landed): their sessions are lost",
+        polling,
+        "_may_exchange",
+        _absorbed_not_read,
     ),
     Mutant(
         "absorption_ignores_preliminary",

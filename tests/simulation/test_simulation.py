@@ -26,6 +26,7 @@ from tests.unit import test_declaration_round_trips as round_trip_tests
 from tests.unit import test_erasure as erasure_tests
 from tests.unit import test_meet_signals as meet_tests
 from tests.unit import test_races_and_faults as race_tests
+from tests.unit import test_rule_strength_poll_plan as poll_plan_tests
 
 SEEDS = int(os.environ.get("SIMULATION_SEEDS", "2000"))
 WORKERS = min(2, os.cpu_count() or 1)
@@ -144,9 +145,9 @@ def _passes_and_fails_with_the_rule_reverted(catches: Callable[[], None], mutant
 #: Meet rule, as ``--mutants --meet --runs 3000`` finds them.
 MEET_SEEDS = int(os.environ.get("SIMULATION_MEET_SEEDS", "400"))
 CAUGHT_BY_MEET: dict[str, int] = {
-    "preliminary_over_reports": 29,
+    "preliminary_over_reports": 9,
     "stored_sessions_count_preliminary": 0,
-    "first_reports_poll_keeps_meet_only": 1,
+    "first_reports_poll_keeps_meet_only": 2,
     "absorption_ignores_preliminary": 22,
     "unfenced_preliminary": 15,
     "meet_meeting_left_empty_not_merged": 1119,
@@ -155,7 +156,13 @@ CAUGHT_BY_MEET: dict[str, int] = {
     "covered_meet_meeting_not_merged": 2971,
     # Seen in 2 of 12,000 schedules (7934, 8859): a partly merged meet meeting that grows to a
     # session's leave beside another meet meeting.
-    "moved_found_meeting_not_repolled": 7934,
+    "moved_found_meeting_not_repolled": 8859,
+    # Seen in 1 of 12,000 schedules: Reports shows a conference after the daily run, and only
+    # Meet's found meetings beside the class poll again.
+    "late_session_neighbour_untold": 6365,
+    # Seen in 1 of 12,000 schedules: a found meeting whose staged change never landed, merged
+    # by a declaration, while Reports' data is gone.
+    "absorbed_meeting_not_read": 6900,
 }
 #: Reverted Meet rules no schedule of 3,000 notices, and the use-case test that catches each.
 CAUGHT_BY_MEET_TEST: dict[str, Callable[[], None]] = {
@@ -163,6 +170,10 @@ CAUGHT_BY_MEET_TEST: dict[str, Callable[[], None]] = {
     # end such meetings merged or give them Reports data before their deadline.
     "empty_answer_drops_preliminary": (
         meet_tests.test_polls_without_reports_data_keep_the_preliminary_view_and_end_no_data
+    ),
+    # Seed 10110 showed it before absorbed meetings were always read; no seed of 3,000 does now.
+    "kept_preliminary_keeps_its_stage": (
+        poll_plan_tests.test_a_poll_without_reports_data_counts_the_preliminary_documents_it_keeps
     ),
 }
 

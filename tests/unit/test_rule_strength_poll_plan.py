@@ -444,6 +444,23 @@ def test_a_meet_meeting_still_holding_preliminary_attendance_is_not_merged() -> 
     assert plan.meeting.merged_into is None
 
 
+@pytest.mark.parametrize("class_holds_it", [False, True])
+def test_a_fetched_session_a_neighbour_takes_and_lacks_re_polls_that_neighbour(
+    class_holds_it: bool,
+) -> None:
+    """Reports showed Carl's session only after the class's last poll; the found meeting beside
+    it fetches the session, which the class takes: the class is re-polled (its own query finds
+    it), unless it holds it already (Meet schedule 6365 lost three such sessions)."""
+    carl = session(at(50), at(58), key="carl@school.example", endpoint_id="c1")
+    declared = Stored(meeting("x-class", start=0, end=60))
+    poll(declared, [ALICE, carl] if class_holds_it else [ALICE], now=70, in_chain=False)
+    late = session(at(150), at(160), key="eve@school.example", endpoint_id="e1")
+    found = Stored(meeting("b-found", start=150, end=160, source="backfill"))
+    plan = poll(found, [carl, late], now=200, neighbours=[declared], in_chain=False)
+    assert set(found.attended()) == {"eve@school.example"}
+    assert ("x-class" in plan.repolls) is not class_holds_it
+
+
 def test_a_found_meeting_whose_times_the_poll_moves_re_polls_itself_under_them() -> None:
     """Its share was selected and clipped under the times it had: with another found meeting
     beside it, the credited spans move with its times, so it plans once more (Meet schedules
@@ -462,3 +479,23 @@ def test_a_found_meeting_whose_times_the_poll_moves_re_polls_itself_under_them()
     again = poll(found, [ALICE, far], now=403, neighbours=[declared], in_chain=False)
     assert (again.meeting.started_at, again.meeting.ended_at) == (at(200), at(230))
     assert "b-found" not in again.repolls
+
+
+def test_a_poll_without_reports_data_counts_the_preliminary_documents_it_keeps() -> None:
+    """A preliminary write in stages died before landing: its document is kept by the next poll
+    without Reports data, and written again as the meeting's, so readers count what the
+    revision record says (Meet schedule 10110)."""
+    found = Stored(meeting("m-meet", start=20, end=50, source="meet", attendance_source="meet"))
+    carl = session(at(25), at(35), key="carl@school.example", endpoint_id="c1")
+    (participant,) = build_participants([carl])
+    record = preliminary_record(
+        participant, meeting=found.record, revision=1, status=Status.COLLECTING, ip_mode="full"
+    )
+    found.documents[record.doc_id] = {**record.document, STAGED_COMMIT: "died-before-landing"}
+    plan = poll(found, [], now=200, in_chain=False)
+    (upsert,) = plan.upserts
+    assert STAGED_COMMIT not in upsert.document
+    assert plan.revision is not None
+    assert [(c.participant_key, c.before, c.after) for c in plan.revision.changes] == [
+        ("carl@school.example", None, 600)
+    ]

@@ -28,6 +28,7 @@ from functions.stored_state import (
     committed,
     committed_attended,
     is_committed,
+    preliminary_kept,
     stored_sessions,
     with_previous,
 )
@@ -200,3 +201,22 @@ def test_stored_sessions_build_the_same_participants_again() -> None:
     assert [participant_to_json(p) for p in rebuilt] == [participant_to_json(p) for p in originals]
     assert [p.is_external for p in rebuilt] == [True, False]
     assert [p.display_name for p in rebuilt] == ["Name of a@x.example", "Name of b@x.example"]
+
+
+@pytest.mark.parametrize("token", [None, LANDED, FENCED])
+def test_a_kept_preliminary_document_is_written_again_as_the_meetings(token: str | None) -> None:
+    """One of a staged preliminary change that never landed (FENCED) is kept, and counted once
+    written again: without the name of that change (Meet schedule 10110: the poll's revision
+    counted it while readers did not)."""
+    fields: dict[str, Any] = {"preliminary": True, "fingerprint": "meet-1"}
+    if token is not None:
+        fields[STAGED_COMMIT] = token
+    document = real("a@x.example", 2, **fields)
+    meeting = replace(MEETING, attendance_source="meet")
+    kept = preliminary_kept([document], meeting, status=Status.COLLECTING, revision=4, erased={})
+    (record,) = kept.values()
+    assert STAGED_COMMIT not in record.document
+    written = replace(meeting, revision=4, staged_commit=None, multi_commit=False)
+    assert is_committed(record.document, written)
+    assert record.document["attended_seconds"] == document["attended_seconds"]
+    assert (record.document["revision"], record.fingerprint) == (4, "meet-1")

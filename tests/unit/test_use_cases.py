@@ -348,7 +348,13 @@ def test_a_new_neighbour_requests_a_repoll_of_the_meeting_whose_span_changed() -
     assert repolls[0].at == world.clock.now
 
 
-def test_a_webhook_absorbs_an_overlapping_backfill_meeting() -> None:
+@pytest.mark.parametrize("unbounded_and_gone_from_reports", [False, True])
+def test_a_webhook_absorbs_an_overlapping_backfill_meeting(
+    unbounded_and_gone_from_reports: bool,
+) -> None:
+    """Also when the absorbed meeting's sessions are in documents its meeting document does not
+    bound (a staged change of its that never landed leaves them so) and Reports no longer has
+    them: the declared meeting takes them from those documents (Meet schedule 6900)."""
     world = World(now=END + timedelta(hours=30))
     backfilled = accept_meeting_end(
         world.deps,
@@ -357,7 +363,12 @@ def test_a_webhook_absorbs_an_overlapping_backfill_meeting() -> None:
     ).meeting
     world.class_activities()
     world.run_next()
-    assert world.store.meetings[backfilled.meeting_id].status is Status.COMPLETE
+    found = world.store.meetings[backfilled.meeting_id]
+    assert found.status is Status.COMPLETE
+    if unbounded_and_gone_from_reports:
+        unbounded = replace(found, sessions_start=None, sessions_end=None)
+        world.store.meetings[found.meeting_id] = unbounded
+        world.reports.activities.clear()
     webhook = world.declare(external_id="late-webhook")
     merged = world.store.meetings[backfilled.meeting_id]
     assert merged.status is Status.MERGED
