@@ -36,6 +36,7 @@ from functions.errors import (
     ReportsError,
     StoreContention,
 )
+from functions.meet_signals import reselect_preliminary
 from functions.meeting_codes import reports_meeting_code
 from functions.model import (
     LastError,
@@ -150,9 +151,18 @@ def _skipped(deps: Deps, meeting: MeetingRecord, skip: str) -> Skipped:
     if skip == "stale":
         ensure_link(deps, meeting, trust_started=False)
     meeting = tell_neighbours(deps, _ask_for_repolls(deps, meeting))
+    if skip == "merged":
+        _preliminary_after_merge(deps, meeting)  # again: the merging delivery may have died
     _bring_mirrors_up(deps, meeting)
     logs.info("delivery skipped", skipped=skip, status=str(meeting.status))
     return Skipped(meeting_id=meeting.meeting_id, skipped_reason=skip, meeting=meeting)
+
+
+def _preliminary_after_merge(deps: Deps, merged: MeetingRecord) -> None:
+    """A merged meeting leaves the partition, so the credited spans beside it move: Meet's
+    preliminary attendance of the meetings there follows, as after a declaration
+    (``functions.neighbours``). Reads nothing more when none of them has any."""
+    reselect_preliminary(deps, merged.meeting_code, deps.neighbours_of(merged))
 
 
 def _bring_mirrors_up(deps: Deps, meeting: MeetingRecord) -> None:
@@ -497,6 +507,8 @@ def _committed(
         # between) asks for it: the link is a named task, asking twice creates one.
         stored = ensure_link(deps, stored)
     stored = tell_neighbours(deps, stored)  # a found meeting's times shrank
+    if stored.status is Status.MERGED:
+        _preliminary_after_merge(deps, stored)
     stored = _ask_for_repolls(deps, stored)
     writes = len(plan.upserts) + len(plan.deletes) + len(plan.status_updates)
     outcome = PollOutcome(

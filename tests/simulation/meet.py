@@ -52,16 +52,8 @@ class KnownBug:
 #: The Meet schedules that break an invariant today do so through these; the tests tolerate
 #: exactly them (``test_simulation.py``), and each seed must keep failing until its bug is fixed
 #: (then its entry goes). Replay one: ``python -m tests.simulation --meet --seed N --trace``.
-KNOWN_MEET_BUGS: dict[str, KnownBug] = {
-    "preliminary_not_selected_again": KnownBug(
-        r"shows preliminary .* under today's partition",
-        626,
-        "the preliminary view follows the partition when a declaration changes it "
-        "(meet_signals.reselect_preliminary, called from neighbours); one interleaving of a "
-        "preliminary write with a neighbour's change still leaves a share as it was "
-        "(1 of 3,000 schedules; preliminary attendance is never billed, Reports data replaces it)",
-    ),
-}
+#: None today (seeds 0-11,999 keep every invariant).
+KNOWN_MEET_BUGS: dict[str, KnownBug] = {}
 
 
 def known_bug(problem: str | None) -> str | None:

@@ -565,6 +565,11 @@ def _absorbed_not_read(original: Callable[..., Any]) -> Callable[..., Any]:
     return lambda deps, one, other: original(deps, one, replace(other, merged_into=None))
 
 
+def _nothing_after_a_merge(original: Callable[..., Any]) -> Callable[..., Any]:
+    # A poll that merges a meeting leaves Meet's preliminary view beside it as it was.
+    return lambda deps, merged: None
+
+
 def _no_preliminary_handed_over(original: Callable[..., Any]) -> Callable[..., Any]:
     # A declared meeting absorbing a meet meeting neither takes its preliminary sessions nor
     # looks at them before merging it.
@@ -674,6 +679,14 @@ MEET_MUTANTS: tuple[Mutant, ...] = (
         polling,
         "_may_exchange",
         _absorbed_not_read,
+    ),
+    Mutant(
+        "merge_leaves_preliminary_as_it_was",
+        "a poll that merges a meeting away leaves Meet's preliminary attendance of the meetings "
+        "beside it as the old partition gave it",
+        polling,
+        "_preliminary_after_merge",
+        _nothing_after_a_merge,
     ),
     Mutant(
         "absorption_ignores_preliminary",

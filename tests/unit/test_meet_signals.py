@@ -433,6 +433,32 @@ def test_a_class_declared_after_the_signal_takes_its_part_of_the_preliminary_vie
     assert world.store.meetings[first.meeting_id].total_attended_seconds == 60 * 60
 
 
+def test_a_meeting_merged_away_gives_its_part_of_the_preliminary_view_back() -> None:
+    """The merged meeting leaves the partition: its neighbour's share of Meet's sessions grows
+    to what its selection now covers (Meet schedule 626), here when the poll that finds it
+    merged runs (the delivery that merged it may have died before it got to it)."""
+    world = World()
+    spanning = Conference(name=RECORD, space=SPACE, start=START, end=START + minutes(120))
+    first = world.declare(external_id="class-1", started_at=START, ended_at=START + minutes(60))
+    second = world.declare(
+        external_id="class-2", started_at=START + minutes(60), ended_at=START + minutes(120)
+    )
+    signal(
+        world,
+        conference=spanning,
+        attendees=[attendee("t", "users/1", [(START, START + minutes(120))])],
+    )
+    assert documents(world, first.meeting_id)[TEACHER]["attended_seconds"] == 60 * 60
+    gone = world.store.meetings[second.meeting_id]
+    world.store.meetings[second.meeting_id] = replace(
+        gone, status=Status.MERGED, merged_into=first.meeting_id
+    )
+    poll_meeting(world.deps, second.meeting_id, reason="neighbour")
+    # class-1's window reaches an hour past its end: the whole call is its share now.
+    assert documents(world, first.meeting_id)[TEACHER]["attended_seconds"] == 120 * 60
+    assert world.store.meetings[first.meeting_id].total_attended_seconds == 120 * 60
+
+
 def test_a_redelivered_signal_never_grows_a_meet_meeting_a_class_took_part_of() -> None:
     world = World()
     call = Conference(name=RECORD, space=SPACE, start=START, end=END + minutes(200))
