@@ -73,6 +73,9 @@ __all__ = [
     "plan_without_documents",
 ]
 
+#: How many times one poll plans again at a found meeting's moved times.
+_TIMES_ROUNDS = 3
+
 
 def _without_erased(sessions: Iterable[Session], inputs: PollInputs) -> list[Session]:
     """The sessions of participants not erased: an erased one's are never stored again."""
@@ -189,7 +192,7 @@ def _select(inputs: PollInputs, *, documents_read: bool) -> _Selection:
         for taker in partition.takers(code, session.join_time, session.leave_time)
         if taker != meeting.meeting_id and key not in theirs.get(taker, {})
     }
-    releases |= _lacking_takers(fetched, chosen, partition, code, theirs)
+    releases |= partition.lacking_takers(code, fetched, taken_here=chosen, held=theirs)
     selected = selection.meeting
     if len(kept) != len(chosen):
         selected = _rebuilt(selection.meeting, kept.values(), inputs, specs)
@@ -202,25 +205,6 @@ def _select(inputs: PollInputs, *, documents_read: bool) -> _Selection:
         warning=inputs.last_warning(own, chosen, fetched),
         partition=partition,
     )
-
-
-def _lacking_takers(
-    fetched: Iterable[Session],
-    chosen: Mapping[Key, Session],
-    partition: Partition,
-    code: str,
-    theirs: Mapping[str, Mapping[Key, Session]],
-) -> set[str]:
-    """Neighbours whose documents were read (``theirs``) that take a fetched session this meeting
-    does not, and do not hold it: Reports showed it after their last poll (their chain may be
-    over), and their own query finds it."""
-    return {
-        taker
-        for key, session in ((dedupe_key(s), s) for s in fetched)
-        if key not in chosen
-        for taker in partition.takers(code, session.join_time, session.leave_time)
-        if taker in theirs and key not in theirs[taker]
-    }
 
 
 def _rebuilt(
@@ -481,20 +465,34 @@ def _after(
 
 
 def plan_poll(inputs: PollInputs) -> PollPlan:
-    """Everything one poll changes, decided from what it read (see the module docstring)."""
-    return _plan(inputs, documents_read=True)
+    """Everything one poll changes, decided from what it read (see the module docstring). A
+    found meeting whose times the plan moves is planned again at them (its share is selected and
+    clipped under its times) until they hold; past the rounds, it re-polls itself."""
+    plan = _plan(inputs, documents_read=True)
+    for _ in range(_TIMES_ROUNDS):
+        after = plan.meeting
+        if after.status is Status.MERGED or after.times == inputs.meeting.times:
+            return plan
+        at_new_times = replace(
+            inputs.meeting,
+            started_at=after.started_at,
+            ended_at=after.ended_at,
+            window_start=after.window_start,
+            window_end=after.window_end,
+        )
+        plan = _plan(replace(inputs, meeting=at_new_times), documents_read=True)
+        inputs = replace(inputs, meeting=at_new_times)
+    return plan
 
 
 def plan_without_documents(inputs: PollInputs) -> PollPlan | None:
-    """The plan of a poll that did not read the meeting's participant documents, or None when
-    it must read them (docs/rules.md: the union needs the stored sessions).
+    """The plan of a poll that did not read the participant documents, or None when it must.
 
     For a meeting whose documents all mirror its status (the caller checks) and that no staged
-    change began writing into since a poll last read them all (``staging_progress``), the stored
+    change began writing into since a poll read them all (``staging_progress``), the stored
     sessions are taken to be the selected ones. That holds when the plan writes no document
-    (each fingerprint, sessions included, is as stored) and the status does not move: then the
-    union adds nothing and :func:`plan_poll` plans the same. A change, a failed answer or a
-    first poll needs the documents: None."""
+    (each fingerprint, sessions included, is as stored) and the status does not move: then
+    :func:`plan_poll` plans the same. A change, a failed answer or a first poll: None."""
     meeting = inputs.meeting
     unknown = meeting.staging_progress is not None or not meeting.participant_fingerprints
     # Preliminary documents are kept from what is stored: they must be read.

@@ -29,11 +29,12 @@ declared times are — even inconsistent ones (a later class declared to start b
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from functions.attendance import Meeting, Session, build_meeting
+from functions.duplicates import dedupe_key
 from functions.intervals import Bounds, Span
 from functions.limits import (
     DEFAULT_DECLARED_LENGTH,
@@ -270,6 +271,26 @@ class Partition:
             for spec in self._by_code.get(canonical_meeting_code(code), ())
             if self.takes(spec, join, leave)
         ]
+
+    def lacking_takers(
+        self,
+        code: str,
+        sessions: Iterable[Session],
+        *,
+        taken_here: Collection[tuple[str, str]],
+        held: Mapping[str, Collection[tuple[str, str]]],
+    ) -> set[str]:
+        """The other meetings that take one of ``sessions`` the reader does not take
+        (``taken_here``) and do not hold it (``held``: the dedupe keys of those whose documents
+        were read; one whose were not may lack it): Reports showed it after their last poll
+        (their chain may be over), and their own query finds it."""
+        return {
+            taker
+            for key, session in ((dedupe_key(s), s) for s in sessions)
+            if key not in taken_here
+            for taker in self.takers(code, session.join_time, session.leave_time)
+            if key not in held.get(taker, ())
+        }
 
 
 def selection_spans(meetings: Iterable[MeetingSpec]) -> dict[str, Span]:

@@ -28,6 +28,7 @@ from functions.model import MeetingRecord, estimated_record
 from functions.participant_keys import participant_doc_id
 from functions.ports import Deps, MeetingCommit
 from functions.schedule import Status
+from functions.selection import Partition
 from functions.stored_state import STAGED_COMMIT, preliminary_kept, preliminary_sessions
 from tests import fakes
 from tests.fakes import MemoryStore
@@ -531,6 +532,11 @@ def _no_preliminary_taker(original: Callable[..., Any]) -> Callable[..., Any]:
     return lambda *args, **kw: None
 
 
+def _no_second_plan(original: Any) -> Any:
+    # The poll keeps the plan made at the times the meeting had (``_TIMES_ROUNDS`` = 0).
+    return 0
+
+
 def _moved_not_repolled(original: Callable[..., Any]) -> Callable[..., Any]:
     # A found meeting whose times its poll moved keeps the share it was clipped to before.
     return lambda meeting, selection, *, moved: original(meeting, selection, moved=False)
@@ -538,7 +544,7 @@ def _moved_not_repolled(original: Callable[..., Any]) -> Callable[..., Any]:
 
 def _lacking_takers_untold(original: Callable[..., Any]) -> Callable[..., Any]:
     # A poll that fetched a session its neighbour takes and lacks tells nobody.
-    return lambda *args: set()
+    return lambda *args, **kw: set()
 
 
 def _kept_with_the_stage_name(original: Callable[..., Any]) -> Callable[..., Any]:
@@ -649,6 +655,14 @@ MEET_MUTANTS: tuple[Mutant, ...] = (
         _no_preliminary_taker,
     ),
     Mutant(
+        "moved_times_not_planned_again",
+        "a poll that moves a found meeting's times keeps the share it selected at the old ones: "
+        "beside another found meeting, the credited boundary has moved",
+        poll_plan,
+        "_TIMES_ROUNDS",
+        _no_second_plan,
+    ),
+    Mutant(
         "moved_found_meeting_not_repolled",
         "a found meeting whose times its poll moved is not polled again under them: beside "
         "another found meeting, its share stays clipped to the old boundary",
@@ -660,8 +674,8 @@ MEET_MUTANTS: tuple[Mutant, ...] = (
         "late_session_neighbour_untold",
         "a poll that fetches a session a neighbour takes and does not hold leaves it to nobody: "
         "Reports showed it after that neighbour's last poll",
-        poll_plan,
-        "_lacking_takers",
+        Partition,
+        "lacking_takers",
         _lacking_takers_untold,
     ),
     Mutant(

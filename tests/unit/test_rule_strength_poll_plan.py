@@ -461,23 +461,60 @@ def test_a_fetched_session_a_neighbour_takes_and_lacks_re_polls_that_neighbour(
     assert ("x-class" in plan.repolls) is not class_holds_it
 
 
-def test_a_found_meeting_whose_times_the_poll_moves_re_polls_itself_under_them() -> None:
-    """Its share was selected and clipped under the times it had: with another found meeting
-    beside it, the credited spans move with its times, so it plans once more (Meet schedules
-    7934 and 8859 billed a participant's seconds under the old boundary)."""
-    far = session(at(200), at(230), key="eve@school.example", endpoint_id="e1")
-    found = Stored(meeting("b-found", start=0, end=230, source="backfill"))
-    poll(found, [ALICE, far], now=400, in_chain=False)
+def test_a_neighbour_whose_documents_were_not_read_is_re_polled_for_a_session_it_takes() -> None:
+    """The poll did not read the class's documents (their sessions seemed too far away): it
+    cannot know the class holds Carl's session, so it asks (Meet schedule 18789)."""
+    carl = session(at(50), at(58), key="carl@school.example", endpoint_id="c1")
     declared = Stored(meeting("x-class", start=0, end=60))
-    poll(declared, [ALICE, far], now=401, neighbours=[found], in_chain=False)
+    poll(declared, [ALICE], now=70, in_chain=False)
+    late = session(at(150), at(160), key="eve@school.example", endpoint_id="e1")
+    found = Stored(meeting("b-found", start=150, end=160, source="backfill"))
+    inputs = inputs_for(found, [carl, late], neighbours=[declared.record], polled_at=at(200))
+    assert "x-class" in plan_poll(inputs).repolls
 
-    rest = poll(found, [ALICE, far], now=402, neighbours=[declared], in_chain=False)
 
-    assert (rest.meeting.started_at, rest.meeting.ended_at) == (at(200), at(230))
-    assert "b-found" in rest.repolls
+def test_a_found_meeting_whose_times_the_poll_moves_is_planned_again_at_them() -> None:
+    """Its share is selected and clipped under its times: beside another found meeting the
+    credited spans move with them, so the poll plans again at the new times and takes its part
+    of the session the new boundary gives it (Meet schedules 7934, 8859, 13897, 23073 kept a
+    share of the old boundary)."""
+    eve = session(at(200), at(250), key="eve@school.example", endpoint_id="e1")
+    gus = session(at(248), at(258), key="gus@school.example", endpoint_id="g1")
+    found = Stored(meeting("b-found", start=0, end=230, source="backfill"))
+    beside = Stored(meeting("b-beside", start=260, end=300, source="backfill"))
+    poll(found, [ALICE, eve], now=400, neighbours=[beside], in_chain=False)
+    poll(beside, [gus], now=400, neighbours=[found], in_chain=False)
+    declared = Stored(meeting("x-class", start=0, end=60))
+    poll(declared, [ALICE], now=401, neighbours=[found], in_chain=False)
+    assert "gus@school.example" not in found.attended()
+
+    rest = poll(found, [ALICE, eve], now=402, neighbours=[declared, beside], in_chain=False)
+
+    # Its times now reach Gus's leave: the boundary with the meeting beside it follows.
+    assert (rest.meeting.started_at, rest.meeting.ended_at) == (at(200), at(258))
+    assert found.attended()["gus@school.example"] == 10 * 60
+    assert "b-found" not in rest.repolls
+
+
+def test_a_found_meeting_whose_times_keep_moving_re_polls_itself() -> None:
+    """Eve's sessions follow each other an hour apart or less: each new end brings the next
+    one into the window. Past its rounds the poll stores what it has and asks for a re-poll of
+    the meeting itself, which goes on from there until the times hold."""
+    chain = [
+        session(at(t), at(t + 50), key="eve@school.example", endpoint_id=f"e{t}")
+        for t in (200, 280, 380, 480, 580, 680)
+    ]
+    found = Stored(meeting("b-found", start=0, end=230, source="backfill"))
+    poll(found, [ALICE, chain[0]], now=800, in_chain=False)
+    declared = Stored(meeting("x-class", start=0, end=60))
+    poll(declared, [ALICE], now=801, neighbours=[found], in_chain=False)
+
+    first = poll(found, [ALICE, *chain], now=802, neighbours=[declared], in_chain=False)
+    assert first.meeting.ended_at == at(630)  # three rounds past the first plan
+    assert "b-found" in first.repolls
     found.record = replace(found.record, repolls_due=())  # asked for, as the delivery does
-    again = poll(found, [ALICE, far], now=403, neighbours=[declared], in_chain=False)
-    assert (again.meeting.started_at, again.meeting.ended_at) == (at(200), at(230))
+    again = poll(found, [ALICE, *chain], now=803, neighbours=[declared], in_chain=False)
+    assert (again.meeting.started_at, again.meeting.ended_at) == (at(200), at(730))
     assert "b-found" not in again.repolls
 
 
