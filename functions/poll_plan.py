@@ -480,8 +480,8 @@ def plan_poll(inputs: PollInputs) -> PollPlan:
             window_start=after.window_start,
             window_end=after.window_end,
         )
-        plan = _plan(replace(inputs, meeting=at_new_times), documents_read=True)
         inputs = replace(inputs, meeting=at_new_times)
+        plan = _plan(inputs, documents_read=True)
     return plan
 
 
