@@ -452,6 +452,21 @@ def subscriptions(ensure: bool, as_json: bool) -> None:
     )
 
 
+@cli.command("index-lookups")
+@reports_failures("index-lookups")
+def index_lookups() -> None:
+    """Index every stored meeting for declarations' first read, then mark the index complete.
+
+    Run once after deploying a version with lookup documents (and after every instance runs
+    it): until then declarations query, as before. Idempotent."""
+    from functions.adapters.firestore_store import FirestoreStore
+    from functions.config import Settings
+
+    settings = Settings.from_env()  # with RETENTION_DAYS, for the expiry of the entries
+    indexed = FirestoreStore.from_settings(settings).index_lookups()
+    click.echo(f"index-lookups: {indexed} meeting(s) indexed; declarations now read the index")
+
+
 def main() -> None:
     # The console script completes and names itself; ``python -m functions`` keeps its name.
     script = "meet-attendance"

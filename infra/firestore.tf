@@ -47,7 +47,8 @@ resource "google_firestore_index" "composite" {
 
 # Retention (docs/rules.md Privacy): a TTL policy on expire_at of meetings, participants and revisions
 # (set when RETENTION_DAYS is), of webhook_deliveries (replay protection) and of meet_deliveries
-# (the CloudEvent ids meet_events handled, kept as long as Pub/Sub may redeliver); TTL deletes within
+# (the CloudEvent ids meet_events handled, kept as long as Pub/Sub may redeliver) and of
+# meeting_lookups (a week's document after every meeting that can end in it); TTL deletes within
 # about 24 h after expire_at, and the daily run sweeps what it has not deleted yet. erasures/{hash}
 # has no TTL: an erasure must outlive every poll. Nor do calendar_channels/{channel id} (the code
 # deletes a channel's record when it stops the channel; a TTL deleting a live one would have its

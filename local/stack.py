@@ -287,6 +287,15 @@ class Stack:
                 child.start(child_env)
             assert self.firestore is not None
             self.firestore.start(timeout_s=timeout_s)
+            # A new database: its (no) meetings indexed, declarations read the lookup documents.
+            subprocess.run(
+                [sys.executable, "-m", "functions", "index-lookups"],
+                env=child_env,
+                cwd=ROOT,
+                check=True,
+                capture_output=True,
+                timeout=timeout_s,
+            )
             for child in self.children:
                 wait_until(
                     child.ready, timeout_s=timeout_s, what=child.name, alive=child.death_note

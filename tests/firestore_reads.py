@@ -7,7 +7,7 @@ from typing import Any, Final
 
 from google.cloud import firestore
 
-from functions.adapters.firestore_store import MEETINGS, REVISIONS
+from functions.adapters.firestore_queries import MEETINGS, REVISIONS
 from functions.intervals import Bounds
 
 #: Every ``ended_at`` a test stores: the range a test reads a code's every meeting with.

@@ -12,13 +12,19 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Final
 
+from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 from google.cloud.firestore_v1.collection import CollectionReference
+from google.cloud.firestore_v1.query import Query
 
 from functions.intervals import Bounds
+from functions.meeting_search import Cursor, MeetingQuery, select, shows_participant
 from functions.model import MeetingRecord
 from functions.ports import CodesRead
 
+MEETINGS: Final = "meetings"
+PARTICIPANTS: Final = "participants"
+REVISIONS: Final = "revisions"
 #: Firestore's limit on the values of one ``in`` filter.
 IN_VALUES: Final = 30
 #: The threads that read a backfill's next codes while it reconciles the codes before.
@@ -105,3 +111,80 @@ def snapshot_data(snapshot: Any) -> dict[str, Any]:
     if isinstance(data, dict):
         return data
     return snapshot.to_dict() or {}
+
+
+def search_naming(
+    client: firestore.Client,
+    documents_of_key: Query,
+    query: MeetingQuery,
+    limit: int,
+    after: Cursor | None,
+) -> list[MeetingRecord]:
+    """A search with a participant: the meetings with a document of the key
+    (``documents_of_key``), read, then filtered and paged on their own fields."""
+    documents: dict[str, list[dict[str, Any]]] = {}
+    for snapshot in documents_of_key.stream():
+        meeting = snapshot.reference.parent.parent
+        documents.setdefault(meeting.id, []).append(snapshot_data(snapshot))
+    if not documents:
+        return []
+    meetings = client.collection(MEETINGS)
+    references = [meetings.document(meeting_id) for meeting_id in sorted(documents)]
+    found = (
+        MeetingRecord.from_document(snapshot_data(s))
+        for s in client.get_all(references)
+        if s.exists
+    )
+    naming = [m for m in found if shows_participant(documents[m.meeting_id], m)]
+    return select(naming, query, limit=limit, after=after)
+
+
+def meetings_naming(client: firestore.Client, participant_key: str) -> list[str]:
+    """The ids of the meetings with a document naming ``participant_key`` (an erasure's)."""
+    # Indexes: the participants collection group by participant_key, the revisions one by
+    # participant_keys (infra/firestore.tf).
+    group = client.collection_group(PARTICIPANTS).where(
+        filter=FieldFilter("participant_key", "==", participant_key)
+    )
+    found = {snapshot.reference.parent.parent.id for snapshot in group.select([]).stream()}
+    # Revision records name participants that left the meeting since (a declaration no
+    # longer expecting them, sessions handed to a neighbour).
+    named = client.collection_group(REVISIONS).where(
+        filter=FieldFilter("participant_keys", "array_contains", participant_key)
+    )
+    found.update(snapshot.reference.parent.parent.id for snapshot in named.select([]).stream())
+    for listed in ("expected_participants", "missing_participants"):
+        query = client.collection(MEETINGS).where(
+            filter=FieldFilter(listed, "array_contains", participant_key)
+        )
+        found.update(snapshot.id for snapshot in query.select([]).stream())
+    return sorted(found)
+
+
+def rename_in_revisions(
+    meetings: CollectionReference, meeting_id: str, participant_key: str, name: str
+) -> int:
+    """Every revision record of the meeting naming ``participant_key`` names ``name`` instead;
+    answers how many were rewritten."""
+    collection = meetings.document(meeting_id).collection(REVISIONS)
+    renamed = 0
+    for snapshot in collection.stream():
+        changes = (snapshot.to_dict() or {}).get("changes") or []
+        if not any(c.get("participant_key") == participant_key for c in changes):
+            continue
+        renamed_changes = _renamed(changes, participant_key, name)
+        keys = sorted({str(change.get("participant_key")) for change in renamed_changes})
+        snapshot.reference.update({"changes": renamed_changes, "participant_keys": keys})
+        renamed += 1
+    return renamed
+
+
+def _renamed(
+    changes: list[dict[str, Any]], participant_key: str, name: str
+) -> list[dict[str, Any]]:
+    return [
+        {**change, "participant_key": name}
+        if change.get("participant_key") == participant_key
+        else change
+        for change in changes
+    ]

@@ -32,13 +32,14 @@ from google.cloud.firestore_v1.document import DocumentReference
 from google.cloud.firestore_v1.query import Query
 
 from functions.adapters import firestore_queries
+from functions.adapters.firestore_lookups import Lookups
+from functions.adapters.firestore_queries import MEETINGS, PARTICIPANTS, REVISIONS
 from functions.adapters.firestore_queries import snapshot_data as _snapshot_data
 from functions.adapters.firestore_writes import (
     RawBatch,
     create_write,
     delete_write,
     set_write,
-    update_document,
     update_write,
 )
 from functions.commits import Landed, Stage, Write, fits_one_request, mirror_fence, stages
@@ -52,8 +53,6 @@ from functions.meeting_search import (
     MeetingQuery,
     ended_range,
     equality_filters,
-    select,
-    shows_participant,
 )
 from functions.model import MeetingRecord, stored_datetime
 from functions.ports import (
@@ -68,9 +67,6 @@ from functions.retention import EXPIRE_AT, expire_at
 from functions.schedule import LIVE_STATUSES
 from functions.stored_state import PREVIOUS_ATTENDED, STAGED_COMMIT
 
-MEETINGS = "meetings"
-PARTICIPANTS = "participants"
-REVISIONS = "revisions"
 DELIVERIES = "webhook_deliveries"
 ERASURES = "erasures"
 #: Tries of one optimistic update before it answers "retry later" (503).
@@ -102,11 +98,15 @@ class FirestoreStore:
         *,
         max_commit_bytes: int = EMULATOR_COMMIT_BYTES,
         retention_days: int | None = None,
+        lookups_ready: bool | None = None,
     ) -> None:
         """``max_commit_bytes``: the largest request this store writes in one commit (Google
         takes 10 MiB, the emulator 4 MiB); larger changes go in stages (``functions.commits``).
-        The default fits both. ``retention_days``: ``RETENTION_DAYS``, for ``expire_at``."""
+        The default fits both. ``retention_days``: ``RETENTION_DAYS``, for ``expire_at``.
+        ``lookups_ready``: whether declarations read the lookup documents (None: once their
+        marker is found; ``functions.adapters.firestore_lookups``)."""
         self._client = client
+        self._lookups = Lookups(client, retention_days=retention_days, ready=lookups_ready)
         self._meetings = client.collection(MEETINGS)
         self._max_commit_bytes = max_commit_bytes
         self._retention_days = retention_days
@@ -148,11 +148,18 @@ class FirestoreStore:
 
     def create(self, meeting: MeetingRecord) -> bool:
         try:
-            document = self._expiring(meeting.to_document(), meeting.ended_at)
-            self._meetings.document(meeting.meeting_id).create(document)
+            self._create_meeting(meeting)
         except AlreadyExists:
             return False
         return True
+
+    def _create_meeting(self, meeting: MeetingRecord) -> Version:
+        """The meeting document alone, with its lookup entries (AlreadyExists if it exists)."""
+        document = self._expiring(meeting.to_document(), meeting.ended_at)
+        path = self._meetings.document(meeting.meeting_id)._document_path
+        batch = RawBatch(self._client, [create_write(path, document)])
+        batch.extend(self._lookups.writes_for(meeting.meeting_id, document))
+        return batch.commit()[0].update_time
 
     def update(
         self,
@@ -184,7 +191,10 @@ class FirestoreStore:
             precondition = self._client.write_option(last_update_time=current.version)
             try:
                 document = self._expiring(updated.to_document(), updated.ended_at)
-                result = update_document(self._client, reference, document, precondition)
+                batch = RawBatch(self._client)
+                batch.update(reference, document, precondition)
+                batch.extend(self._lookups.writes_for(meeting_id, document))
+                result = batch.commit()[0]
             except (FailedPrecondition, Aborted):
                 time.sleep(min(1.0, 0.02 * 2**attempt) * (0.5 + random.random()))  # noqa: S311
                 continue
@@ -201,11 +211,10 @@ class FirestoreStore:
             # Too large to create with its estimates: the meeting alone first, then the change
             # in stages after it (docs/rules.md "Atomic").
             try:
-                document = self._expiring(change.creates.to_document(), change.creates.ended_at)
-                created = self._meetings.document(meeting_id).create(document)
+                created = self._create_meeting(change.creates)
             except AlreadyExists:
                 return None
-            change = replace(change, creates=None, expected=created.update_time)
+            change = replace(change, creates=None, expected=created)
         planned = stages(change, max_bytes=self._max_commit_bytes)
         if len(planned) > 1:
             return self._commit_stages(change, planned)
@@ -242,6 +251,7 @@ class FirestoreStore:
                     self._raw_write(meeting_id, write, version, ended_at) if pb is None else pb
                     for write, pb in zip(stage.writes, built, strict=True)
                 ]
+                raw.extend(self._lookup_writes(meeting_id, stage.writes, ended_at))
                 in_flight = _STAGES.submit(self._send, stage.writes, raw, version)
             if in_flight is not None:
                 version = in_flight.result()
@@ -311,7 +321,19 @@ class FirestoreStore:
                 batch.update(reference, data, option=option)
             else:
                 batch.update(reference, data)
-        return self._next_version(writes, batch.commit(), version)
+        batch.extend(self._lookup_writes(meeting_id, writes, ended_at))
+        return self._next_version(writes, batch.commit(), version, sent=len(batch))
+
+    def _lookup_writes(
+        self, meeting_id: str, writes: Sequence[Write], ended_at: datetime
+    ) -> list[Any]:
+        """The lookup entries of the meeting documents among ``writes``, for the same request."""
+        return [
+            raw
+            for write in writes
+            if write.target == "meeting" and write.data is not None
+            for raw in self._lookups.writes_for(meeting_id, self._data(write, ended_at))
+        ]
 
     def _data(self, write: Write, ended_at: datetime) -> Mapping[str, Any]:
         # A webhook-id's record keeps its own expire_at (as remember_delivery writes it).
@@ -336,12 +358,16 @@ class FirestoreStore:
         return update_write(path, data, option)
 
     def _send(self, writes: list[Write], raw: list[Any], version: Version) -> Version:
-        return self._next_version(writes, RawBatch(self._client, raw).commit(), version)
+        results = RawBatch(self._client, raw).commit()
+        return self._next_version(writes, results, version, sent=len(raw))
 
     @staticmethod
-    def _next_version(writes: list[Write], results: Sequence[Any], version: Version) -> Version:
-        if len(results) != len(writes):  # what zip(strict=True) over every result raised
-            raise ValueError(f"Firestore answered {len(results)} results to {len(writes)} writes")
+    def _next_version(
+        writes: list[Write], results: Sequence[Any], version: Version, *, sent: int
+    ) -> Version:
+        # ``sent``: the writes, then their lookup entries (whose results are not read).
+        if len(results) != sent:  # what zip(strict=True) over every result raised
+            raise ValueError(f"Firestore answered {len(results)} results to {sent} writes")
         # Only the meeting's versioned writes' results are read (wrapping all 5,000 took 45 ms):
         # the update_time of the fenced update (or of the create) is the next version.
         for index, write in enumerate(writes):
@@ -398,7 +424,9 @@ class FirestoreStore:
         infra/firestore.indexes.json). With one: the meetings with a document of the key, read
         and then filtered and paged on their own fields (``functions.meeting_search`` says why)."""
         if query.participant_key is not None:
-            return self._search_naming(query, limit=limit, after=after)
+            return firestore_queries.search_naming(
+                self._client, self.participant_query(query.participant_key), query, limit, after
+            )
         found = self.search_query(query, limit=limit, after=after).stream()
         return [MeetingRecord.from_document(_snapshot_data(s)) for s in found]
 
@@ -421,25 +449,6 @@ class FirestoreStore:
             .where(filter=FieldFilter("participant_key", "==", participant_key))
             .select(["revision", STAGED_COMMIT, PREVIOUS_ATTENDED])
         )
-
-    def _search_naming(
-        self, query: MeetingQuery, *, limit: int, after: Cursor | None
-    ) -> list[MeetingRecord]:
-        assert query.participant_key is not None
-        documents: dict[str, list[dict[str, Any]]] = {}
-        for snapshot in self.participant_query(query.participant_key).stream():
-            meeting = snapshot.reference.parent.parent
-            documents.setdefault(meeting.id, []).append(_snapshot_data(snapshot))
-        if not documents:
-            return []
-        references = [self._meetings.document(meeting_id) for meeting_id in sorted(documents)]
-        meetings = (
-            MeetingRecord.from_document(_snapshot_data(s))
-            for s in self._client.get_all(references)
-            if s.exists
-        )
-        naming = [m for m in meetings if shows_participant(documents[m.meeting_id], m)]
-        return select(naming, query, limit=limit, after=after)
 
     def overdue(self, before: datetime) -> list[MeetingRecord]:
         # Index: meetings (status, next_poll_at) — infra/firestore.indexes.json.
@@ -487,9 +496,21 @@ class FirestoreStore:
         )
         erasures = [self._client.collection(ERASURES).document(n) for n in reads.erasure_names]
         references = [*meetings, *erasures, *([] if delivery is None else [delivery])]
+        lookups = self._lookups
+        ready = lookups.ready  # read once: another request may find the marker meanwhile
+        looked_up = (
+            lookups.references(reads.meeting_code, reads.neighbours, reads.alias) if ready else []
+        )
+        references += [*looked_up, *([] if ready is not None else [lookups.marker])]
         # The queries on the pool, only those asked for; the batched get here, meanwhile.
-        neighbours = _READS.submit(self.with_code, reads.meeting_code, ended=reads.neighbours)
-        aliased = None if reads.alias is None else _READS.submit(self.named, alias=reads.alias)
+        neighbours = (
+            None
+            if ready
+            else _READS.submit(self.with_code, reads.meeting_code, ended=reads.neighbours)
+        )
+        aliased = (
+            None if ready or reads.alias is None else _READS.submit(self.named, alias=reads.alias)
+        )
         by_event = (
             None
             if reads.calendar_event_id is None
@@ -497,22 +518,32 @@ class FirestoreStore:
         )
         erasure = _READS.submit(self._any_erasure) if reads.any_erasure else None
         found = {s.reference.path: s for s in self._client.get_all(references) if s.exists}
+        if ready is None and lookups.marker.path in found:
+            lookups.ready = True  # for the next declaration: this one asked the queries
         delivered = None if delivery is None else found.get(delivery.path)
         meeting_id = None if delivered is None else (delivered.to_dict() or {}).get("meeting_id")
+        by_id = {
+            ref.id: Versioned(
+                MeetingRecord.from_document(_snapshot_data(found[ref.path])),
+                found[ref.path].update_time,
+            )
+            for ref in meetings
+            if ref.path in found
+        }
+        if neighbours is None:
+            near, aliases = lookups.answers(
+                reads, [found[r.path] for r in looked_up if r.path in found], by_id
+            )
+        else:
+            near = neighbours.result()
+            aliases = [] if aliased is None else aliased.result()
         return DeclarationFacts(
-            meetings={
-                ref.id: Versioned(
-                    MeetingRecord.from_document(_snapshot_data(found[ref.path])),
-                    found[ref.path].update_time,
-                )
-                for ref in meetings
-                if ref.path in found
-            },
+            meetings=by_id,
             delivery=str(meeting_id) if meeting_id else None,
             erased=frozenset(ref.id for ref in erasures if ref.path in found),
             any_erasure=erasure is not None and erasure.result(),
-            neighbours=neighbours.result(),
-            aliased=[] if aliased is None else aliased.result(),
+            neighbours=near,
+            aliased=aliases,
             by_event=[] if by_event is None else by_event.result(),
         )
 
@@ -544,37 +575,17 @@ class FirestoreStore:
             self._client.collection(ERASURES).document(name).create({"erased_at": at})
 
     def meetings_naming(self, participant_key: str) -> list[str]:
-        # Indexes: the participants collection group by participant_key, the revisions one by
-        # participant_keys (infra/firestore.tf).
-        group = self._client.collection_group(PARTICIPANTS).where(
-            filter=FieldFilter("participant_key", "==", participant_key)
-        )
-        found = {snapshot.reference.parent.parent.id for snapshot in group.select([]).stream()}
-        # Revision records name participants that left the meeting since (a declaration no
-        # longer expecting them, sessions handed to a neighbour).
-        named = self._client.collection_group(REVISIONS).where(
-            filter=FieldFilter("participant_keys", "array_contains", participant_key)
-        )
-        found.update(snapshot.reference.parent.parent.id for snapshot in named.select([]).stream())
-        for listed in ("expected_participants", "missing_participants"):
-            query = self._meetings.where(
-                filter=FieldFilter(listed, "array_contains", participant_key)
-            )
-            found.update(snapshot.id for snapshot in query.select([]).stream())
-        return sorted(found)
+        return firestore_queries.meetings_naming(self._client, participant_key)
 
     def rename_in_revisions(self, meeting_id: str, participant_key: str, name: str) -> int:
-        collection = self._meetings.document(meeting_id).collection(REVISIONS)
-        renamed = 0
-        for snapshot in collection.stream():
-            changes = (snapshot.to_dict() or {}).get("changes") or []
-            if not any(c.get("participant_key") == participant_key for c in changes):
-                continue
-            renamed_changes = _renamed(changes, participant_key, name)
-            keys = sorted({str(change.get("participant_key")) for change in renamed_changes})
-            snapshot.reference.update({"changes": renamed_changes, "participant_keys": keys})
-            renamed += 1
-        return renamed
+        return firestore_queries.rename_in_revisions(
+            self._meetings, meeting_id, participant_key, name
+        )
+
+    def index_lookups(self) -> int:
+        """Every stored meeting's lookup entries, then their marker (the migration that lets
+        declarations read them instead of querying); answers how many meetings."""
+        return self._lookups.index_all(self._meetings)
 
     def delete_meeting(self, meeting_id: str) -> None:
         # Children first: a crash in between leaves the meeting, so the next sweep finds it.
@@ -582,17 +593,6 @@ class FirestoreStore:
         for collection in (PARTICIPANTS, REVISIONS):
             self._client.recursive_delete(reference.collection(collection))
         reference.delete()
-
-
-def _renamed(
-    changes: list[dict[str, Any]], participant_key: str, name: str
-) -> list[dict[str, Any]]:
-    return [
-        {**change, "participant_key": name}
-        if change.get("participant_key") == participant_key
-        else change
-        for change in changes
-    ]
 
 
 def _delivery_id(webhook_id: str) -> str:

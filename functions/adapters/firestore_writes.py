@@ -325,6 +325,10 @@ class RawBatch:
     ) -> None:
         self._request.writes.append(delete_write(reference._document_path, option))
 
+    def extend(self, built: Sequence[Any]) -> None:
+        """Writes already built, added as they are, after those added before."""
+        self._request.writes.extend(built)
+
     def __len__(self) -> int:
         return len(self._request.writes)
 

@@ -47,6 +47,8 @@ def client(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> StackClient:
     # The queue first: what the previous test left in flight answers before the store is emptied.
     stack_client.reset()
     stack.firestore.clear()
+    # As the stack's start did: the (empty) database indexed, so declarations read the lookups.
+    FirestoreStore(firestore_client(Settings.from_env(stack.env))).index_lookups()
     return stack_client
 
 

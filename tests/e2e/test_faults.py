@@ -29,7 +29,8 @@ from typing import Any
 import pytest
 
 from functions.adapters.cloud_tasks import tasks_client
-from functions.adapters.firestore_store import MEETINGS, FirestoreStore, firestore_client
+from functions.adapters.firestore_queries import MEETINGS
+from functions.adapters.firestore_store import FirestoreStore, firestore_client
 from functions.chain import chain_task_id
 from functions.config import Settings
 from functions.model import MeetingRecord
