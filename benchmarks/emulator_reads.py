@@ -13,7 +13,8 @@ stores it (one request creating the meeting and its 10 participants' estimates, 
 ``FirestoreStore.commit``; every meeting of its own code). At each size, ``--samples`` times each,
 alternating: one document create with the stock client, the batched get of the 2 meeting ids
 alone, each query alone, and the whole ``declaration_reads`` of a new meeting of a code nobody
-used. Reported: the median of each, in ms, and the first read over one create. Nothing here
+used, with the queries and (``declaration_reads (lookups)``) with the lookup documents instead.
+Reported: the median of each, in ms, and the first read over one create. Nothing here
 changes how a webhook works; the figures say which part of its latency grows with documents it
 never reads.
 """
@@ -51,7 +52,14 @@ ROSTER = tuple(f"student{index:02d}@school.example" for index in range(10))
 #: The ``ended_at`` range a webhook's neighbour query asks for around its meeting.
 NEIGHBOURHOOD = timedelta(hours=30)
 WARM_UP_SAMPLES = 30
-CALLS = ("create", "batched get", "with_code", "named (alias)", "declaration_reads")
+CALLS = (
+    "create",
+    "batched get",
+    "with_code",
+    "named (alias)",
+    "declaration_reads",
+    "declaration_reads (lookups)",
+)
 
 
 def _deps(store: FirestoreStore) -> Deps:
@@ -130,6 +138,8 @@ def _sample(
 def _one_round(
     client: firestore.Client, store: FirestoreStore, reads: DeclarationReads
 ) -> dict[str, float]:
+    # The same reads as a store whose lookup index is complete makes them (by key, no query).
+    looking_up = FirestoreStore(client, lookups_ready=True)
     refs = [client.collection("meetings").document(i) for i in reads.meeting_ids]
     one = client.collection("one_create").document(uuid.uuid4().hex)
     return {
@@ -138,6 +148,7 @@ def _one_round(
         "with_code": _timed_ms(lambda: store.with_code(reads.meeting_code, ended=reads.neighbours)),
         "named (alias)": _timed_ms(lambda: store.named(alias=reads.alias)),
         "declaration_reads": _timed_ms(lambda: store.declaration_reads(reads)),
+        "declaration_reads (lookups)": _timed_ms(lambda: looking_up.declaration_reads(reads)),
     }
 
 
@@ -149,7 +160,7 @@ def measure(sizes: Sequence[int], *, samples: int) -> dict[str, Any]:
             project=PROJECT,
             credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
         )
-        store = FirestoreStore(client)
+        store = FirestoreStore(client, lookups_ready=False)  # the queries
         deps = _deps(store)
         now = datetime.now(UTC)
         stored = 0
@@ -169,6 +180,9 @@ def measure(sizes: Sequence[int], *, samples: int) -> dict[str, Any]:
                 "seed_s": round(seeded_s, 1),
                 "p50_ms": p50,
                 "first_read_over_create": round(p50["declaration_reads"] / p50["create"], 2),
+                "lookup_read_over_create": round(
+                    p50["declaration_reads (lookups)"] / p50["create"], 2
+                ),
             }
             rows.append(row)
             print(json.dumps(row), flush=True)
