@@ -163,16 +163,12 @@ class Lookups:
         read come from a second, only when they name any."""
         entries = (snapshot_data(document) for document in documents)
         wanted = self.candidates(entries, reads.neighbours) - set(read)
-        meetings = self._client.collection(MEETINGS) if wanted else None
-        others = (
-            []
-            if meetings is None
-            else [
-                MeetingRecord.from_document(snapshot_data(s))
-                for s in self._client.get_all([meetings.document(i) for i in sorted(wanted)])
-                if s.exists
-            ]
-        )
+        others: list[MeetingRecord] = []
+        if wanted:
+            meetings = self._client.collection(MEETINGS)
+            references = [meetings.document(meeting_id) for meeting_id in sorted(wanted)]
+            found = self._client.get_all(references)
+            others = [MeetingRecord.from_document(snapshot_data(s)) for s in found if s.exists]
         everything = [*(stored.record for stored in read.values()), *others]
         return answering(everything, reads.meeting_code, reads.neighbours, reads.alias)
 

@@ -40,6 +40,7 @@ from functions.adapters.firestore_writes import (
     create_write,
     delete_write,
     set_write,
+    update_document,
     update_write,
 )
 from functions.commits import Landed, Stage, Write, fits_one_request, mirror_fence, stages
@@ -191,10 +192,10 @@ class FirestoreStore:
             precondition = self._client.write_option(last_update_time=current.version)
             try:
                 document = self._expiring(updated.to_document(), updated.ended_at)
-                batch = RawBatch(self._client)
-                batch.update(reference, document, precondition)
-                batch.extend(self._lookups.writes_for(meeting_id, document))
-                result = batch.commit()[0]
+                entries = self._lookups.writes_for(meeting_id, document)
+                result = update_document(
+                    self._client, reference, document, precondition, also=entries
+                )
             except (FailedPrecondition, Aborted):
                 time.sleep(min(1.0, 0.02 * 2**attempt) * (0.5 + random.random()))  # noqa: S311
                 continue
@@ -251,7 +252,7 @@ class FirestoreStore:
                     self._raw_write(meeting_id, write, version, ended_at) if pb is None else pb
                     for write, pb in zip(stage.writes, built, strict=True)
                 ]
-                raw.extend(self._lookup_writes(meeting_id, stage.writes, ended_at))
+                raw.extend(self._lookup_writes(meeting_id, stage.writes))
                 in_flight = _STAGES.submit(self._send, stage.writes, raw, version)
             if in_flight is not None:
                 version = in_flight.result()
@@ -321,18 +322,16 @@ class FirestoreStore:
                 batch.update(reference, data, option=option)
             else:
                 batch.update(reference, data)
-        batch.extend(self._lookup_writes(meeting_id, writes, ended_at))
+        batch.extend(self._lookup_writes(meeting_id, writes))
         return self._next_version(writes, batch.commit(), version, sent=len(batch))
 
-    def _lookup_writes(
-        self, meeting_id: str, writes: Sequence[Write], ended_at: datetime
-    ) -> list[Any]:
+    def _lookup_writes(self, meeting_id: str, writes: Sequence[Write]) -> list[Any]:
         """The lookup entries of the meeting documents among ``writes``, for the same request."""
         return [
             raw
             for write in writes
             if write.target == "meeting" and write.data is not None
-            for raw in self._lookups.writes_for(meeting_id, self._data(write, ended_at))
+            for raw in self._lookups.writes_for(meeting_id, write.data)
         ]
 
     def _data(self, write: Write, ended_at: datetime) -> Mapping[str, Any]:

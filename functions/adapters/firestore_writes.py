@@ -268,13 +268,17 @@ def update_document(
     reference: DocumentReference,
     data: Mapping[str, object],
     option: _helpers.WriteOption | None = None,
+    *,
+    also: Sequence[Any] = (),
 ) -> write_types.WriteResult:
     """``reference.update(data, option=option)`` on raw protobufs: the same request and errors,
-    its one result (a meeting document carries a fingerprint per participant, thousands of
-    values the client would build through proto-plus)."""
+    its result (a meeting document carries a fingerprint per participant, thousands of values
+    the client would build through proto-plus). ``also``: writes already built, sent in the
+    same request after it (their results are not read)."""
     batch = RawBatch(client)
     batch.update(reference, data, option)
-    (result,) = batch.commit()
+    batch.extend(also)
+    result, *_ = batch.commit()
     return result
 
 
