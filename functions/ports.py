@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Callable, Collection, Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Final, Literal, Protocol
 
 from functions.calendar_records import (
     CalendarPage,
@@ -175,6 +175,26 @@ class DeclarationReads:
     calendar_event_id: str | None = None
 
 
+#: The fields of a declaration's neighbours that it reads (``neighbours.nobody_to_tell``), with
+#: those every record needs: a store may give :attr:`DeclarationFacts.neighbours` with only
+#: these, the rest at their defaults. A property test holds the rule to them.
+NEIGHBOUR_FIELDS: Final = (
+    "meeting_id",
+    "source",
+    "meeting_code",
+    "ended_at",
+    "started_at",
+    "external_id",
+    "window_start",
+    "window_end",
+    "deadline",
+    "status",
+    "attendance_source",
+    "sessions_start",
+    "sessions_end",
+)
+
+
 @dataclass(frozen=True, slots=True)
 class DeclarationFacts:
     """The answers to :class:`DeclarationReads`."""
@@ -183,6 +203,7 @@ class DeclarationFacts:
     delivery: str | None
     erased: frozenset[str]
     any_erasure: bool
+    #: Judged only, never written back: they may hold only :data:`NEIGHBOUR_FIELDS`.
     neighbours: Sequence[MeetingRecord]
     aliased: Sequence[MeetingRecord]
     by_event: Sequence[MeetingRecord]

@@ -39,7 +39,7 @@ from functions.adapters.firestore_queries import MEETINGS, snapshot_data
 from functions.adapters.firestore_writes import RawBatch
 from functions.intervals import Bounds
 from functions.model import MeetingRecord
-from functions.ports import DeclarationReads, Versioned
+from functions.ports import NEIGHBOUR_FIELDS, DeclarationReads, Versioned
 from functions.retention import EXPIRE_AT, expire_at
 
 __all__ = [
@@ -94,6 +94,7 @@ class Lookups:
         remember it once found: it is never removed)."""
         self._client = client
         self._collection = client.collection(LOOKUPS)
+        self._meetings = client.collection(MEETINGS)
         self._retention_days = retention_days
         self.ready = ready
 
@@ -141,16 +142,22 @@ class Lookups:
         return [self._collection.document(document_id) for document_id in ids]
 
     @staticmethod
-    def candidates(documents: Iterable[Mapping[str, Any]], neighbours: Bounds) -> set[str]:
-        """The meeting ids that lookup documents name and that may answer: a code entry only
-        when the ``ended_at`` it recorded lies in ``neighbours`` (a meeting's current
-        ``ended_at`` always has its entry, so one recorded outside names a meeting that moved)."""
-        found: set[str] = set()
+    def candidates(
+        documents: Iterable[Mapping[str, Any]], neighbours: Bounds
+    ) -> tuple[set[str], set[str]]:
+        """The meeting ids that lookup documents name and that may answer, by code and by
+        alias: a code entry only when the ``ended_at`` it recorded lies in ``neighbours`` (a
+        meeting's current ``ended_at`` always has its entry, so one recorded outside names a
+        meeting that moved)."""
+        by_code: set[str] = set()
+        by_alias: set[str] = set()
         for document in documents:
             for meeting_id, value in (document.get("meetings") or {}).items():
-                if not isinstance(value, datetime) or neighbours.holds(value):
-                    found.add(meeting_id)
-        return found
+                if not isinstance(value, datetime):
+                    by_alias.add(meeting_id)
+                elif neighbours.holds(value):
+                    by_code.add(meeting_id)
+        return by_code, by_alias
 
     def answers(
         self,
@@ -160,17 +167,24 @@ class Lookups:
     ) -> tuple[list[MeetingRecord], list[MeetingRecord]]:
         """What the two queries would answer (neighbours, aliased), from the lookup documents
         read beside the meetings ``read``: the meetings they name that the first get did not
-        read come from a second, only when they name any."""
+        read come from a second, only when they name any. Named by the code alone, a meeting
+        is got with only the fields a neighbour is judged by (``NEIGHBOUR_FIELDS``)."""
         entries = (snapshot_data(document) for document in documents)
-        wanted = self.candidates(entries, reads.neighbours) - set(read)
-        others: list[MeetingRecord] = []
-        if wanted:
-            meetings = self._client.collection(MEETINGS)
-            references = [meetings.document(meeting_id) for meeting_id in sorted(wanted)]
-            found = self._client.get_all(references)
-            others = [MeetingRecord.from_document(snapshot_data(s)) for s in found if s.exists]
+        by_code, by_alias = self.candidates(entries, reads.neighbours)
+        named, near = by_alias - set(read), by_code - set(read)
+        # One get either way; whole meetings when an alias names one (its identity is used).
+        others = self._get(named | near) if named else self._get(near, NEIGHBOUR_FIELDS)
         everything = [*(stored.record for stored in read.values()), *others]
         return answering(everything, reads.meeting_code, reads.neighbours, reads.alias)
+
+    def _get(
+        self, meeting_ids: Iterable[str], fields: Sequence[str] | None = None
+    ) -> list[MeetingRecord]:
+        references = [self._meetings.document(meeting_id) for meeting_id in sorted(meeting_ids)]
+        if not references:
+            return []
+        found = self._client.get_all(references, field_paths=fields)
+        return [MeetingRecord.from_document(snapshot_data(s)) for s in found if s.exists]
 
     def index_all(self, meetings: CollectionReference) -> int:
         """Add the entries of every stored meeting, then the marker; answers how many meetings.
